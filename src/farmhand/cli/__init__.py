@@ -1,0 +1,55 @@
+"""The farmhand command line: a thin Typer layer over the library.
+
+Every expected failure is a FarmhandError, printed as one line with its exit code; nothing
+below this package imports Typer.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from farmhand import __version__
+from farmhand.cli.bundle import bundle_app
+from farmhand.cli.common import err_console
+from farmhand.cli.keys import keygen, keys_app
+from farmhand.errors import FarmhandError
+
+app = typer.Typer(
+    name="farmhand",
+    help="A secure personal render farm: hub, workers and your laptop on a Nebula overlay.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("keygen")(keygen)
+app.add_typer(keys_app, name="keys")
+app.add_typer(bundle_app, name="bundle")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"farmhand {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """farmhand: keys, deploys and a lab for a Nebula render farm."""
+
+
+def main() -> None:
+    """Run the CLI, turning expected failures into one line and an exit code."""
+    try:
+        app()
+    except FarmhandError as exc:
+        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        err_console.print("interrupted; nothing was changed that a rerun cannot finish")
+        sys.exit(130)

@@ -115,7 +115,7 @@ def _unpair(values: list[int], what: str) -> tuple[IPv4Interface, ...]:
     if len(values) % 2:
         raise CertificateError(f"encoded {what} should be in pairs, an odd number was found")
     out = []
-    for ip, mask in zip(values[::2], values[1::2]):
+    for ip, mask in zip(values[::2], values[1::2], strict=True):
         if ip > 0xFFFFFFFF or mask > 0xFFFFFFFF:
             raise CertificateError(f"encoded {what} has a value beyond 32 bits")
         prefix = 32 - (0xFFFFFFFF ^ mask).bit_length() if mask else 0
@@ -332,7 +332,7 @@ def verify(
     at: int,
     blocklist: frozenset[str] = frozenset(),
 ) -> None:
-    """Raise CertificateError unless ``cert`` is one a Nebula node trusting ``ca`` accepts at ``at``."""
+    """Raise CertificateError unless a Nebula node trusting ``ca`` accepts ``cert`` at ``at``."""
     verify_ca(ca)
     if cert.fingerprint in blocklist:
         raise CertificateError("certificate is in the block list")

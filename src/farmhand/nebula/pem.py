@@ -17,9 +17,7 @@ X25519_PUBLIC_KEY = "NEBULA X25519 PUBLIC KEY"
 ED25519_PRIVATE_KEY = "NEBULA ED25519 PRIVATE KEY"
 ED25519_PUBLIC_KEY = "NEBULA ED25519 PUBLIC KEY"
 
-_BLOCK = re.compile(
-    rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END ([A-Z0-9 ]+)-----", re.DOTALL
-)
+_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END ([A-Z0-9 ]+)-----", re.DOTALL)
 
 
 def encode(banner: str, data: bytes) -> bytes:

@@ -1,0 +1,266 @@
+"""`farmhand keygen` and `farmhand keys …`: parse, call keystore.pki, print."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from farmhand.cli.common import DEFAULT_STORE, PassphraseFile, StoreDir, console, passphrase
+from farmhand.durations import parse_duration
+from farmhand.errors import UsageError
+from farmhand.keystore import pki
+from farmhand.keystore.plan import (
+    DEFAULT_BOSSES,
+    DEFAULT_NAME,
+    DEFAULT_NETWORK,
+    DEFAULT_PORT,
+    DEFAULT_WORKERS,
+    Role,
+    new_plan,
+)
+from farmhand.keystore.register import Entry, Register
+from farmhand.keystore.store import KeyStore, check_new_store
+
+keys_app = typer.Typer(help="List, extend, renew, revoke and verify the farm's certificates.")
+
+
+def _date(timestamp: int) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).strftime("%Y-%m-%d")
+
+
+@contextmanager
+def _signing(total: int) -> Iterator[pki.Progress]:
+    """A progress bar for batch signing, then a line while scrypt encrypts the bundles."""
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("signing", total=total)
+
+        def advance(count: int) -> None:
+            bar.advance(task, count)
+            if bar.tasks[task].completed >= total:
+                bar.update(task, description="signed")
+
+        yield advance
+    console.print("encrypting the secrets and keybundles (age, scrypt)...")
+
+
+def _summary(result: pki.Result, store_dir: Path, title: str) -> None:
+    table = Table(title=title, title_justify="left")
+    table.add_column("role", no_wrap=True)
+    table.add_column("count", justify="right")
+    table.add_column("names", no_wrap=True)
+    table.add_column("addresses", no_wrap=True)
+    table.add_column("expires", no_wrap=True)
+    for role in Role:
+        issued = [e for e in result.issued if e.role is role]
+        if not issued:
+            continue
+        first, last = issued[0], issued[-1]
+        names = first.name if len(issued) == 1 else f"{first.name}..{last.name}"
+        addresses = str(first.ip) if len(issued) == 1 else f"{first.ip}..{last.ip}"
+        table.add_row(
+            role.value, str(len(issued)), names, addresses, _date(max(e.not_after for e in issued))
+        )
+    console.print(table)
+    for path in result.bundles:
+        console.print(f"wrote {path}")
+
+
+def keygen(
+    store_dir: StoreDir = DEFAULT_STORE,
+    name: Annotated[str, typer.Option(help="Farm name (used in the CA's name).")] = DEFAULT_NAME,
+    network: Annotated[str, typer.Option(help="Overlay network (IPv4 CIDR).")] = DEFAULT_NETWORK,
+    port: Annotated[int, typer.Option(help="The hub's public Nebula UDP port.")] = DEFAULT_PORT,
+    hub_address: Annotated[
+        str, typer.Option(help="The hub's public host name or IP (may be given at deploy time).")
+    ] = "",
+    workers: Annotated[int, typer.Option(help="Worker certificates to sign.", min=0)] = (
+        DEFAULT_WORKERS
+    ),
+    boss: Annotated[
+        list[str] | None, typer.Option(help="A boss (person's machine); repeat for several.")
+    ] = None,
+    ca_lifetime: Annotated[str, typer.Option(help="CA lifetime, e.g. 5y.")] = "5y",
+    cert_lifetime: Annotated[
+        str | None, typer.Option(help="Host certificate lifetime (default: the CA's).")
+    ] = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Create the farm: its CA, hub, worker pool and bosses, and one keybundle per role."""
+    ca_seconds = parse_duration(ca_lifetime)
+    cert_seconds = parse_duration(cert_lifetime) if cert_lifetime else None
+    if cert_seconds is not None and cert_seconds > ca_seconds:
+        raise UsageError("--cert-lifetime cannot be longer than --ca-lifetime")
+    plan = new_plan(name, network, port, hub_address, ca_seconds, cert_seconds)
+    bosses = list(boss) if boss else list(DEFAULT_BOSSES)
+    # Check names and room before asking for a passphrase: bad input fails fast.
+    pki.plan_bosses(plan, Register(), bosses)
+    pki.plan_workers(plan, Register(), workers)
+    check_new_store(store_dir)
+    secret = passphrase(passphrase_file, new=True)
+    started = time.monotonic()
+    with _signing(1 + workers + len(bosses)) as progress:
+        result = pki.create_farm(store_dir, plan, workers, bosses, secret, progress)
+    _summary(result, store_dir, f"farm {plan.name!r} on {plan.network}, port {plan.port}")
+    console.print(
+        f"done in {time.monotonic() - started:.1f} s. Next: farmhand keys list --dir {store_dir}"
+    )
+
+
+@keys_app.command("list")
+def list_keys(
+    store_dir: StoreDir = DEFAULT_STORE,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Every certificate in the register: name, role, address, expiry and status."""
+    store = KeyStore.open(store_dir)
+    now = int(time.time())
+    rows = [(e, _status(e, now)) for e in store.register.entries]
+    if as_json:
+        ca = store.ca
+        data = {
+            "farm": store.plan.name,
+            "network": str(store.plan.network),
+            "port": store.plan.port,
+            "hub_address": store.plan.hub_address,
+            "ca": {
+                "name": ca.name,
+                "fingerprint": ca.fingerprint,
+                "not_after": ca.details.not_after,
+            },
+            "certificates": [{**e.to_dict(), "status": status} for e, status in rows],
+        }
+        typer.echo(json.dumps(data, indent=1))
+        return
+    table = Table(title=f"farm {store.plan.name!r}: {len(rows)} certificates", title_justify="left")
+    for column in ("name", "role", "address", "expires", "status", "fingerprint"):
+        table.add_column(column, no_wrap=True)
+    for entry, status in rows:
+        style = {"revoked": "dim", "expired": "red", "expiring": "yellow"}.get(status, "")
+        table.add_row(
+            entry.name,
+            entry.role.value,
+            str(entry.ip),
+            _date(entry.not_after),
+            status,
+            entry.fingerprint[:12],
+            style=style,
+        )
+    console.print(table)
+
+
+def _status(entry: Entry, now: int) -> str:
+    if entry.revoked:
+        return "revoked"
+    if entry.not_after < now:
+        return "expired"
+    if entry.not_after - now < pki.EXPIRY_WARNING_DAYS * 86400:
+        return "expiring"
+    return "valid"
+
+
+@keys_app.command("add-workers")
+def add_workers(
+    count: Annotated[int, typer.Argument(help="How many worker certificates to add.", min=1)],
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Sign more worker certificates and rebuild the workers keybundle."""
+    store = KeyStore.open(store_dir)
+    pki.plan_workers(store.plan, store.register, count)
+    secret = passphrase(passphrase_file)
+    with _signing(count) as progress:
+        result = pki.add_workers(store, count, secret, progress)
+    _summary(result, store_dir, f"added {count} worker{'s' if count != 1 else ''}")
+
+
+@keys_app.command("add-boss")
+def add_boss(
+    name: Annotated[str, typer.Argument(help="The boss's name, e.g. alice-laptop.")],
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Sign a certificate for another person's machine and write its own keybundle."""
+    store = KeyStore.open(store_dir)
+    pki.plan_bosses(store.plan, store.register, [name])
+    secret = passphrase(passphrase_file)
+    result = pki.add_boss(store, name, secret)
+    _summary(result, store_dir, f"added boss {name}")
+
+
+@keys_app.command("renew")
+def renew(
+    names: Annotated[list[str] | None, typer.Argument(help="Certificates to renew.")] = None,
+    expiring_within: Annotated[
+        int | None,
+        typer.Option(help="Renew every certificate expiring within this many days.", min=0),
+    ] = None,
+    new_key: Annotated[
+        bool, typer.Option("--new-key", help="Also replace the key pair and blocklist the old.")
+    ] = False,
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Re-sign certificates and rebuild the affected keybundles (redeploy them afterwards)."""
+    store = KeyStore.open(store_dir)
+    if bool(names) == (expiring_within is not None):
+        raise UsageError("name the certificates to renew, or give --expiring-within DAYS")
+    wanted = list(names or pki.expiring(store.register, expiring_within or 0, int(time.time())))
+    if not wanted:
+        console.print(f"no certificate expires within {expiring_within} days; nothing to do")
+        return
+    for name in wanted:
+        pki.live_entry(store.register, name)
+    secret = passphrase(passphrase_file)
+    result = pki.renew(store, wanted, secret, new_key=new_key)
+    _summary(result, store_dir, f"renewed {len(result.issued)} certificate(s)")
+    console.print("deploy the rewritten keybundles to the hosts they belong to")
+
+
+@keys_app.command("revoke")
+def revoke(
+    name: Annotated[str, typer.Argument(help="The certificate to revoke.")],
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Blocklist a certificate for good; every keybundle is rebuilt with the new blocklist."""
+    store = KeyStore.open(store_dir)
+    entry = pki.live_entry(store.register, name)
+    pki.check_revocable(entry)
+    secret = passphrase(passphrase_file)
+    result = pki.revoke(store, name, secret)
+    console.print(f"revoked {name} ({entry.ip}, fingerprint {entry.fingerprint[:16]})")
+    for path in result.bundles:
+        console.print(f"rewrote {path}")
+    console.print("redeploy the hub and the other hosts so they refuse it")
+
+
+@keys_app.command("verify")
+def verify(store_dir: StoreDir = DEFAULT_STORE) -> None:
+    """Check every certificate against the CA, the register and the plan; warn before expiry."""
+    store = KeyStore.open(store_dir)
+    findings = pki.verify_store(store)
+    problems = [f for f in findings if f.level != "ok"]
+    ok = len(findings) - len(problems)
+    for finding in problems:
+        colour = "red" if finding.level == "error" else "yellow"
+        console.print(f"[{colour}]{finding.level}[/]: {finding.subject}: {finding.message}")
+    errors = sum(f.level == "error" for f in findings)
+    console.print(f"{ok} certificates ok, {len(problems) - errors} warnings, {errors} errors")
+    if errors:
+        raise typer.Exit(1)

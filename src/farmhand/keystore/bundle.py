@@ -1,0 +1,198 @@
+"""Keybundles: what one role's hosts need, as a gzip tar inside age passphrase encryption.
+
+Anyone can inspect one with standard tools (``age -d FILE | tar -tzv``). Layout::
+
+    farm.json            role, farm plan, hosts, blocklist (no secrets)
+    ca.crt               the farm's CA certificate(s)
+    certs/NAME.crt       one per host of the role
+    keys/NAME.key        the matching X25519 private keys (0600)
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+from dataclasses import dataclass, field
+from ipaddress import IPv4Interface
+from pathlib import Path
+from typing import Any
+
+from farmhand.errors import BundleError, FarmhandError
+from farmhand.keystore import age
+from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.nebula import cert as nc
+from farmhand.nebula import pem
+
+BUNDLE_FORMAT = 1
+BUNDLE_KIND = "farmhand-keybundle"
+METADATA = "farm.json"
+
+
+def bundle_filename(role: Role, name: str = "") -> str:
+    """``hub.keybundle.age``, ``workers.keybundle.age`` or ``boss-NAME.keybundle.age``."""
+    if role is Role.BOSS:
+        return f"boss-{name}.keybundle.age"
+    return "workers.keybundle.age" if role is Role.WORKER else "hub.keybundle.age"
+
+
+@dataclass(frozen=True)
+class BundleHost:
+    name: str
+    ip: IPv4Interface
+    groups: tuple[str, ...]
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+    @property
+    def certificate(self) -> nc.NebulaCertificate:
+        return nc.certificate_from_pem(self.cert_pem)
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A decrypted keybundle, held in memory only."""
+
+    role: Role
+    plan: FarmPlan
+    ca_pem: bytes
+    hosts: tuple[BundleHost, ...]
+    blocklist: frozenset[str]
+    created: int
+
+    def host(self, name: str) -> BundleHost:
+        for host in self.hosts:
+            if host.name == name:
+                return host
+        raise BundleError(f"the {self.role.value} bundle holds no certificate named {name!r}")
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "format": BUNDLE_FORMAT,
+            "kind": BUNDLE_KIND,
+            "role": self.role.value,
+            "created": self.created,
+            "plan": self.plan.to_dict(),
+            "blocklist": sorted(self.blocklist),
+            "hosts": [
+                {"name": h.name, "ip": str(h.ip), "groups": list(h.groups)} for h in self.hosts
+            ],
+        }
+
+    def to_tar(self) -> bytes:
+        files: list[tuple[str, bytes, int]] = [
+            (METADATA, json.dumps(self.metadata(), indent=1).encode() + b"\n", 0o644),
+            ("ca.crt", self.ca_pem, 0o644),
+        ]
+        for host in self.hosts:
+            files.append((f"certs/{host.name}.crt", host.cert_pem, 0o644))
+            files.append((f"keys/{host.name}.key", host.key_pem, 0o600))
+        return pack(files, self.created)
+
+    def encrypt(self, passphrase: str) -> bytes:
+        return age.encrypt(self.to_tar(), passphrase)
+
+
+def pack(files: list[tuple[str, bytes, int]], mtime: int) -> bytes:
+    """A gzip tar of (name, content, mode) with neutral ownership."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, content, mode in files:
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            info.mode = mode
+            info.mtime = mtime
+            info.uname = info.gname = "farmhand"
+            tar.addfile(info, io.BytesIO(content))
+    return gzip.compress(raw.getvalue(), compresslevel=6, mtime=mtime)
+
+
+def unpack(data: bytes, what: str) -> dict[str, bytes]:
+    """Regular files of a gzip tar by name; anything else in it is refused."""
+    try:
+        raw = gzip.decompress(data)
+        files: dict[str, bytes] = {}
+        with tarfile.open(fileobj=io.BytesIO(raw), mode="r:") as tar:
+            for member in tar:
+                if not member.isfile() or member.name.startswith("/") or ".." in member.name:
+                    raise BundleError(f"{what} contains an unexpected entry {member.name!r}")
+                extracted = tar.extractfile(member)
+                if extracted is None:  # pragma: no cover - isfile() guarantees content
+                    raise BundleError(f"{what} has an unreadable entry {member.name!r}")
+                files[member.name] = extracted.read()
+    except (OSError, EOFError, tarfile.TarError, gzip.BadGzipFile):
+        raise BundleError(f"{what} decrypted, but is not a farmhand keybundle") from None
+    return files
+
+
+def bundle_from_tar(data: bytes, what: str) -> Bundle:
+    """Parse and check a decrypted bundle: every cert signed by its CA and matching its key."""
+    files = unpack(data, what)
+    try:
+        meta = json.loads(files[METADATA])
+        if meta.get("kind") != BUNDLE_KIND:
+            raise KeyError("kind")
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise BundleError(f"{what} has unsupported bundle format {meta.get('format')!r}")
+        role = Role(meta["role"])
+        plan = FarmPlan.from_dict(meta["plan"])
+        ca_pem = files["ca.crt"]
+        hosts = []
+        for item in meta["hosts"]:
+            name = str(item["name"])
+            hosts.append(
+                BundleHost(
+                    name=name,
+                    ip=IPv4Interface(item["ip"]),
+                    groups=tuple(item["groups"]),
+                    cert_pem=files[f"certs/{name}.crt"],
+                    key_pem=files[f"keys/{name}.key"],
+                )
+            )
+        bundle = Bundle(
+            role=role,
+            plan=plan,
+            ca_pem=ca_pem,
+            hosts=tuple(hosts),
+            blocklist=frozenset(meta.get("blocklist", ())),
+            created=int(meta["created"]),
+        )
+    except BundleError:
+        raise
+    except (KeyError, ValueError, TypeError) as exc:
+        raise BundleError(f"{what} decrypted, but is not a farmhand keybundle ({exc})") from None
+    check_bundle(bundle, what)
+    return bundle
+
+
+def check_bundle(bundle: Bundle, what: str) -> None:
+    try:
+        cas = nc.certificates_from_pem(bundle.ca_pem)
+        by_fingerprint = {ca.fingerprint: ca for ca in cas}
+        for host in bundle.hosts:
+            cert = host.certificate
+            ca = by_fingerprint.get(cert.details.issuer.hex())
+            if ca is None or not cert.check_signature(ca.details.public_key):
+                raise BundleError(f"{what}: certificate {host.name} is not signed by its CA")
+            private = pem.x25519_private_from_pem(host.key_pem)
+            if pem.x25519_public_from_private(private) != cert.details.public_key:
+                raise BundleError(f"{what}: key {host.name} does not match its certificate")
+            if cert.name != host.name or cert.ip != host.ip:
+                raise BundleError(f"{what}: certificate {host.name} does not match farm.json")
+    except BundleError:
+        raise
+    except FarmhandError as exc:
+        raise BundleError(f"{what}: {exc}") from None
+
+
+def open_bundle(path: Path, passphrase: str) -> Bundle:
+    """Read, decrypt and check a keybundle file, in memory only."""
+    what = str(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"no such keybundle: {path}") from None
+    except OSError as exc:
+        raise BundleError(f"cannot read {path}: {exc.strerror}") from None
+    return bundle_from_tar(age.decrypt(data, passphrase, what), what)

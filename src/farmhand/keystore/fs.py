@@ -1,0 +1,157 @@
+"""Safe file changes for the key store: atomic writes, multi-file transactions and a lock.
+
+A change to the store touches several files (certificates, the encrypted secrets, bundles, the
+register). They are first written to a staging folder; a COMMIT marker then makes the change
+durable, and the files are renamed into place. A change interrupted before the marker is rolled
+back on the next open, one interrupted after it is rolled forward: never half a change.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+from farmhand.errors import StoreError
+
+SECRET_MODE = 0o600
+PUBLIC_MODE = 0o644
+STAGING = ".txn"
+_COMMIT = "COMMIT"
+
+
+def _fsync_dir(path: Path) -> None:
+    if sys.platform == "win32":
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new(path: Path, data: bytes, mode: int) -> None:
+    """Create ``path`` with ``mode`` from the first byte on; fail if it already exists."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    fd = os.open(path, flags, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            fd = -1
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    finally:
+        if fd >= 0:
+            os.close(fd)
+    os.chmod(path, mode)  # the umask may have narrowed or widened what O_CREAT set
+
+
+def atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` so that readers see the old or the new content, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    write_new(tmp, data, mode)
+    os.replace(tmp, path)
+    _fsync_dir(path.parent)
+
+
+class Transaction:
+    """Stage files, then ``commit`` them into ``root`` all at once (see the module docstring)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.staging = root / STAGING
+        self._targets: list[tuple[str, bool]] = []  # (relative path, staged content or delete)
+        if self.staging.exists():
+            raise StoreError(f"an unfinished change is pending in {self.staging}")
+        self.staging.mkdir(mode=0o700)
+
+    def stage(self, relpath: str, data: bytes, mode: int, *, new: bool = False) -> None:
+        """Stage ``relpath``; ``new`` files must not exist yet (keys are never overwritten)."""
+        if new and (self.root / relpath).exists():
+            raise StoreError(f"refusing to overwrite existing {self.root / relpath}")
+        staged = self.staging / str(len(self._targets))
+        write_new(staged, data, mode)
+        self._targets.append((relpath, True))
+
+    def remove(self, relpath: str) -> None:
+        """Delete ``relpath`` when the change commits."""
+        self._targets.append((relpath, False))
+
+    def commit(self) -> None:
+        manifest = json.dumps(self._targets).encode()
+        write_new(self.staging / "manifest.json", manifest, SECRET_MODE)
+        _fsync_dir(self.staging)
+        atomic_write(self.staging / _COMMIT, b"", SECRET_MODE)
+        roll_forward(self.root)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None and not (self.staging / _COMMIT).exists():
+            self.abort()
+
+
+def roll_forward(root: Path) -> None:
+    """Move every staged file of a committed change into place, then drop the staging folder."""
+    staging = root / STAGING
+    targets = json.loads((staging / "manifest.json").read_text())
+    for index, (relpath, has_content) in enumerate(targets):
+        final = root / relpath
+        if not has_content:
+            final.unlink(missing_ok=True)
+            continue
+        staged = staging / str(index)
+        if staged.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(staged, final)
+    _fsync_dir(root)
+    shutil.rmtree(staging)
+
+
+def recover(root: Path) -> str | None:
+    """Finish or undo a change a previous run left behind; says which, or None if none was."""
+    staging = root / STAGING
+    if not staging.exists():
+        return None
+    if (staging / _COMMIT).exists():
+        roll_forward(root)
+        return "completed an interrupted change"
+    shutil.rmtree(staging)
+    return "rolled back an interrupted change"
+
+
+@contextlib.contextmanager
+def locked(root: Path) -> Iterator[None]:
+    """Hold the store's lock so two farmhand runs never change it at once."""
+    lock_path = root / ".lock"
+    handle: IO[bytes] = open(lock_path, "ab")  # noqa: SIM115 - held for the whole block
+    try:
+        try:
+            _lock(handle)
+        except OSError:
+            raise StoreError(f"the key store {root} is in use by another farmhand run") from None
+        yield
+    finally:
+        handle.close()
+
+
+def _lock(handle: IO[bytes]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

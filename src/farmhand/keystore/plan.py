@@ -1,0 +1,336 @@
+"""The farm plan: network, port, hub address and who gets which overlay addresses.
+
+It is the one human-readable, hand-editable file of the key store (``farm.toml``); everything
+else is derived from it and the register.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from dataclasses import dataclass, field, replace
+from enum import Enum
+from ipaddress import AddressValueError, IPv4Address, IPv4Interface, IPv4Network, NetmaskValueError
+from typing import Any
+
+import tomli_w
+
+from farmhand.durations import format_duration, parse_duration
+from farmhand.errors import StoreError, UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+PLAN_FORMAT = 1
+DEFAULT_NAME = "farm"
+DEFAULT_NETWORK = "10.87.0.0/16"
+DEFAULT_PORT = 42042
+DEFAULT_CA_LIFETIME = 5 * 365 * 86400
+DEFAULT_WORKERS = 100
+DEFAULT_BOSSES = ("boss1",)
+SMALLEST_PREFIX = 26
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+_HOSTNAME_RE = re.compile(
+    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+)
+
+
+class Role(str, Enum):
+    """What a certificate is for; each role has its own address range and Nebula groups."""
+
+    HUB = "hub"
+    WORKER = "worker"
+    BOSS = "boss"
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        return _ROLE_GROUPS[self]
+
+
+_ROLE_GROUPS = {
+    Role.HUB: ("farm", "hub", "lighthouse"),
+    Role.WORKER: ("farm", "worker"),
+    Role.BOSS: ("farm", "boss"),
+}
+HUB_NAME = "hub"
+WORKER_PREFIX = "worker"
+
+
+@dataclass(frozen=True)
+class AddressRange:
+    """An inclusive range of overlay addresses reserved for one kind of host."""
+
+    first: IPv4Address
+    last: IPv4Address
+
+    @classmethod
+    def parse(cls, text: str, what: str) -> AddressRange:
+        try:
+            first_text, last_text = (part.strip() for part in text.split("-", 1))
+            first, last = IPv4Address(first_text), IPv4Address(last_text)
+        except (ValueError, AddressValueError):
+            raise UsageError(
+                f"invalid {what} range {text!r}: expect FIRST-LAST addresses"
+            ) from None
+        if last < first:
+            raise UsageError(f"invalid {what} range {text!r}: last address before first")
+        return cls(first, last)
+
+    def __str__(self) -> str:
+        return f"{self.first}-{self.last}"
+
+    @property
+    def size(self) -> int:
+        return int(self.last) - int(self.first) + 1
+
+    def __contains__(self, address: object) -> bool:
+        return isinstance(address, IPv4Address) and self.first <= address <= self.last
+
+    def overlaps(self, other: AddressRange) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+@dataclass(frozen=True)
+class AddressPlan:
+    hub: IPv4Address
+    lighthouses: AddressRange
+    servers: AddressRange
+    bosses: AddressRange
+    workers: AddressRange
+
+    def range_for(self, role: Role) -> AddressRange:
+        if role is Role.WORKER:
+            return self.workers
+        if role is Role.BOSS:
+            return self.bosses
+        return self.lighthouses
+
+
+@dataclass(frozen=True)
+class FarmPlan:
+    """Everything about the farm that is not a key: the same on the desktop and in every bundle."""
+
+    name: str
+    network: IPv4Network
+    port: int
+    addresses: AddressPlan
+    hub_address: str = ""
+    ca_lifetime: int = DEFAULT_CA_LIFETIME
+    cert_lifetime: int = DEFAULT_CA_LIFETIME
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def overlay_interface(self, address: IPv4Address) -> IPv4Interface:
+        """An address with the farm's prefix, as Nebula certificates carry it."""
+        return IPv4Interface((address, self.network.prefixlen))
+
+    def with_hub_address(self, hub_address: str) -> FarmPlan:
+        return replace(self, hub_address=validate_hub_address(hub_address))
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {
+            "format": PLAN_FORMAT,
+            "name": self.name,
+            "network": str(self.network),
+            "port": self.port,
+            "hub_address": self.hub_address,
+            "ca_lifetime": format_duration(self.ca_lifetime),
+            "cert_lifetime": format_duration(self.cert_lifetime),
+            "addresses": {
+                "hub": str(self.addresses.hub),
+                "lighthouses": str(self.addresses.lighthouses),
+                "servers": str(self.addresses.servers),
+                "bosses": str(self.addresses.bosses),
+                "workers": str(self.addresses.workers),
+            },
+        }
+        data.update(self.extra)
+        return data
+
+    def to_toml(self) -> str:
+        header = (
+            "# farmhand farm plan: the one hand-editable file of this key store.\n"
+            "# Address ranges are inclusive; issued addresses are never reused.\n"
+        )
+        return header + tomli_w.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> FarmPlan:
+        known = {
+            "format",
+            "name",
+            "network",
+            "port",
+            "hub_address",
+            "ca_lifetime",
+            "cert_lifetime",
+            "addresses",
+        }
+        try:
+            if data.get("format") != PLAN_FORMAT:
+                raise UsageError(f"unsupported farm plan format {data.get('format')!r}")
+            network = parse_network(str(data["network"]))
+            raw = data["addresses"]
+            addresses = AddressPlan(
+                hub=IPv4Address(str(raw["hub"])),
+                lighthouses=AddressRange.parse(str(raw["lighthouses"]), "lighthouses"),
+                servers=AddressRange.parse(str(raw["servers"]), "servers"),
+                bosses=AddressRange.parse(str(raw["bosses"]), "bosses"),
+                workers=AddressRange.parse(str(raw["workers"]), "workers"),
+            )
+            plan = cls(
+                name=validate_farm_name(str(data["name"])),
+                network=network,
+                port=validate_port(int(data["port"])),
+                addresses=addresses,
+                hub_address=validate_hub_address(str(data.get("hub_address", ""))),
+                ca_lifetime=parse_duration(str(data["ca_lifetime"])),
+                cert_lifetime=parse_duration(str(data["cert_lifetime"])),
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except (KeyError, TypeError, ValueError, AddressValueError) as exc:
+            raise UsageError(f"farm plan is incomplete or invalid: {exc}") from None
+        plan.check()
+        return plan
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "farm.toml") -> FarmPlan:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise StoreError(f"{source} is not valid TOML: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except UsageError as exc:
+            raise StoreError(f"{source}: {exc}") from None
+
+    def check(self) -> None:
+        """Every range inside the network, no two overlapping, the hub a lighthouse address."""
+        ranges = {k: v for k, v in vars(self.addresses).items() if isinstance(v, AddressRange)}
+        usable = AddressRange(self.network.network_address + 1, self.network.broadcast_address - 1)
+        for what, rng in ranges.items():
+            if rng.first not in usable or rng.last not in usable:
+                raise UsageError(f"{what} range {rng} is not inside network {self.network}")
+        items = list(ranges.items())
+        for i, (a_name, a) in enumerate(items):
+            for b_name, b in items[i + 1 :]:
+                if a.overlaps(b):
+                    raise UsageError(f"address ranges {a_name} ({a}) and {b_name} ({b}) overlap")
+        if self.addresses.hub not in self.addresses.lighthouses:
+            raise UsageError(f"hub address {self.addresses.hub} is not in the lighthouses range")
+
+
+def validate_farm_name(name: str) -> str:
+    if not _NAME_RE.match(name):
+        raise UsageError(
+            f"invalid farm name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)"
+        )
+    return name
+
+
+def validate_host_name(name: str) -> str:
+    """Certificate names double as hostnames: lowercase letters, digits and inner hyphens."""
+    if not _HOST_NAME_RE.match(name):
+        raise UsageError(
+            f"invalid name {name!r}: use lowercase letters, digits and '-' (at most 32)"
+        )
+    return name
+
+
+def validate_port(port: int) -> int:
+    if not 1 <= port <= 65535:
+        raise UsageError(f"invalid port {port}: must be between 1 and 65535")
+    return port
+
+
+def validate_hub_address(address: str) -> str:
+    """A hub's public host name or IP address (no scheme, no port), or empty for 'not yet'."""
+    address = address.strip()
+    if not address:
+        return ""
+    try:
+        IPv4Address(address)
+        return address
+    except AddressValueError:
+        pass
+    if address.startswith("[") and address.endswith("]"):
+        address = address[1:-1]
+    if ":" in address:
+        from ipaddress import IPv6Address
+
+        try:
+            return str(IPv6Address(address))
+        except AddressValueError:
+            raise UsageError(
+                f"invalid hub address {address!r}: give a host name or IP; the port is --port"
+            ) from None
+    if not _HOSTNAME_RE.match(address) or address.replace(".", "").isdigit():
+        raise UsageError(f"invalid hub address {address!r}: not a host name or IP address")
+    return address
+
+
+def parse_network(text: str) -> IPv4Network:
+    try:
+        network = IPv4Network(text.strip(), strict=True)
+    except (AddressValueError, NetmaskValueError, ValueError) as exc:
+        raise UsageError(f"invalid network {text!r}: {exc}") from None
+    if network.prefixlen > SMALLEST_PREFIX:
+        raise UsageError(
+            f"network {network} is too small for a farm: use a /{SMALLEST_PREFIX} or larger"
+        )
+    return network
+
+
+def default_addresses(network: IPv4Network) -> AddressPlan:
+    """DESIGN.md's layout: hub .0.1, servers .1.x, bosses .10.x, workers from .99.1 upward.
+
+    Networks of /16 or larger use those offsets as they are; smaller ones scale them down
+    (a /24 gets hub .1, servers .4-.9, bosses .10-.49, workers .50-.254).
+    """
+    base = int(network.network_address)
+    size = network.num_addresses
+    if network.prefixlen <= 16:
+        lighthouse_end, server_end, boss_end = 256, 10 * 256, 99 * 256
+    else:
+        lighthouse_end = max(2, size // 64)
+        server_end = max(lighthouse_end + 1, size * 10 // 256)
+        boss_end = max(server_end + 1, size * 50 // 256)
+
+    def rng(first: int, end: int) -> AddressRange:
+        return AddressRange(IPv4Address(base + first), IPv4Address(base + end - 1))
+
+    last_worker = size - 1  # exclusive end: the broadcast address
+    return AddressPlan(
+        hub=IPv4Address(base + 1),
+        lighthouses=rng(1, lighthouse_end),
+        servers=rng(lighthouse_end if network.prefixlen > 16 else 257, server_end),
+        bosses=rng(server_end if network.prefixlen > 16 else server_end + 1, boss_end),
+        workers=rng(boss_end if network.prefixlen > 16 else boss_end + 1, last_worker),
+    )
+
+
+def new_plan(
+    name: str = DEFAULT_NAME,
+    network: str = DEFAULT_NETWORK,
+    port: int = DEFAULT_PORT,
+    hub_address: str = "",
+    ca_lifetime: int = DEFAULT_CA_LIFETIME,
+    cert_lifetime: int | None = None,
+) -> FarmPlan:
+    """A plan with DESIGN.md's defaults, validated."""
+    net = parse_network(network)
+    plan = FarmPlan(
+        name=validate_farm_name(name),
+        network=net,
+        port=validate_port(port),
+        addresses=default_addresses(net),
+        hub_address=validate_hub_address(hub_address),
+        ca_lifetime=ca_lifetime,
+        cert_lifetime=cert_lifetime if cert_lifetime is not None else ca_lifetime,
+    )
+    plan.check()
+    return plan

@@ -1,0 +1,240 @@
+"""The key store on disk (``keys/`` by default) and the one way it changes: ``Change.apply``.
+
+Layout::
+
+    farm.toml                 the farm plan (human-readable, see plan.py)
+    register.json             every issued certificate (see register.py)
+    ca.crt                    the CA certificate, in clear
+    certs/NAME.crt            every issued host certificate
+    secrets.age               CA key and host keys, age-encrypted (see vault.py)
+    hub.keybundle.age         one encrypted bundle per role (see bundle.py)
+    workers.keybundle.age
+    boss-NAME.keybundle.age
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from farmhand.errors import StoreError
+from farmhand.keystore import age, fs
+from farmhand.keystore.bundle import Bundle, BundleHost, bundle_filename
+from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.keystore.register import Register
+from farmhand.keystore.vault import VAULT_FILE, Vault, decrypt_vault
+from farmhand.nebula import cert as nc
+from farmhand.nebula import pem
+
+PLAN_FILE = "farm.toml"
+REGISTER_FILE = "register.json"
+CA_FILE = "ca.crt"
+CERTS_DIR = "certs"
+GITIGNORE = "*\n"
+
+
+def is_store(root: Path) -> bool:
+    return (root / PLAN_FILE).is_file()
+
+
+@dataclass
+class KeyStore:
+    """A loaded key store: its plan, register and CA (all public)."""
+
+    root: Path
+    plan: FarmPlan
+    register: Register
+    ca_pem: bytes
+
+    @classmethod
+    def open(cls, root: Path) -> KeyStore:
+        if not root.is_dir():
+            raise StoreError(
+                f"no key store at {root}: create one with 'farmhand keygen --dir {root}'"
+            )
+        if not is_store(root):
+            raise StoreError(
+                f"{root} is not a farmhand key store (no {PLAN_FILE}): "
+                f"create one with 'farmhand keygen --dir {root}'"
+            )
+        if (root / fs.STAGING).exists():
+            with fs.locked(root):
+                fs.recover(root)
+        return cls.load(root)
+
+    @classmethod
+    def load(cls, root: Path) -> KeyStore:
+        plan = FarmPlan.from_toml(_read(root / PLAN_FILE).decode(), str(root / PLAN_FILE))
+        register = Register.from_json(
+            _read(root / REGISTER_FILE).decode(), str(root / REGISTER_FILE)
+        )
+        ca_pem = _read(root / CA_FILE)
+        store = cls(root=root, plan=plan, register=register, ca_pem=ca_pem)
+        store.ca  # noqa: B018 - parse now so a damaged ca.crt is reported up front
+        return store
+
+    @property
+    def ca(self) -> nc.NebulaCertificate:
+        try:
+            cas = nc.certificates_from_pem(self.ca_pem)
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.root / CA_FILE} is damaged: {exc}") from None
+        return cas[-1]
+
+    @contextlib.contextmanager
+    def changing(self) -> Iterator[KeyStore]:
+        """Lock the store, finish any interrupted change and reload it before changing it."""
+        with fs.locked(self.root):
+            fs.recover(self.root)
+            yield KeyStore.load(self.root)
+
+    def cert_path(self, name: str) -> Path:
+        return self.root / CERTS_DIR / f"{name}.crt"
+
+    def cert_pem(self, name: str) -> bytes:
+        return _read(self.cert_path(name))
+
+    def certificate(self, name: str) -> nc.NebulaCertificate:
+        try:
+            return nc.certificate_from_pem(self.cert_pem(name))
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"{self.cert_path(name)} is damaged: {exc}") from None
+
+    def unlock(self, passphrase: str) -> Vault:
+        return decrypt_vault(_read(self.root / VAULT_FILE), passphrase)
+
+    def bundle_path(self, role: Role, name: str = "") -> Path:
+        return self.root / bundle_filename(role, name)
+
+    def bundle_files(self) -> list[Path]:
+        return sorted(self.root.glob("*.keybundle.age"))
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise StoreError(f"the key store is missing {path}") from None
+    except OSError as exc:
+        raise StoreError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def build_bundle(
+    role: Role,
+    plan: FarmPlan,
+    register: Register,
+    ca_pem: bytes,
+    vault: Vault,
+    cert_pems: dict[str, bytes],
+    created: int,
+    boss: str = "",
+) -> Bundle:
+    """The bundle for one role (for a boss, just that boss) from live, unrevoked entries."""
+    entries = register.by_role(role, live_only=True)
+    if role is Role.BOSS:
+        entries = [e for e in entries if e.name == boss]
+    hosts = tuple(
+        BundleHost(
+            name=e.name,
+            ip=plan.overlay_interface(e.ip),
+            groups=e.groups,
+            cert_pem=cert_pems[e.name],
+            key_pem=pem.x25519_private_to_pem(vault.host_key(e.name)),
+        )
+        for e in entries
+    )
+    return Bundle(
+        role=role,
+        plan=plan,
+        ca_pem=ca_pem,
+        hosts=hosts,
+        blocklist=register.blocklist,
+        created=created,
+    )
+
+
+@dataclass
+class Change:
+    """Everything one command changes in the store, applied atomically by ``apply``."""
+
+    root: Path
+    passphrase: str = field(repr=False)
+    plan: FarmPlan | None = None
+    register: Register | None = None
+    ca_pem: bytes | None = None
+    new_certs: dict[str, bytes] = field(default_factory=dict)
+    replaced_certs: dict[str, bytes] = field(default_factory=dict)
+    vault: Vault | None = field(default=None, repr=False)
+    bundles: list[Bundle] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    vault_mtime: int = 0
+
+    def apply(self, *, create: bool = False) -> list[Path]:
+        """Encrypt (in parallel), stage, then commit. Returns the bundle files written."""
+        secret_names: list[str] = []
+        plaintexts: list[bytes] = []
+        if self.vault is not None:
+            secret_names.append(VAULT_FILE)
+            plaintexts.append(self.vault.to_tar(self.vault_mtime))
+        for bundle in self.bundles:
+            name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
+            secret_names.append(bundle_filename(bundle.role, name))
+            plaintexts.append(bundle.to_tar())
+        ciphertexts = age.encrypt_many(plaintexts, self.passphrase)
+
+        with fs.Transaction(self.root) as txn:
+            if create and not (self.root / ".gitignore").exists():
+                txn.stage(".gitignore", GITIGNORE.encode(), fs.PUBLIC_MODE)
+            if self.plan is not None:
+                txn.stage(PLAN_FILE, self.plan.to_toml().encode(), fs.PUBLIC_MODE)
+            if self.ca_pem is not None:
+                txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=True)
+            for name, content in self.new_certs.items():
+                txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
+            for name, content in self.replaced_certs.items():
+                txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE)
+            for name, content in zip(secret_names, ciphertexts, strict=True):
+                txn.stage(name, content, fs.SECRET_MODE)
+            for name in self.removed:
+                txn.remove(name)
+            # The register goes last in the manifest: it is what makes names and addresses taken.
+            if self.register is not None:
+                txn.stage(REGISTER_FILE, self.register.to_json().encode(), fs.PUBLIC_MODE)
+            txn.commit()
+        return [self.root / n for n in secret_names if n != VAULT_FILE]
+
+
+def check_new_store(root: Path) -> None:
+    """Refuse a folder that holds a store, or anything else that is not ours."""
+    if is_store(root):
+        raise StoreError(
+            f"{root} already holds a key store: use 'farmhand keys add-workers', "
+            "'keys add-boss', 'keys renew' or 'keys revoke' to change it"
+        )
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} exists and is not a folder")
+    leftovers = (
+        [p.name for p in root.iterdir() if p.name not in {".gitignore", ".lock", fs.STAGING}]
+        if root.exists()
+        else []
+    )
+    if leftovers:
+        raise StoreError(
+            f"{root} is not empty and not a key store ({', '.join(sorted(leftovers)[:3])}): "
+            "choose an empty folder with --dir"
+        )
+
+
+def prepare_new_store(root: Path) -> None:
+    """Make (or accept an empty) folder for a new store; never touch an existing one."""
+    check_new_store(root)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        os.chmod(root, 0o700)
