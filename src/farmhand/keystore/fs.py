@@ -14,6 +14,7 @@ import os
 import shutil
 import sys
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import IO
 
@@ -35,7 +36,15 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_new(path: Path, data: bytes, mode: int) -> None:
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_new(path: Path, data: bytes, mode: int, *, sync: bool = True) -> None:
     """Create ``path`` with ``mode`` from the first byte on; fail if it already exists."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     fd = os.open(path, flags, mode)
@@ -44,7 +53,8 @@ def write_new(path: Path, data: bytes, mode: int) -> None:
             fd = -1
             handle.write(data)
             handle.flush()
-            os.fsync(handle.fileno())
+            if sync:
+                os.fsync(handle.fileno())
     finally:
         if fd >= 0:
             os.close(fd)
@@ -77,7 +87,7 @@ class Transaction:
         if new and (self.root / relpath).exists():
             raise StoreError(f"refusing to overwrite existing {self.root / relpath}")
         staged = self.staging / str(len(self._targets))
-        write_new(staged, data, mode)
+        write_new(staged, data, mode, sync=False)  # synced together in commit()
         self._targets.append((relpath, True))
 
     def remove(self, relpath: str) -> None:
@@ -85,6 +95,9 @@ class Transaction:
         self._targets.append((relpath, False))
 
     def commit(self) -> None:
+        staged = [self.staging / str(i) for i, (_, has) in enumerate(self._targets) if has]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # fsync releases the GIL
+            list(pool.map(_fsync_file, staged))
         manifest = json.dumps(self._targets).encode()
         write_new(self.staging / "manifest.json", manifest, SECRET_MODE)
         _fsync_dir(self.staging)

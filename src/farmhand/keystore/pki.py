@@ -133,6 +133,7 @@ def sign_hosts(
     certs: dict[str, nc.NebulaCertificate] = {}
     private: dict[str, bytes] = {}
     pending = 0
+    issuer = bytes.fromhex(ca.fingerprint)
     for spec in specs:
         if keys and spec.name in keys:
             private_raw = keys[spec.name]
@@ -148,6 +149,7 @@ def sign_hosts(
             not_before=not_before,
             not_after=not_after,
             groups=spec.role.groups,
+            ca_fingerprint=issuer,
         )
         private[spec.name] = private_raw
         pending += 1

@@ -196,6 +196,9 @@ def parse_certificate(data: bytes) -> NebulaCertificate:
         if number == _DETAILS:
             if not isinstance(value, bytes) or wire != proto.LENGTH_DELIMITED:
                 raise CertificateError("certificate details have the wrong wire type")
+            # Protobuf merges a repeated message field (Nebula would see both, combined).
+            if details_raw is not None:
+                raise CertificateError("certificate has more than one Details field")
             details_raw = value
         elif number == _SIGNATURE:
             if not isinstance(value, bytes) or wire != proto.LENGTH_DELIMITED:
@@ -259,8 +262,12 @@ def sign_host(
     not_after: int,
     groups: tuple[str, ...] = (),
     subnets: tuple[IPv4Network, ...] = (),
+    ca_fingerprint: bytes = b"",
 ) -> NebulaCertificate:
-    """A host certificate; refuses anything the CA could not legitimately sign."""
+    """A host certificate; refuses anything the CA could not legitimately sign.
+
+    Batch signers pass ``ca_fingerprint`` (raw) to skip re-hashing the CA for every host.
+    """
     if len(public_key) != KEY_LENGTH:
         raise CertificateError("host public key must be 32 bytes")
     _check_times(not_before, not_after)
@@ -272,7 +279,7 @@ def sign_host(
         ips=(ip,),
         subnets=tuple(IPv4Interface((n.network_address, n.prefixlen)) for n in subnets),
         groups=_clean_groups(groups),
-        issuer=bytes.fromhex(ca.fingerprint),
+        issuer=ca_fingerprint or bytes.fromhex(ca.fingerprint),
     )
     check_constraints(details, ca.details)
     return sign(details, ca_key)
