@@ -29,3 +29,7 @@ class BundleError(FarmhandError):
 
 class PassphraseError(FarmhandError):
     """No usable passphrase was supplied, or it does not unlock the store."""
+
+
+class LabError(FarmhandError):
+    """The one-machine lab could not be built, started, reached or torn down."""

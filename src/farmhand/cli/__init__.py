@@ -46,10 +46,26 @@ def _root(
 def main() -> None:
     """Run the CLI, turning expected failures into one line and an exit code."""
     try:
-        app()
+        code = app(standalone_mode=False)
+    except typer.Abort:
+        err_console.print("aborted")
+        sys.exit(1)
+    except typer.TyperException as exc:
+        # Usage errors as one line too, with where to look: not Click's multi-line box.
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            sys.exit(0)
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "farmhand"
+        err_console.print(
+            f"[red]error:[/] {exc.format_message()} (see '{command} --help')",
+            soft_wrap=True,
+            highlight=False,
+        )
+        sys.exit(exc.exit_code)
     except FarmhandError as exc:
         err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; nothing was changed that a rerun cannot finish")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -14,7 +14,7 @@ from farmhand.cli.common import PassphraseFile, console, passphrase
 from farmhand.keystore.bundle import open_bundle
 from farmhand.nebula import cert as nc
 
-bundle_app = typer.Typer(help="Inspect encrypted keybundles.")
+bundle_app = typer.Typer(help="Inspect encrypted keybundles.", no_args_is_help=True)
 
 
 @bundle_app.command("show")

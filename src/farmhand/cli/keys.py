@@ -30,7 +30,9 @@ from farmhand.keystore.plan import (
 from farmhand.keystore.register import Entry, Register
 from farmhand.keystore.store import KeyStore, check_new_store
 
-keys_app = typer.Typer(help="List, extend, renew, revoke and verify the farm's certificates.")
+keys_app = typer.Typer(
+    help="List, extend, renew, revoke and verify the farm's certificates.", no_args_is_help=True
+)
 
 
 def _date(timestamp: int) -> str:
@@ -40,23 +42,33 @@ def _date(timestamp: int) -> str:
 @contextmanager
 def _signing(total: int) -> Iterator[pki.Progress]:
     """A progress bar for batch signing, then a line while scrypt encrypts the bundles."""
-    with Progress(
+    bar = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         console=console,
         transient=False,
-    ) as bar:
-        task = bar.add_task("signing", total=total)
+    )
+    task = bar.add_task("signing", total=total)
+    signed = False
 
-        def advance(count: int) -> None:
-            bar.advance(task, count)
-            if bar.tasks[task].completed >= total:
-                bar.update(task, description="signed")
+    def advance(count: int) -> None:
+        nonlocal signed
+        bar.advance(task, count)
+        if not signed and bar.tasks[task].completed >= total:
+            # Signing is done; say so now, while scrypt runs, not after the whole command.
+            signed = True
+            bar.update(task, description="signed")
+            bar.stop()
+            console.print("encrypting the secrets and keybundles (age, scrypt)...")
 
+    bar.start()
+    try:
         yield advance
-    console.print("encrypting the secrets and keybundles (age, scrypt)...")
+    finally:
+        if not signed:
+            bar.stop()
 
 
 def _summary(result: pki.Result, store_dir: Path, title: str) -> None:

@@ -6,6 +6,7 @@ Anyone can inspect one with standard tools (``age -d FILE | tar -tzv``). Layout:
     ca.crt               the farm's CA certificate(s)
     certs/NAME.crt       one per host of the role
     keys/NAME.key        the matching X25519 private keys (0600)
+    smb.password         the farm's generated Samba password (0600)
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from farmhand.nebula import pem
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "farmhand-keybundle"
 METADATA = "farm.json"
+SMB_PASSWORD = "smb.password"  # noqa: S105 - a file name
 
 
 def bundle_filename(role: Role, name: str = "") -> str:
@@ -60,6 +62,7 @@ class Bundle:
     hosts: tuple[BundleHost, ...]
     blocklist: frozenset[str]
     created: int
+    smb_password: str = field(repr=False)
 
     def host(self, name: str) -> BundleHost:
         for host in self.hosts:
@@ -84,6 +87,7 @@ class Bundle:
         files: list[tuple[str, bytes, int]] = [
             (METADATA, json.dumps(self.metadata(), indent=1).encode() + b"\n", 0o644),
             ("ca.crt", self.ca_pem, 0o644),
+            (SMB_PASSWORD, self.smb_password.encode() + b"\n", 0o600),
         ]
         for host in self.hosts:
             files.append((f"certs/{host.name}.crt", host.cert_pem, 0o644))
@@ -157,10 +161,11 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
             hosts=tuple(hosts),
             blocklist=frozenset(meta.get("blocklist", ())),
             created=int(meta["created"]),
+            smb_password=files[SMB_PASSWORD].decode().strip(),
         )
     except BundleError:
         raise
-    except (KeyError, ValueError, TypeError) as exc:
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
         raise BundleError(f"{what} decrypted, but is not a farmhand keybundle ({exc})") from None
     check_bundle(bundle, what)
     return bundle

@@ -149,6 +149,10 @@ def locked(root: Path) -> Iterator[None]:
     """Hold the store's lock so two farmhand runs never change it at once."""
     lock_path = root / ".lock"
     handle: IO[bytes] = open(lock_path, "ab")  # noqa: SIM115 - held for the whole block
+    if hasattr(os, "register_at_fork"):
+        # flock belongs to the open file, which fork shares: a child (e.g. an encryption
+        # worker) that outlives a killed farmhand would keep the store locked for good.
+        os.register_at_fork(after_in_child=handle.close)
     try:
         try:
             _lock(handle)

@@ -6,6 +6,7 @@ so a failure at any point before the commit leaves the store exactly as it was.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
@@ -56,6 +57,11 @@ class Result:
     issued: tuple[Entry, ...]
     bundles: tuple[Path, ...]
     register: Register
+
+
+def new_smb_password() -> str:
+    """The farm's Samba password: generated, never a default (oomerfarm shipped one)."""
+    return secrets.token_urlsafe(24)
 
 
 def worker_name(number: int) -> str:
@@ -218,7 +224,7 @@ def create_farm(
     certs, private = sign_hosts(ca, ca_key, plan, specs, now, progress)
     entries = tuple(Entry.for_certificate(certs[s.name], s.role) for s in specs)
     register = Register(entries)
-    vault = Vault(ca_key=ca_key, host_keys=private)
+    vault = Vault(ca_key=ca_key, smb_password=new_smb_password(), host_keys=private)
     cert_pems = {name: c.to_pem() for name, c in certs.items()}
     ca_pem = ca.to_pem()
     change = Change(

@@ -31,6 +31,12 @@ DEFAULT_CA_LIFETIME = 5 * 365 * 86400
 DEFAULT_WORKERS = 100
 DEFAULT_BOSSES = ("boss1",)
 SMALLEST_PREFIX = 26
+# 1380 fits every common internet path: GCP's 1460-byte underlay and PPPoE's 1492 minus
+# Nebula's 60 bytes of IPv4+UDP+header+tag (IPv6 underlays: 80). Raise it only when every
+# host's path carries more (e.g. 1440 on a plain 1500-byte LAN or cloud VPC).
+DEFAULT_MTU = 1380
+DEFAULT_FARM_USER = "farmhand"
+DEFAULT_FARM_UID = 2042
 
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 _HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
@@ -122,6 +128,9 @@ class FarmPlan:
     hub_address: str = ""
     ca_lifetime: int = DEFAULT_CA_LIFETIME
     cert_lifetime: int = DEFAULT_CA_LIFETIME
+    mtu: int = DEFAULT_MTU
+    farm_user: str = DEFAULT_FARM_USER
+    farm_uid: int = DEFAULT_FARM_UID
     extra: dict[str, Any] = field(default_factory=dict)
 
     def overlay_interface(self, address: IPv4Address) -> IPv4Interface:
@@ -140,6 +149,9 @@ class FarmPlan:
             "hub_address": self.hub_address,
             "ca_lifetime": format_duration(self.ca_lifetime),
             "cert_lifetime": format_duration(self.cert_lifetime),
+            "mtu": self.mtu,
+            "farm_user": self.farm_user,
+            "farm_uid": self.farm_uid,
             "addresses": {
                 "hub": str(self.addresses.hub),
                 "lighthouses": str(self.addresses.lighthouses),
@@ -168,6 +180,9 @@ class FarmPlan:
             "hub_address",
             "ca_lifetime",
             "cert_lifetime",
+            "mtu",
+            "farm_user",
+            "farm_uid",
             "addresses",
         }
         try:
@@ -190,6 +205,9 @@ class FarmPlan:
                 hub_address=validate_hub_address(str(data.get("hub_address", ""))),
                 ca_lifetime=parse_duration(str(data["ca_lifetime"])),
                 cert_lifetime=parse_duration(str(data["cert_lifetime"])),
+                mtu=validate_mtu(int(data.get("mtu", DEFAULT_MTU))),
+                farm_user=validate_user(str(data.get("farm_user", DEFAULT_FARM_USER))),
+                farm_uid=validate_uid(int(data.get("farm_uid", DEFAULT_FARM_UID))),
                 extra={k: v for k, v in data.items() if k not in known},
             )
         except (KeyError, TypeError, ValueError, AddressValueError) as exc:
@@ -239,6 +257,24 @@ def validate_host_name(name: str) -> str:
             f"invalid name {name!r}: use lowercase letters, digits and '-' (at most 32)"
         )
     return name
+
+
+def validate_mtu(mtu: int) -> int:
+    if not 1280 <= mtu <= 8940:
+        raise UsageError(f"invalid mtu {mtu}: must be between 1280 and 8940")
+    return mtu
+
+
+def validate_user(name: str) -> str:
+    if not re.match(r"^[a-z_][a-z0-9_-]{0,30}$", name):
+        raise UsageError(f"invalid farm user {name!r}: a lowercase Unix user name")
+    return name
+
+
+def validate_uid(uid: int) -> int:
+    if not 1000 <= uid <= 60000:
+        raise UsageError(f"invalid farm uid {uid}: use 1000-60000 (the same on every host)")
+    return uid
 
 
 def validate_port(port: int) -> int:

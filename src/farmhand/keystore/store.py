@@ -157,6 +157,7 @@ def build_bundle(
         hosts=hosts,
         blocklist=register.blocklist,
         created=created,
+        smb_password=vault.smb_password,
     )
 
 

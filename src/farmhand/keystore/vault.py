@@ -18,11 +18,13 @@ from farmhand.nebula import pem
 VAULT_FILE = "secrets.age"
 _CA_KEY = "ca.key"
 _HOST_PREFIX = "keys/"
+_SMB_PASSWORD = "smb.password"  # noqa: S105 - a file name
 
 
 @dataclass(frozen=True)
 class Vault:
     ca_key: Ed25519PrivateKey = field(repr=False)
+    smb_password: str = field(repr=False)
     host_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def host_key(self, name: str) -> bytes:
@@ -35,7 +37,10 @@ class Vault:
         return replace(self, host_keys={**self.host_keys, **new})
 
     def to_tar(self, mtime: int) -> bytes:
-        files = [(_CA_KEY, pem.ed25519_private_to_pem(self.ca_key), 0o600)]
+        files = [
+            (_CA_KEY, pem.ed25519_private_to_pem(self.ca_key), 0o600),
+            (_SMB_PASSWORD, self.smb_password.encode() + b"\n", 0o600),
+        ]
         files += [
             (f"{_HOST_PREFIX}{name}.key", pem.x25519_private_to_pem(raw), 0o600)
             for name, raw in self.host_keys.items()
@@ -54,11 +59,12 @@ def decrypt_vault(data: bytes, passphrase: str) -> Vault:
     try:
         files = unpack(plain, VAULT_FILE)
         ca_key = pem.ed25519_private_from_pem(files[_CA_KEY])
+        smb_password = files[_SMB_PASSWORD].decode().strip()
         host_keys = {
             name[len(_HOST_PREFIX) : -len(".key")]: pem.x25519_private_from_pem(content)
             for name, content in files.items()
             if name.startswith(_HOST_PREFIX) and name.endswith(".key")
         }
-    except (KeyError, BundleError) as exc:
+    except (KeyError, BundleError, UnicodeDecodeError) as exc:
         raise StoreError(f"{VAULT_FILE} is damaged: {exc}") from None
-    return Vault(ca_key=ca_key, host_keys=host_keys)
+    return Vault(ca_key=ca_key, smb_password=smb_password, host_keys=host_keys)
