@@ -13,7 +13,9 @@ import typer
 from farmhand import __version__
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
+from farmhand.cli.deploy import deploy, render
 from farmhand.cli.keys import keygen, keys_app
+from farmhand.cli.lab import lab_app
 from farmhand.errors import FarmhandError
 
 app = typer.Typer(
@@ -24,8 +26,11 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("keygen")(keygen)
+app.command("render")(render)
+app.command("deploy")(deploy)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
+app.add_typer(lab_app, name="lab")
 
 
 def _version(value: bool) -> None:

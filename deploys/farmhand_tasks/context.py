@@ -1,0 +1,71 @@
+"""Everything a deploy needs from the controller: the decrypted bundle, the host model and its
+rendered files. The bundle is opened once per pyinfra run, in memory, on the controller."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pyinfra import host, state
+from pyinfra.facts.server import Command, LinuxDistribution
+
+from farmhand.distro import distro_from_os_release
+from farmhand.errors import FarmhandError, UsageError
+from farmhand.hosts import HostModel, host_model
+from farmhand.keystore.bundle import Bundle, open_bundle
+from farmhand.keystore.plan import Role
+from farmhand.passphrase import resolve_passphrase
+from farmhand.render import RenderedFile, render_host
+
+_BUNDLES: dict[tuple[str, int], Bundle] = {}
+
+
+def _bundle(path: Path) -> Bundle:
+    try:
+        key = (str(path.resolve()), path.stat().st_mtime_ns)
+    except FileNotFoundError:
+        raise UsageError(f"no such keybundle: {path}") from None
+    if key not in _BUNDLES:
+        passphrase_file = host.data.get("farmhand_passphrase_file")
+        passphrase = resolve_passphrase(Path(passphrase_file) if passphrase_file else None, None)
+        _BUNDLES[key] = open_bundle(path, passphrase)
+    return _BUNDLES[key]
+
+
+def _key_login_works() -> bool:
+    """True when the account we deploy through has an SSH public key authorised."""
+    user = host.data.get("ssh_user") or "root"
+    probe = f"grep -sqE '^(ssh-|ecdsa-|sk-)' ~{user}/.ssh/authorized_keys && echo yes || echo no"
+    return host.get_fact(Command, command=probe) == "yes"
+
+
+def load(role: Role) -> tuple[HostModel, dict[str, RenderedFile]]:
+    """The model and rendered files of the current host, for a deploy of ``role``."""
+    if state.config.DIFF:
+        raise FarmhandError(
+            "farmhand deploys refuse --diff: it would print keys and passwords; "
+            "review with 'farmhand render' instead"
+        )
+    bundle_path = host.data.get("farmhand_bundle")
+    if not bundle_path:
+        raise UsageError("no keybundle given: set the host data farmhand_bundle=PATH")
+    bundle = _bundle(Path(bundle_path))
+    if bundle.role is not role:
+        raise UsageError(
+            f"{bundle_path} is a {bundle.role.value} bundle; this deploy needs a {role.value} one"
+        )
+    release = host.get_fact(LinuxDistribution)
+    distro = distro_from_os_release(release.get("release_meta") or {})
+    model = host_model(
+        bundle,
+        host=host.data.get("farmhand_host") or "",
+        hub_address=host.data.get("farmhand_hub_address") or "",
+        distro=distro,
+        ssh_ports=(int(host.data.get("ssh_port") or 22),),
+        key_logins_work=role is not Role.BOSS and _key_login_works(),
+    )
+    return model, {f.path: f for f in render_host(model)}
+
+
+def preload(path: Path, bundle: Bundle) -> None:
+    """Hand an already opened bundle to the deploys (the engine opens it once, up front)."""
+    _BUNDLES[(str(path.resolve()), path.stat().st_mtime_ns)] = bundle

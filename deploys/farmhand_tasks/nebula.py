@@ -1,0 +1,118 @@
+"""Nebula on any role: the binary, its keys and config, and farmhand-nebula.service."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from farmhand import hosts as h
+from farmhand.errors import UsageError
+from farmhand.hosts import HostModel
+from farmhand.keystore.plan import Role
+from farmhand.render import RenderedFile
+from farmhand_tasks import files as farm_files
+from farmhand_tasks import packages
+
+
+def _binary(model: HostModel) -> None:
+    if model.distro.nebula_from_package:
+        packages.install(model, "nebula")
+        return
+    # EL and Ubuntu 22.04 have no nebula package: the user supplies the pinned upstream release.
+    artifacts = host.data.get("farmhand_artifacts")
+    sha256 = model.plan.extra.get("nebula_sha256")
+    if not artifacts or not sha256:
+        raise UsageError(
+            f"{model.distro.id} {model.distro.major} has no nebula package: put "
+            "nebula-linux-amd64.tar.gz in a folder given as --artifacts and its sha256 as "
+            "nebula_sha256 in farm.toml"
+        )
+    archive = "/var/lib/farmhand/artifacts/nebula-linux-amd64.tar.gz"
+    installed = host.get_fact(File, path=model.distro.nebula_binary)
+    fetched = files.put(
+        name="Nebula release archive",
+        src=f"{artifacts}/nebula-linux-amd64.tar.gz",
+        dest=archive,
+        mode="644",
+        create_remote_dir=True,
+    )
+    server.shell(
+        name="Unpack nebula (sha256-checked) into /usr/local/bin",
+        commands=[
+            f"echo '{sha256}  {archive}' | sha256sum -c --quiet",
+            f"tar --no-same-owner -xzf {archive} -C /usr/local/bin nebula nebula-cert",
+        ],
+        # Also when an earlier run was interrupted between the upload and the unpack.
+        _if=lambda: fetched.did_change() or not installed,
+    )
+
+
+@deploy("Nebula overlay")
+def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta:
+    """Returns the operation that keeps farmhand-nebula running (for services that follow it)."""
+    _binary(model)
+    files.directory(
+        name=f"Nebula folder {h.NEBULA_DIR}",
+        path=h.NEBULA_DIR,
+        mode="700",
+        user="root",
+        group="root",
+        present=True,
+    )
+    changes: list[OperationMeta] = []
+    if model.role is Role.WORKER:
+        files.directory(
+            name="Worker certificate pool",
+            path=h.NEBULA_POOL,
+            mode="700",
+            user="root",
+            group="root",
+            present=True,
+        )
+        pool = farm_files.install(farm_files.select(rendered, h.NEBULA_POOL, h.FARMHAND_LIB))
+        picker_unit = farm_files.install(
+            farm_files.select(rendered, "/etc/systemd/system/farmhand-pick-cert")
+        )
+        systemd.daemon_reload(name="Reload systemd units (picker)", _if=any_changed(*picker_unit))
+        systemd.service(
+            name="Choose this worker's certificate at every boot",
+            service="farmhand-pick-cert.service",
+            enabled=True,
+            running=True,
+        )
+        changes += [*pool, *picker_unit]
+        changes.append(
+            systemd.service(
+                name="Choose again after the pool changed",
+                service="farmhand-pick-cert.service",
+                restarted=True,
+                _if=any_changed(*pool, *picker_unit),
+            )
+        )
+    config = farm_files.install(
+        f
+        for f in farm_files.select(rendered, h.NEBULA_DIR, h.FARMHAND_ETC + "/farm.json")
+        if not f.path.startswith(h.NEBULA_POOL)
+    )
+    unit = farm_files.install(
+        farm_files.select(rendered, "/etc/systemd/system/farmhand-nebula.service")
+    )
+    systemd.daemon_reload(name="Reload systemd units (nebula)", _if=any_changed(*unit))
+    started = systemd.service(
+        name="farmhand-nebula running and enabled",
+        service="farmhand-nebula.service",
+        enabled=True,
+        running=True,
+    )
+    changed = any_changed(*config, *unit, *changes)
+    systemd.service(
+        name="Restart farmhand-nebula after its keys or config changed",
+        service="farmhand-nebula.service",
+        restarted=True,
+        _if=lambda: changed() and not started.did_change(),
+    )
+    return started

@@ -1,0 +1,21 @@
+"""Distribution packages, the same call on apt and dnf hosts."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.operations import apt, dnf
+
+from farmhand.hosts import HostModel
+
+
+def install(model: HostModel, *packages: str) -> None:
+    """Install ``packages``; host data ``farmhand_apt_update=False`` skips the index refresh
+    (offline sites and the lab, whose images carry a seeded package cache)."""
+    refresh = bool(host.data.get("farmhand_apt_update", True))
+    label = ", ".join(packages)
+    if model.distro.package_manager == "apt":
+        if refresh:
+            apt.update(name="Refresh the package index (at most hourly)", cache_time=3600)
+        apt.packages(name=f"Packages: {label}", packages=list(packages), no_recommends=True)
+    else:
+        dnf.packages(name=f"Packages: {label}", packages=list(packages))

@@ -1,0 +1,29 @@
+"""Key-only SSH logins, turned on only where a key login is known to work."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import server, systemd
+from pyinfra.operations.util import any_changed
+
+from farmhand.hosts import HostModel
+from farmhand.render import RenderedFile
+from farmhand_tasks import files as farm_files
+
+
+@deploy("SSH hardening")
+def ssh(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    dropin = farm_files.install(farm_files.select(rendered, "/etc/ssh/sshd_config.d/"))
+    if not dropin:
+        return
+    server.shell(
+        name="Check the sshd configuration before reloading",
+        commands=["sshd -t"],
+        _if=any_changed(*dropin),
+    )
+    systemd.service(
+        name="Reload sshd with key-only logins",
+        service=model.distro.ssh_service,
+        reloaded=True,
+        _if=any_changed(*dropin),
+    )

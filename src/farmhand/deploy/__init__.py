@@ -1,0 +1,1 @@
+"""Running farmhand's pyinfra deploys: targets, the engine subprocess, and its reports."""

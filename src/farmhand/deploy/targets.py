@@ -1,0 +1,67 @@
+"""Where a deploy goes: ``host``, ``user@host``, ``user@host:port`` or ``@local``."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from farmhand.errors import UsageError
+
+_TARGET = re.compile(
+    r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)"
+    r"(?::(?P<port>\d{1,5}))?$"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One host to deploy to, and how to reach it."""
+
+    host: str
+    user: str = "root"
+    port: int = 22
+    key: str = ""
+    local: bool = False
+    name: str = ""
+    known_hosts: str = ""
+    strict_host_keys: str = "accept-new"
+
+    @property
+    def label(self) -> str:
+        return self.name or ("@local" if self.local else self.host)
+
+    def inventory_entry(self) -> tuple[str, dict[str, object]]:
+        """pyinfra's (name, data) for this target."""
+        if self.local:
+            return "@local", {}
+        data: dict[str, object] = {
+            "ssh_hostname": self.host.strip("[]"),
+            "ssh_user": self.user,
+            "ssh_port": self.port,
+            "ssh_strict_host_key_checking": self.strict_host_keys,
+        }
+        if self.key:
+            data["ssh_key"] = self.key
+        if self.known_hosts:
+            data["ssh_known_hosts_file"] = self.known_hosts
+        if self.user != "root":
+            data["_sudo"] = True
+        return self.label, data
+
+
+def parse_target(text: str, *, user: str = "", port: int = 0, key: str = "") -> Target:
+    if text == "@local":
+        return Target(host="localhost", local=True, name="@local")
+    match = _TARGET.match(text.strip())
+    if not match:
+        raise UsageError(f"invalid target {text!r}: use HOST, USER@HOST or USER@HOST:PORT")
+    target_port = int(match["port"]) if match["port"] else (port or 22)
+    if not 1 <= target_port <= 65535:
+        raise UsageError(f"invalid port in target {text!r}")
+    return Target(
+        host=match["host"],
+        user=match["user"] or user or "root",
+        port=target_port,
+        key=key,
+        name=text.strip(),
+    )

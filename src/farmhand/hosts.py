@@ -1,0 +1,185 @@
+"""The host model: what a hub, worker or boss needs, derived from its bundle and the plan.
+
+The same model feeds ``farmhand render`` (files for review) and the deploys (files on hosts), so
+what a user reviews is exactly what lands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address, ip_address
+
+from farmhand.distro import DEBIAN_12, Distro
+from farmhand.errors import UsageError
+from farmhand.keystore.bundle import Bundle, BundleHost
+from farmhand.keystore.plan import FarmPlan, Role
+
+NEBULA_DIR = "/etc/nebula/farmhand"
+NEBULA_CONFIG = f"{NEBULA_DIR}/config.yml"
+NEBULA_CA = f"{NEBULA_DIR}/ca.crt"
+NEBULA_CERT = f"{NEBULA_DIR}/host.crt"
+NEBULA_KEY = f"{NEBULA_DIR}/host.key"
+NEBULA_POOL = f"{NEBULA_DIR}/pool"
+NEBULA_DEV = "nebula1"
+FARMHAND_ETC = "/etc/farmhand"
+FARMHAND_LIB = "/usr/local/lib/farmhand"
+SHARES_ROOT = "/srv/farmhand"
+MOUNTS_ROOT = "/mnt/farmhand"
+SMB_PORT = 445
+SSH_PORT = 22
+SOCKET_BUFFER = 10 * 1024 * 1024
+TX_QUEUE = 5000
+
+
+@dataclass(frozen=True)
+class Share:
+    """A Samba share on the hub and where workers mount it."""
+
+    name: str
+    subdirs: tuple[str, ...] = ()
+    comment: str = ""
+
+    @property
+    def path(self) -> str:
+        return f"{SHARES_ROOT}/{self.name}"
+
+    @property
+    def mount_point(self) -> str:
+        return f"{MOUNTS_ROOT}/{self.name}"
+
+
+SHARES = (
+    Share("farm", ("scenes", "renders", "installers"), "scenes, renders and installers"),
+    Share("queue", (), "the render queue repository"),
+)
+
+
+@dataclass(frozen=True)
+class FirewallRule:
+    """One Nebula inbound rule: a port (or 'any') and protocol, from a group or anyone."""
+
+    port: str
+    proto: str
+    group: str = ""
+
+
+@dataclass(frozen=True)
+class HostModel:
+    """One host of the farm: its role, identity, peers, firewall and shares."""
+
+    role: Role
+    name: str
+    bundle: Bundle = field(repr=False)
+    hub_address: str
+    distro: Distro = DEBIAN_12
+    ssh_ports: tuple[int, ...] = (SSH_PORT,)
+    key_logins_work: bool = False
+
+    @property
+    def plan(self) -> FarmPlan:
+        return self.bundle.plan
+
+    @property
+    def certificate(self) -> BundleHost:
+        return self.bundle.host(self.name)
+
+    @property
+    def overlay_ip(self) -> IPv4Address:
+        return self.certificate.ip.ip
+
+    @property
+    def is_lighthouse(self) -> bool:
+        return self.role is Role.HUB
+
+    @property
+    def hub_overlay_ip(self) -> IPv4Address:
+        return self.bundle.plan.addresses.hub
+
+    @property
+    def listen_port(self) -> int:
+        """The hub listens on the farm's public port; everyone else on a random one."""
+        return self.bundle.plan.port if self.is_lighthouse else 0
+
+    @property
+    def lighthouse_endpoints(self) -> dict[str, list[str]]:
+        if self.is_lighthouse:
+            return {}
+        return {str(self.hub_overlay_ip): [endpoint(self.hub_address, self.bundle.plan.port)]}
+
+    @property
+    def inbound_rules(self) -> tuple[FirewallRule, ...]:
+        """Least privilege by group (DESIGN.md §1); bosses accept nothing but ICMP."""
+        rules = [FirewallRule("any", "icmp")]
+        if self.role is Role.HUB:
+            rules += [
+                FirewallRule(str(SMB_PORT), "tcp", "worker"),
+                FirewallRule(str(SMB_PORT), "tcp", "boss"),
+                FirewallRule(str(SSH_PORT), "tcp", "boss"),
+            ]
+        elif self.role is Role.WORKER:
+            rules.append(FirewallRule(str(SSH_PORT), "tcp", "boss"))
+        return tuple(rules)
+
+    @property
+    def blocklist(self) -> list[str]:
+        return sorted(self.bundle.blocklist)
+
+    @property
+    def shares(self) -> tuple[Share, ...]:
+        return SHARES if self.role in (Role.HUB, Role.WORKER) else ()
+
+    @property
+    def farm_user(self) -> str:
+        return self.bundle.plan.farm_user
+
+    @property
+    def farm_uid(self) -> int:
+        return self.bundle.plan.farm_uid
+
+    @property
+    def smb_password(self) -> str:
+        return self.bundle.smb_password
+
+
+def endpoint(address: str, port: int) -> str:
+    """``host:port`` for Nebula's static_host_map, bracketing IPv6 addresses."""
+    try:
+        parsed = ip_address(address)
+    except ValueError:
+        return f"{address}:{port}"
+    return f"[{parsed}]:{port}" if isinstance(parsed, IPv6Address) else f"{parsed}:{port}"
+
+
+def host_model(
+    bundle: Bundle,
+    *,
+    host: str = "",
+    hub_address: str = "",
+    distro: Distro = DEBIAN_12,
+    ssh_ports: tuple[int, ...] = (SSH_PORT,),
+    key_logins_work: bool = False,
+) -> HostModel:
+    """The model of one host from its role's bundle; ``host`` picks a worker's certificate."""
+    if not bundle.hosts:
+        raise UsageError(f"the {bundle.role.value} bundle holds no usable certificate")
+    if bundle.role is Role.WORKER:
+        name = host or bundle.hosts[0].name
+    elif host and host != bundle.hosts[0].name:
+        raise UsageError(
+            f"the {bundle.role.value} bundle is for {bundle.hosts[0].name!r}, not {host!r}"
+        )
+    else:
+        name = bundle.hosts[0].name
+    bundle.host(name)  # fails clearly on an unknown worker name
+    address = hub_address or bundle.plan.hub_address
+    if bundle.role is not Role.HUB and not address:
+        raise UsageError("the hub's public address is not in the bundle: give --hub-address HOST")
+    return HostModel(
+        role=bundle.role,
+        name=name,
+        bundle=bundle,
+        hub_address=address,
+        distro=distro,
+        ssh_ports=tuple(sorted(set(ssh_ports))),
+        key_logins_work=key_logins_work,
+    )

@@ -1,0 +1,215 @@
+"""Host model + templates/ -> the files a host gets: the single place Jinja2 runs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import jinja2
+
+from farmhand import hosts as h
+from farmhand.errors import FarmhandError
+from farmhand.hosts import HostModel
+from farmhand.keystore.fs import atomic_write
+from farmhand.keystore.plan import Role
+from farmhand.resources import data_dir
+
+SYSTEMD_DIR = "/etc/systemd/system"
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    """One file for a host. ``secret`` files never go through a diff; ``at_boot`` files are
+    made on the host when it boots (a worker's chosen certificate), not by the deploy."""
+
+    path: str
+    content: bytes = field(repr=False)
+    mode: int = 0o644
+    secret: bool = False
+    at_boot: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.content.decode()
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Nebula's data-path settings (see bench/lab for the measurements behind them)."""
+
+    mtu: int
+    dev: str = h.NEBULA_DEV
+    tx_queue: int = h.TX_QUEUE
+    socket_buffer: int = h.SOCKET_BUFFER
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(data_dir("templates"))),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,  # noqa: S701 - config files, not HTML
+    )
+
+
+def unit_name_for_path(path: str, suffix: str) -> str:
+    """systemd's unit name for a mount point (``/mnt/a/b`` -> ``mnt-a-b.mount``)."""
+    parts = PurePosixPath(path).parts[1:]
+    escaped = [
+        "".join(c if c.isalnum() or c in "_." else f"\\x{ord(c):02x}" for c in p) for p in parts
+    ]
+    return "-".join(escaped) + suffix
+
+
+def render_host(model: HostModel) -> list[RenderedFile]:
+    """Every file farmhand installs on ``model``'s host, as the host has them once running."""
+    env = _environment()
+    plan = model.bundle.plan
+    paths = {
+        "dir": h.NEBULA_DIR,
+        "config": h.NEBULA_CONFIG,
+        "ca": h.NEBULA_CA,
+        "cert": h.NEBULA_CERT,
+        "key": h.NEBULA_KEY,
+        "pool": h.NEBULA_POOL,
+    }
+    context = {
+        "host": model,
+        "plan": plan,
+        "paths": paths,
+        "tuning": Tuning(mtu=plan.mtu),
+        "blocklist": model.blocklist,
+        "lighthouse_endpoints": model.lighthouse_endpoints,
+        "listen_port": model.listen_port,
+        "inbound": model.inbound_rules,
+        "lib": h.FARMHAND_LIB,
+        "etc": h.FARMHAND_ETC,
+        "smb_port": h.SMB_PORT,
+    }
+
+    def render(template: str, **extra: object) -> bytes:
+        try:
+            return env.get_template(template).render(**context, **extra).encode()
+        except jinja2.TemplateError as exc:
+            raise FarmhandError(f"template {template} failed to render: {exc}") from None
+
+    chosen = model.certificate
+    files = [
+        RenderedFile(h.NEBULA_CONFIG, render("nebula/config.yml.j2"), 0o600),
+        RenderedFile(h.NEBULA_CA, model.bundle.ca_pem, 0o644),
+        RenderedFile(h.NEBULA_CERT, chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
+        RenderedFile(
+            h.NEBULA_KEY, chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-nebula.service", render("systemd/farmhand-nebula.service.j2")
+        ),
+        RenderedFile(f"{h.FARMHAND_ETC}/farm.json", _farm_json(model)),
+    ]
+    if model.role is Role.BOSS:
+        return files
+    files += _firewall(model, render)
+    if model.key_logins_work:
+        files.append(
+            RenderedFile(
+                "/etc/ssh/sshd_config.d/50-farmhand.conf", render("ssh/50-farmhand.conf.j2")
+            )
+        )
+    if model.role is Role.HUB:
+        files += [
+            RenderedFile("/etc/samba/smb.conf", render("samba/smb.conf.j2")),
+            RenderedFile(
+                f"{SYSTEMD_DIR}/{model.distro.samba_service}.service.d/farmhand.conf",
+                render("systemd/samba-overlay.conf.j2"),
+            ),
+            RenderedFile(
+                f"{h.FARMHAND_LIB}/wait-overlay", render("farmhand/wait-overlay.sh.j2"), 0o755
+            ),
+            RenderedFile(
+                f"{h.FARMHAND_ETC}/smb.password",
+                model.smb_password.encode() + b"\n",
+                0o600,
+                secret=True,
+            ),
+        ]
+    else:
+        for host in model.bundle.hosts:
+            files.append(RenderedFile(f"{h.NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
+            files.append(
+                RenderedFile(f"{h.NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True)
+            )
+        files += [
+            RenderedFile(f"{h.FARMHAND_LIB}/pick-cert", render("farmhand/pick-cert.sh.j2"), 0o755),
+            RenderedFile(
+                f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
+                render("systemd/farmhand-pick-cert.service.j2"),
+            ),
+            RenderedFile(
+                f"{h.FARMHAND_ETC}/smb-credentials",
+                render("farmhand/smb-credentials.j2"),
+                0o600,
+                secret=True,
+            ),
+        ]
+        for share in model.shares:
+            files.append(
+                RenderedFile(
+                    f"{SYSTEMD_DIR}/{unit_name_for_path(share.mount_point, '.mount')}",
+                    render("systemd/share.mount.j2", share=share),
+                )
+            )
+            files.append(
+                RenderedFile(
+                    f"{SYSTEMD_DIR}/{unit_name_for_path(share.mount_point, '.automount')}",
+                    render("systemd/share.automount.j2", share=share),
+                )
+            )
+    return files
+
+
+def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[RenderedFile]:
+    if model.distro.firewall == "nftables":
+        return [
+            RenderedFile(
+                f"{h.FARMHAND_ETC}/nftables.conf", render("firewall/nftables.conf.j2"), 0o644
+            ),
+            RenderedFile(
+                f"{SYSTEMD_DIR}/farmhand-firewall.service",
+                render("systemd/farmhand-firewall.service.j2"),
+            ),
+        ]
+    return [
+        RenderedFile(
+            "/etc/firewalld/zones/farmhand-overlay.xml", render("firewall/farmhand-overlay.xml.j2")
+        )
+    ]
+
+
+def _farm_json(model: HostModel) -> bytes:
+    """What tools on the host (status, the picker) need to know, without secrets."""
+    data = {
+        "role": model.role.value,
+        "name": model.name if model.role is not Role.WORKER else None,
+        "farm": model.bundle.plan.name,
+        "network": str(model.bundle.plan.network),
+        "hub_overlay_ip": str(model.hub_overlay_ip),
+        "hub_address": model.hub_address,
+        "port": model.bundle.plan.port,
+        "shares": [s.name for s in model.shares],
+    }
+    return json.dumps(data, indent=1).encode() + b"\n"
+
+
+def write_tree(files: list[RenderedFile], out: Path) -> list[Path]:
+    """Lay ``files`` out under ``out`` as on the host (``out/etc/...``), with their modes."""
+    written = []
+    for item in files:
+        target = out / item.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(target, item.content, item.mode)
+        written.append(target)
+    return written
