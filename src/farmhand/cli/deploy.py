@@ -107,9 +107,16 @@ def deploy(
     hub_address: HubAddress = "",
     ssh_key: Annotated[Path | None, typer.Option(help="SSH private key to log in with.")] = None,
     ssh_user: Annotated[str, typer.Option(help="SSH user when a target names none.")] = "root",
+    known_hosts: Annotated[
+        Path | None, typer.Option(help="known_hosts file (default: ~/.ssh/known_hosts).")
+    ] = None,
     apt_update: Annotated[
         bool, typer.Option(help="Refresh apt indexes (off for offline sites with a seeded cache).")
     ] = True,
+    artifacts: Annotated[
+        Path | None,
+        typer.Option(help="Folder with release archives for hosts without packages (EL nebula)."),
+    ] = None,
     mounts: Annotated[
         bool, typer.Option(help="Start the workers' share automounts (off where no CIFS).")
     ] = True,
@@ -117,7 +124,15 @@ def deploy(
 ) -> None:
     """Push a role's deploy to hosts over SSH: the bundle is decrypted here, in memory."""
     path = _default_bundle(role, bundle)
-    parsed = [parse_target(t, user=ssh_user, key=str(ssh_key) if ssh_key else "") for t in targets]
+    parsed = [
+        parse_target(
+            t,
+            user=ssh_user,
+            key=str(ssh_key) if ssh_key else "",
+            known_hosts=str(known_hosts) if known_hosts else "",
+        )
+        for t in targets
+    ]
     secret = passphrase(passphrase_file)
     opened = open_bundle(path, secret)  # fail fast on a wrong passphrase or role
     if opened.role is not role:
@@ -125,6 +140,8 @@ def deploy(
     data: dict[str, Any] = {"farmhand_apt_update": apt_update, "farmhand_mounts": mounts}
     if hub_address:
         data["farmhand_hub_address"] = hub_address
+    if artifacts is not None:
+        data["farmhand_artifacts"] = str(artifacts.resolve())
     rows: dict[str, dict[str, Any]] = {
         t.label: {"done": 0, "changed": 0, "status": "connecting", "operations": 0} for t in parsed
     }
@@ -154,6 +171,7 @@ def deploy(
                 if not rows[name]["status"].startswith("failed"):
                     rows[name]["status"] = "failed" if result.failed else "ok"
         live.update(_progress_table(rows), refresh=True)
+    console.print()
     _summary(report)
 
 
@@ -164,6 +182,7 @@ def _summary(report: DeployReport) -> None:
             f"{', ' + str(result.errors) + ' failed' if result.errors else ''}"
         )
     if not report.ok:
-        for line in report.log_tail[-5:]:
-            console.print(Text(f"  {line}", style="dim"))
+        for result in report.hosts.values():
+            for line in result.output[-6:]:
+                console.print(Text(f"  {line}", style="dim"))
         raise DeployError(report.failure_message())

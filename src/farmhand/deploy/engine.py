@@ -11,6 +11,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import contextlib
 import importlib
 import json
 import logging
@@ -106,7 +107,9 @@ def run(request: dict[str, Any], events: _Events) -> int:
     state.add_callback_handler(_callbacks(events, logs)())
     state.should_raise_failed_hosts = lambda _state: False
 
-    connect_all(state)
+    # Every host failing to connect raises; each is reported just below.
+    with contextlib.suppress(PyinfraError):
+        connect_all(state)
     for host in inventory:
         connected = host in state.activated_hosts
         events.emit(

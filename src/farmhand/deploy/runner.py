@@ -55,7 +55,12 @@ class DeployReport:
     def failure_message(self) -> str:
         for result in self.hosts.values():
             if result.failed_op:
-                detail = f": {result.output[-1]}" if result.output else ""
+                said = [
+                    line.split("] ", 1)[-1]
+                    for line in result.output
+                    if "Error: executed" not in line and "host key" not in line.lower()
+                ]
+                detail = f": {said[-1]}" if said else ""
                 return f"{result.name}: operation '{result.failed_op}' failed{detail}"
         for result in self.hosts.values():
             if not result.connected:

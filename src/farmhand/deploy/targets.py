@@ -49,7 +49,9 @@ class Target:
         return self.label, data
 
 
-def parse_target(text: str, *, user: str = "", port: int = 0, key: str = "") -> Target:
+def parse_target(
+    text: str, *, user: str = "", port: int = 0, key: str = "", known_hosts: str = ""
+) -> Target:
     if text == "@local":
         return Target(host="localhost", local=True, name="@local")
     match = _TARGET.match(text.strip())
@@ -64,4 +66,5 @@ def parse_target(text: str, *, user: str = "", port: int = 0, key: str = "") -> 
         port=target_port,
         key=key,
         name=text.strip(),
+        known_hosts=known_hosts,
     )
