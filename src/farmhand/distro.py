@@ -47,9 +47,10 @@ class Distro:
 
     @property
     def samba_packages(self) -> tuple[str, ...]:
+        # iproute2: the hub's wait-overlay check runs `ip` before Samba starts.
         if self.family is Family.DEBIAN:
-            return ("samba",)
-        return ("samba", "policycoreutils-python-utils")
+            return ("samba", "iproute2")
+        return ("samba", "iproute", "policycoreutils-python-utils")
 
     @property
     def mount_packages(self) -> tuple[str, ...]:

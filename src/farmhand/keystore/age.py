@@ -61,4 +61,6 @@ def decrypt(data: bytes, passphrase: str, what: str) -> bytes:
     # passphrase was never tried, so it must not be reported as right.
     if "header" in reason.lower() or reason.startswith("Unknown age format"):
         raise BundleError(f"{what} is truncated or its header is damaged")
-    raise BundleError(f"{what} is damaged or truncated (the passphrase was right)")
+    if reason == "decryption error":
+        raise BundleError(f"{what} is damaged or truncated (the passphrase was right)")
+    raise BundleError(f"{what} could not be decrypted: {reason}")
