@@ -33,13 +33,26 @@ def _binary(model: HostModel) -> None:
         )
     archive = "/var/lib/farmhand/artifacts/nebula-linux-amd64.tar.gz"
     installed = host.get_fact(File, path=model.distro.nebula_binary)
-    fetched = files.put(
-        name="Nebula release archive",
-        src=f"{artifacts}/nebula-linux-amd64.tar.gz",
-        dest=archive,
-        mode="644",
-        create_remote_dir=True,
-    )
+    source = f"{str(artifacts).rstrip('/')}/nebula-linux-amd64.tar.gz"
+    if source.startswith(("https://", "http://")):
+        files.directory(
+            name="Artifacts folder", path=archive.rsplit("/", 1)[0], mode="755", present=True
+        )
+        fetched = files.download(
+            name="Nebula release archive (download, sha256-checked)",
+            src=source,
+            dest=archive,
+            mode="644",
+            sha256sum=sha256,
+        )
+    else:
+        fetched = files.put(
+            name="Nebula release archive",
+            src=source,
+            dest=archive,
+            mode="644",
+            create_remote_dir=True,
+        )
     server.shell(
         name="Unpack nebula (sha256-checked) into /usr/local/bin",
         commands=[

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.server import Users
 from pyinfra.operations import server
 
 from farmhand import hosts as h
+from farmhand.errors import UsageError
 from farmhand.hosts import HostModel
 
 
 @deploy("Farm user")
 def farm_user(model: HostModel) -> None:
+    existing = host.get_fact(Users).get(model.farm_user)
+    if existing and existing.get("uid") not in (None, model.farm_uid):
+        # pyinfra would leave it as it is, and share files would belong to someone else.
+        raise UsageError(
+            f"user {model.farm_user} already exists with uid {existing['uid']}, but the farm "
+            f"uses {model.farm_uid}: change farm_uid in farm.toml or the user on this host"
+        )
     server.group(
         name=f"Group {model.farm_user} ({model.farm_uid})",
         group=model.farm_user,
