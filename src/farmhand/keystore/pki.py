@@ -182,6 +182,19 @@ def _bundles(
     ]
 
 
+def _rebuilt(
+    store: KeyStore,
+    roles: Iterable[tuple[Role, str]],
+    register: Register,
+    vault: Vault,
+    fresh: dict[str, bytes],
+    now: int,
+) -> list[Bundle]:
+    """The bundles of ``roles`` after a change: fresh certs from memory, the rest from disk."""
+    cert_pems = _cert_pems(store, register, fresh)
+    return _bundles(roles, store.plan, register, store.ca_pem, vault, cert_pems, now)
+
+
 def _all_roles(register: Register) -> list[tuple[Role, str]]:
     roles: list[tuple[Role, str]] = [(Role.HUB, ""), (Role.WORKER, "")]
     roles += [(Role.BOSS, e.name) for e in register.by_role(Role.BOSS, live_only=True)]
@@ -291,15 +304,7 @@ def _add(
             new_certs=fresh,
             vault=vault,
             vault_mtime=now,
-            bundles=_bundles(
-                roles,
-                current.plan,
-                register,
-                current.ca_pem,
-                vault,
-                _cert_pems(current, register, fresh),
-                now,
-            ),
+            bundles=_rebuilt(current, roles, register, vault, fresh, now),
         )
         written = change.apply()
     return Result(issued=new_entries, bundles=tuple(written), register=register)
@@ -343,15 +348,7 @@ def renew(
             replaced_certs=fresh,
             vault=vault if new_key else None,
             vault_mtime=now,
-            bundles=_bundles(
-                roles,
-                current.plan,
-                register,
-                current.ca_pem,
-                vault,
-                _cert_pems(current, register, fresh),
-                now,
-            ),
+            bundles=_rebuilt(current, roles, register, vault, fresh, now),
         )
         written = change.apply()
     renewed = tuple(e for e in register.entries if e.name in certs)
@@ -371,15 +368,7 @@ def revoke(store: KeyStore, name: str, passphrase: str, now: int | None = None) 
             root=current.root,
             passphrase=passphrase,
             register=register,
-            bundles=_bundles(
-                _all_roles(register),
-                current.plan,
-                register,
-                current.ca_pem,
-                vault,
-                _cert_pems(current, register, {}),
-                now,
-            ),
+            bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
             removed=removed,
         )
         written = change.apply()
