@@ -108,6 +108,7 @@ class Facts:
     distro: str
     key_login: bool = True
     public_zone: str | None = None  # firewall-cmd --list-all; None: firewalld not running yet
+    pool: str | None = None  # ls of the worker certificate pool; None: no pool yet
     files: dict[tuple[str, str], Any] = field(default_factory=dict)  # (fact, path) -> value
     asked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -149,6 +150,8 @@ class Facts:
             return "0"
         if "smb-password.sha256" in command:
             return None
+        if command.startswith("ls -1 /etc/nebula/farmhand/pool"):
+            return self.pool
         pytest.fail(f"the deploy ran a Command fact this fixture lacks: {command}")
 
 
@@ -646,7 +649,7 @@ def fresh_shell(tmp_path: Path) -> Callable[[str], subprocess.CompletedProcess[s
     """A shell on a host that has none of the tools a deploy installs (only sh, cat, grep)."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("sh", "cat", "grep"):
+    for tool in ("sh", "cat", "grep", "ls"):
         found = shutil.which(tool)
         assert found, tool
         (bin_dir / tool).symlink_to(found)
@@ -677,6 +680,28 @@ def test_every_command_fact_succeeds_on_a_fresh_host(
         commands |= {kw["command"] for name, kw in plan.facts.asked if name == "Command"}
     assert commands
     for command in sorted(commands):
-        assert os.path.basename(command.split()[0]) in {"grep", "cat", "firewall-cmd", "semanage"}
+        assert os.path.basename(command.split()[0]) in {
+            "grep",
+            "cat",
+            "ls",
+            "firewall-cmd",
+            "semanage",
+        }
         result = fresh_shell(command)
         assert result.returncode == 0, f"{command}: exit {result.returncode} {result.stderr}"
+
+
+def test_worker_pool_drops_certificates_the_bundle_no_longer_holds(
+    deploy: Callable[..., Plan],
+) -> None:
+    """A revoked worker's key must not stay in the pool of hosts redeployed after the revoke."""
+    facts = Facts(
+        "debian-12", pool="worker0001.crt\nworker0001.key\nworker0999.crt\nworker0999.key"
+    )
+    stale = "/etc/nebula/farmhand/pool/worker0999.key"
+    facts.files[("File", stale)] = {"mode": 600, "user": "root", "group": "root", "size": 90}
+    plan = deploy("worker", "debian-12", facts)
+    removal = plan.op(f"Remove {stale}")
+    assert any("rm" in command and "worker0999.key" in command for command in removal.shell)
+    plan.op("Remove /etc/nebula/farmhand/pool/worker0999.crt")
+    assert not [op for op in plan.ops if "Remove" in op.name and "worker0001" in op.name]

@@ -658,6 +658,9 @@ def test_a_revoked_worker_is_refused_by_the_hub(lab: Lab) -> None:
             name
         )
         lab.sh(name, f"nebula -test -config {NEBULA_CONFIG}")
+    # The re-deployed worker no longer carries the revoked worker's key in its pool.
+    for kind in ("crt", "key"):
+        assert not lab.infra(W2).file(f"/etc/nebula/farmhand/pool/{W1}.{kind}").exists
 
     took = wait_until(
         "worker0001 loses the hub", lambda: not pings(lab, W1, lab.overlay[HUB]), within=30

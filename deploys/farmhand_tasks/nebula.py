@@ -6,6 +6,7 @@ from pyinfra import host
 from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
+from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
@@ -64,6 +65,20 @@ def _binary(model: HostModel) -> None:
     )
 
 
+def _prune_pool(rendered: dict[str, RenderedFile]) -> list[OperationMeta]:
+    """Remove certificates the bundle no longer holds (revoked workers) from the pool."""
+    listing = host.get_fact(Command, command=f"ls -1 {h.NEBULA_POOL} 2>/dev/null || true")
+    stale = [
+        f"{h.NEBULA_POOL}/{name}"
+        for name in (listing or "").split()
+        if f"{h.NEBULA_POOL}/{name}" not in rendered
+    ]
+    return [
+        files.file(name=f"Remove {path} (not in the bundle)", path=path, present=False)
+        for path in stale
+    ]
+
+
 @deploy("Nebula overlay")
 def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta:
     """Returns the operation that keeps farmhand-nebula running (for services that follow it)."""
@@ -87,6 +102,7 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
             present=True,
         )
         pool = farm_files.install(farm_files.select(rendered, h.NEBULA_POOL, h.FARMHAND_LIB))
+        pool += _prune_pool(rendered)
         picker_unit = farm_files.install(
             farm_files.select(rendered, "/etc/systemd/system/farmhand-pick-cert")
         )
