@@ -21,7 +21,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +41,7 @@ from farmhand.keystore.plan import Role
 from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.lab.system import missing_tools, process_argv
+from farmhand.lab.system import process_argv, why_unavailable
 from farmhand.nebula import pem
 
 PREFIX = "fhe2e"
@@ -53,18 +52,7 @@ NAT_TABLE = "fhlab_nat"  # the NAT router's nftables table (farmhand.lab.net)
 UDP_PROBE_PORT = 5555
 
 
-def _why_no_lab() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "the lab needs Linux"
-    if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, systemd-nspawn)"
-    missing = missing_tools(LAB_TOOLS)
-    if missing:
-        return f"the lab needs {', '.join(missing)} (apt: systemd-container debootstrap nftables)"
-    return None
-
-
-_NO_LAB = _why_no_lab()
+_NO_LAB = why_unavailable(LAB_TOOLS)
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
 
 

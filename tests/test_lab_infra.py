@@ -22,24 +22,18 @@ import pytest
 from farmhand.errors import LabError
 from farmhand.lab import OFFLINE_PACKAGES, ImageSpec, LabFarm, NatRouter, Underlay
 from farmhand.lab import system as lab_system
-from farmhand.lab.system import missing_tools, mounts_under, pid_alive, process_argv
+from farmhand.lab.system import (
+    mounts_under,
+    pid_alive,
+    process_argv,
+    why_unavailable,
+)
 
 PREFIX = "fhtest"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 
 
-def _why_no_lab() -> str | None:
-    if not sys.platform.startswith("linux"):
-        return "the lab needs Linux"
-    if os.geteuid() != 0:
-        return "the lab needs root (network namespaces, systemd-nspawn)"
-    missing = missing_tools(LAB_TOOLS)
-    if missing:
-        return f"the lab needs {', '.join(missing)} (apt: systemd-container debootstrap nftables)"
-    return None
-
-
-_NO_LAB = _why_no_lab()
+_NO_LAB = why_unavailable(LAB_TOOLS)
 needs_lab = pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")
 
 

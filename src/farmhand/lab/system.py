@@ -54,18 +54,26 @@ def missing_tools(tools: Iterable[str]) -> list[str]:
     return [tool for tool in tools if shutil.which(tool, path=path) is None]
 
 
-def require_host(tools: Iterable[str] = ()) -> None:
-    """Fail early, in one line, when this machine cannot run the lab at all."""
+def why_unavailable(tools: Iterable[str] = ()) -> str | None:
+    """Why this machine cannot run the lab, in one line, or None when it can."""
     if not sys.platform.startswith("linux"):
-        raise LabError(f"farmhand lab needs Linux (this is {sys.platform})")
+        return f"farmhand lab needs Linux (this is {sys.platform})"
     if os.geteuid() != 0:
-        raise LabError("farmhand lab needs root (network namespaces, containers): run it with sudo")
+        return "farmhand lab needs root (network namespaces, containers): run it with sudo"
     missing = missing_tools(tools)
     if missing:
         packages = sorted({TOOL_PACKAGES.get(tool, tool) for tool in missing})
-        raise LabError(
+        return (
             f"farmhand lab needs {', '.join(missing)}: install the package(s) {' '.join(packages)}"
         )
+    return None
+
+
+def require_host(tools: Iterable[str] = ()) -> None:
+    """Fail early, in one line, when this machine cannot run the lab at all."""
+    reason = why_unavailable(tools)
+    if reason is not None:
+        raise LabError(reason)
 
 
 def _last_line(text: str) -> str:
