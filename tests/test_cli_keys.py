@@ -510,6 +510,7 @@ def test_add_boss_then_revoke_it(store: Path) -> None:
         "secrets.age",
         "certs/bob.crt",
         "boss-bob.keybundle.age",
+        *BUNDLES,  # every bundle lists the farm's peers
     }
     bob = entries(store)["bob"]
     assert (bob["ip"], bob["role"], bob["groups"]) == ("10.87.10.2", "boss", GROUPS["boss"])

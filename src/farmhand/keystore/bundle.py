@@ -7,6 +7,7 @@ Anyone can inspect one with standard tools (``age -d FILE | tar -tzv``). Layout:
     certs/NAME.crt       one per host of the role
     keys/NAME.key        the matching X25519 private keys (0600)
     smb.password         the farm's generated Samba password (0600)
+    extras/NAME[.pub]    farm-wide secrets this role needs (see extras.py)
 """
 
 from __future__ import annotations
@@ -16,12 +17,14 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass, field
-from ipaddress import IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
 from farmhand.errors import BundleError, FarmhandError
 from farmhand.keystore import age
+from farmhand.keystore.extras import PREFIX as EXTRAS_PREFIX
+from farmhand.keystore.extras import file_mode
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.nebula import cert as nc
 from farmhand.nebula import pem
@@ -53,6 +56,34 @@ class BundleHost:
 
 
 @dataclass(frozen=True)
+class Peer:
+    """Another live member of the farm, as every bundle lists them (no keys): the hub's lease
+    table draws the worker pool from it, ``farmhand status`` the hosts to check."""
+
+    name: str
+    role: Role
+    ip: IPv4Address
+    not_after: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "role": self.role.value,
+            "ip": str(self.ip),
+            "not_after": self.not_after,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Peer:
+        return cls(
+            name=str(data["name"]),
+            role=Role(data["role"]),
+            ip=IPv4Address(data["ip"]),
+            not_after=int(data["not_after"]),
+        )
+
+
+@dataclass(frozen=True)
 class Bundle:
     """A decrypted keybundle, held in memory only."""
 
@@ -63,6 +94,11 @@ class Bundle:
     blocklist: frozenset[str]
     created: int
     smb_password: str = field(repr=False)
+    peers: tuple[Peer, ...] = ()
+    extras: dict[str, bytes] = field(default_factory=dict, repr=False)
+
+    def peers_of(self, role: Role) -> tuple[Peer, ...]:
+        return tuple(p for p in self.peers if p.role is role)
 
     def host(self, name: str) -> BundleHost:
         for host in self.hosts:
@@ -81,6 +117,7 @@ class Bundle:
             "hosts": [
                 {"name": h.name, "ip": str(h.ip), "groups": list(h.groups)} for h in self.hosts
             ],
+            "peers": [p.to_dict() for p in self.peers],
         }
 
     def to_tar(self) -> bytes:
@@ -92,6 +129,8 @@ class Bundle:
         for host in self.hosts:
             files.append((f"certs/{host.name}.crt", host.cert_pem, 0o644))
             files.append((f"keys/{host.name}.key", host.key_pem, 0o600))
+        for name, value in sorted(self.extras.items()):
+            files.append((f"{EXTRAS_PREFIX}{name}", value, file_mode(name)))
         return pack(files, self.created)
 
     def encrypt(self, passphrase: str) -> bytes:
@@ -162,6 +201,12 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
             blocklist=frozenset(meta.get("blocklist", ())),
             created=int(meta["created"]),
             smb_password=files[SMB_PASSWORD].decode().strip(),
+            peers=tuple(Peer.from_dict(p) for p in meta.get("peers", ())),
+            extras={
+                name[len(EXTRAS_PREFIX) :]: content
+                for name, content in files.items()
+                if name.startswith(EXTRAS_PREFIX)
+            },
         )
     except BundleError:
         raise

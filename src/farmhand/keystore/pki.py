@@ -237,7 +237,7 @@ def create_farm(
     certs, private = sign_hosts(ca, ca_key, plan, specs, now, progress)
     entries = tuple(Entry.for_certificate(certs[s.name], s.role) for s in specs)
     register = Register(entries)
-    vault = Vault(ca_key=ca_key, smb_password=new_smb_password(), host_keys=private)
+    vault, _ = Vault(ca_key=ca_key, smb_password=new_smb_password(), host_keys=private).completed()
     cert_pems = {name: c.to_pem() for name, c in certs.items()}
     ca_pem = ca.to_pem()
     change = Change(
@@ -290,13 +290,14 @@ def _add(
             specs = plan_workers(current.plan, current.register, count)
         else:
             specs = plan_bosses(current.plan, current.register, names)
-        vault = current.unlock(passphrase)
+        vault, _ = current.unlock(passphrase).completed()
         certs, private = sign_hosts(current.ca, vault.ca_key, current.plan, specs, now, progress)
         new_entries = tuple(Entry.for_certificate(certs[s.name], s.role) for s in specs)
         register = current.register.with_entries(*new_entries)
         vault = vault.with_host_keys(private)
         fresh = {name: c.to_pem() for name, c in certs.items()}
-        roles = [(Role.WORKER, "")] if role is Role.WORKER else [(Role.BOSS, s.name) for s in specs]
+        # Every bundle lists the farm's peers, so every bundle learns of new hosts.
+        roles = _all_roles(register)
         change = Change(
             root=current.root,
             passphrase=passphrase,
@@ -329,7 +330,7 @@ def renew(
         raise UsageError("nothing to renew")
     with store.changing() as current:
         entries = [live_entry(current.register, n) for n in dict.fromkeys(names)]
-        vault = current.unlock(passphrase)
+        vault, upgraded = current.unlock(passphrase).completed()
         specs = [HostSpec(e.name, e.role, e.ip) for e in entries]
         keep = None if new_key else {e.name: vault.host_key(e.name) for e in entries}
         certs, private = sign_hosts(current.ca, vault.ca_key, current.plan, specs, now, keys=keep)
@@ -338,15 +339,15 @@ def renew(
             register = register.replaced(entry.renewed(certs[entry.name], block_old=new_key))
         vault = vault.with_host_keys(private)
         fresh = {name: c.to_pem() for name, c in certs.items()}
-        touched = {(e.role, e.name if e.role is Role.BOSS else "") for e in entries}
-        # A new key blocklists the old certificate, and every host must learn that.
-        roles = _all_roles(register) if new_key else sorted(touched, key=lambda r: r[0].value)
+        # A new key blocklists the old certificate, and every host must learn that; new
+        # farm-wide secrets and the peers' expiry dates go to every bundle too.
+        roles = _all_roles(register)
         change = Change(
             root=current.root,
             passphrase=passphrase,
             register=register,
             replaced_certs=fresh,
-            vault=vault if new_key else None,
+            vault=vault if new_key or upgraded else None,
             vault_mtime=now,
             bundles=_rebuilt(current, roles, register, vault, fresh, now),
         )
@@ -361,13 +362,15 @@ def revoke(store: KeyStore, name: str, passphrase: str, now: int | None = None) 
     with store.changing() as current:
         entry = live_entry(current.register, name)
         check_revocable(entry)
-        vault = current.unlock(passphrase)
+        vault, upgraded = current.unlock(passphrase).completed()
         register = current.register.replaced(_revoked(entry, now))
         removed = [bundle_filename(Role.BOSS, name)] if entry.role is Role.BOSS else []
         change = Change(
             root=current.root,
             passphrase=passphrase,
             register=register,
+            vault=vault if upgraded else None,
+            vault_mtime=now,
             bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
             removed=removed,
         )

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from farmhand.errors import StoreError
 from farmhand.keystore import age, fs
-from farmhand.keystore.bundle import Bundle, BundleHost, bundle_filename
+from farmhand.keystore.bundle import Bundle, BundleHost, Peer, bundle_filename
+from farmhand.keystore.extras import for_role as extras_for_role
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.keystore.register import Register
 from farmhand.keystore.vault import VAULT_FILE, Vault, decrypt_vault
@@ -158,6 +159,10 @@ def build_bundle(
         blocklist=register.blocklist,
         created=created,
         smb_password=vault.smb_password,
+        peers=tuple(
+            Peer(e.name, e.role, e.ip, e.not_after) for e in register.entries if not e.revoked
+        ),
+        extras=extras_for_role(role, vault.extras),
     )
 
 

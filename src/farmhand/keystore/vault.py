@@ -13,6 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from farmhand.errors import BundleError, PassphraseError, StoreError
 from farmhand.keystore import age
 from farmhand.keystore.bundle import pack, unpack
+from farmhand.keystore.extras import PREFIX as EXTRAS_PREFIX
+from farmhand.keystore.extras import completed as completed_extras
 from farmhand.nebula import pem
 
 VAULT_FILE = "secrets.age"
@@ -26,6 +28,7 @@ class Vault:
     ca_key: Ed25519PrivateKey = field(repr=False)
     smb_password: str = field(repr=False)
     host_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
+    extras: dict[str, bytes] = field(default_factory=dict, repr=False)
 
     def host_key(self, name: str) -> bytes:
         try:
@@ -36,6 +39,13 @@ class Vault:
     def with_host_keys(self, new: dict[str, bytes]) -> Vault:
         return replace(self, host_keys={**self.host_keys, **new})
 
+    def completed(self) -> tuple[Vault, bool]:
+        """This vault with every declared farm-wide secret; True when some had to be made."""
+        extras = completed_extras(self.extras)
+        if extras == self.extras:
+            return self, False
+        return replace(self, extras=extras), True
+
     def to_tar(self, mtime: int) -> bytes:
         files = [
             (_CA_KEY, pem.ed25519_private_to_pem(self.ca_key), 0o600),
@@ -45,6 +55,7 @@ class Vault:
             (f"{_HOST_PREFIX}{name}.key", pem.x25519_private_to_pem(raw), 0o600)
             for name, raw in self.host_keys.items()
         ]
+        files += [(f"{EXTRAS_PREFIX}{name}", value, 0o600) for name, value in self.extras.items()]
         return pack(files, mtime)
 
 
@@ -65,6 +76,11 @@ def decrypt_vault(data: bytes, passphrase: str) -> Vault:
             for name, content in files.items()
             if name.startswith(_HOST_PREFIX) and name.endswith(".key")
         }
+        extras = {
+            name[len(EXTRAS_PREFIX) :]: content
+            for name, content in files.items()
+            if name.startswith(EXTRAS_PREFIX)
+        }
     except (KeyError, BundleError, UnicodeDecodeError) as exc:
         raise StoreError(f"{VAULT_FILE} is damaged: {exc}") from None
-    return Vault(ca_key=ca_key, smb_password=smb_password, host_keys=host_keys)
+    return Vault(ca_key=ca_key, smb_password=smb_password, host_keys=host_keys, extras=extras)

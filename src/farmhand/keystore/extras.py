@@ -1,0 +1,66 @@
+"""Farm-wide secrets beyond Nebula keys, made once and carried by the vault and the bundles.
+
+Each feature that needs a farm-wide secret (the workers' claim key for the hub, TLS material
+for the render queue) declares it here as an :class:`ExtraSecret`: how to make it, which roles
+get the private part and which only a derived public part. ``keygen`` makes every declared
+secret; any later change to an older store makes the ones it lacks, so stores upgrade in place.
+
+In the vault and in bundles they live as ``extras/NAME`` (private, 0600) and
+``extras/NAME.pub`` (derived public part, 0644).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from farmhand.keystore.plan import Role
+
+PREFIX = "extras/"
+PUBLIC_SUFFIX = ".pub"
+
+
+@dataclass(frozen=True)
+class ExtraSecret:
+    """One farm-wide secret: ``make`` creates it; ``public`` derives what others may see."""
+
+    name: str
+    make: Callable[[], bytes]
+    private_roles: frozenset[Role]
+    public_roles: frozenset[Role] = frozenset()
+    public: Callable[[bytes], bytes] | None = None
+
+
+EXTRA_SECRETS: tuple[ExtraSecret, ...] = ()
+"""Every declared farm-wide secret (features add theirs here)."""
+
+
+def completed(
+    extras: Mapping[str, bytes], declared: tuple[ExtraSecret, ...] | None = None
+) -> dict[str, bytes]:
+    """``extras`` plus a freshly made value for every declared secret it lacks."""
+    out = dict(extras)
+    for spec in EXTRA_SECRETS if declared is None else declared:
+        if spec.name not in out:
+            out[spec.name] = spec.make()
+    return out
+
+
+def for_role(
+    role: Role, extras: Mapping[str, bytes], declared: tuple[ExtraSecret, ...] | None = None
+) -> dict[str, bytes]:
+    """What a ``role`` bundle carries: private parts it needs, public parts of the others."""
+    out: dict[str, bytes] = {}
+    for spec in EXTRA_SECRETS if declared is None else declared:
+        value = extras.get(spec.name)
+        if value is None:
+            continue
+        if role in spec.private_roles:
+            out[spec.name] = value
+        if role in spec.public_roles and spec.public is not None:
+            out[spec.name + PUBLIC_SUFFIX] = spec.public(value)
+    return out
+
+
+def file_mode(name: str) -> int:
+    return 0o644 if name.endswith(PUBLIC_SUFFIX) else 0o600

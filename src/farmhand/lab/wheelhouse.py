@@ -1,0 +1,108 @@
+"""farmhand itself inside lab hosts: a wheelhouse built here, installed there without internet.
+
+Lab containers have no internet, yet bootstrap, join and status run farmhand *on* the host.
+``pip wheel`` on this machine (which reaches PyPI) builds farmhand's wheel and every dependency
+once; hosts get the folder over ssh and install with ``--no-index``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+from farmhand.errors import LabError
+from farmhand.lab.farm import LabFarm
+from farmhand.lab.system import lab_root
+
+REMOTE_WHEELHOUSE = "/var/cache/farmhand/wheelhouse"
+REMOTE_VENV = "/opt/farmhand"
+_SOURCE_PARTS = ("pyproject.toml", "src", "deploys", "templates")
+
+
+def project_root() -> Path:
+    """The checkout farmhand runs from (the wheelhouse is built from source, not a wheel)."""
+    root = Path(__file__).resolve().parents[3]
+    if not (root / "pyproject.toml").is_file():
+        raise LabError("farmhand is not running from a source checkout: no wheel can be built")
+    return root
+
+
+def source_digest(root: Path) -> str:
+    """A hash of everything that goes into the wheel, so a changed tree gets a new wheel."""
+    digest = hashlib.sha256()
+    for part in _SOURCE_PARTS:
+        path = root / part
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            if "__pycache__" in file.parts:
+                continue
+            digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def build_wheelhouse(root: Path | None = None, cache: Path | None = None) -> Path:
+    """A folder with farmhand's wheel and all its dependencies' wheels (cached by source hash)."""
+    root = root or project_root()
+    cache = cache or lab_root() / "wheelhouse"
+    target = cache / source_digest(root)
+    if (target / ".complete").exists():
+        return target
+    building = target.with_name(target.name + ".building")
+    shutil.rmtree(building, ignore_errors=True)
+    building.mkdir(parents=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check",
+         "-w", str(building), str(root)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        reason = f": {detail[-1]}" if detail else ""
+        raise LabError(f"building farmhand's wheelhouse failed{reason}")
+    (building / ".complete").touch()
+    shutil.rmtree(target, ignore_errors=True)
+    building.rename(target)
+    return target
+
+
+def farmhand_wheel(wheelhouse: Path) -> Path:
+    """farmhand's own wheel in ``wheelhouse``."""
+    wheels = sorted(wheelhouse.glob("farmhand-*.whl"))
+    if not wheels:
+        raise LabError(f"{wheelhouse} holds no farmhand wheel")
+    return wheels[-1]
+
+
+def copy_wheelhouse(farm: LabFarm, name: str, wheelhouse: Path) -> str:
+    """Copy ``wheelhouse`` to lab host ``name``; returns the folder there."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for wheel in sorted(wheelhouse.glob("*.whl")):
+            tar.add(wheel, arcname=wheel.name)
+    where = REMOTE_WHEELHOUSE
+    script = f"rm -rf {where} && mkdir -p {where} && tar -x -C {where}"
+    result = subprocess.run(
+        farm.host(name).ssh_argv(["sh", "-c", script]),
+        input=raw.getvalue(), capture_output=True, timeout=300, check=False,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise LabError(f"{name}: copying the wheelhouse failed: {result.stderr.decode().strip()}")
+    return REMOTE_WHEELHOUSE
+
+
+def install_farmhand(farm: LabFarm, name: str, wheelhouse: Path | None = None) -> str:
+    """farmhand installed in a venv on lab host ``name`` from the wheelhouse; returns its path."""
+    remote = copy_wheelhouse(farm, name, wheelhouse or build_wheelhouse())
+    farm.exec(name, ["python3", "-m", "venv", REMOTE_VENV], check=True)
+    farm.exec(
+        name,
+        [f"{REMOTE_VENV}/bin/pip", "install", "-q", "--disable-pip-version-check",
+         "--no-index", "--find-links", remote, "farmhand"],
+        check=True,
+    )  # fmt: skip
+    return f"{REMOTE_VENV}/bin/farmhand"

@@ -1,0 +1,70 @@
+"""Farm-wide secrets (keystore/extras.py): made once, kept in the vault, split by role."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from farmhand.keystore import extras, pki
+from farmhand.keystore.bundle import open_bundle
+from farmhand.keystore.plan import Role, new_plan
+from farmhand.keystore.store import KeyStore
+
+PASSPHRASE = "correct horse battery"
+TOKEN = extras.ExtraSecret(
+    name="token",
+    make=lambda: os.urandom(16).hex().encode(),
+    private_roles=frozenset({Role.HUB}),
+    public_roles=frozenset({Role.WORKER}),
+    public=lambda value: b"public-of-" + value,
+)
+
+
+def test_completed_makes_only_what_is_missing() -> None:
+    made = extras.completed({}, (TOKEN,))
+    assert set(made) == {"token"}
+    assert extras.completed(made, (TOKEN,)) == made
+
+
+def test_roles_get_private_or_public_parts() -> None:
+    made = extras.completed({}, (TOKEN,))
+    assert extras.for_role(Role.HUB, made, (TOKEN,)) == {"token": made["token"]}
+    assert extras.for_role(Role.WORKER, made, (TOKEN,)) == {
+        "token.pub": b"public-of-" + made["token"]
+    }
+    assert extras.for_role(Role.BOSS, made, (TOKEN,)) == {}
+    assert extras.file_mode("token") == 0o600
+    assert extras.file_mode("token.pub") == 0o644
+
+
+@pytest.mark.slow
+def test_old_store_gains_new_secrets_once_and_keeps_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "keys"
+    plan = new_plan("farm")
+    pki.create_farm(root, plan, workers=2, bosses=["boss1"], passphrase=PASSPHRASE)
+    store = KeyStore.open(root)
+    assert store.unlock(PASSPHRASE).extras == {}
+
+    monkeypatch.setattr(extras, "EXTRA_SECRETS", (TOKEN,))
+    pki.add_workers(store, 1, PASSPHRASE)
+    made = KeyStore.open(root).unlock(PASSPHRASE).extras
+    assert set(made) == {"token"}
+    hub = open_bundle(root / "hub.keybundle.age", PASSPHRASE)
+    workers = open_bundle(root / "workers.keybundle.age", PASSPHRASE)
+    assert hub.extras == {"token": made["token"]}
+    assert workers.extras == {"token.pub": b"public-of-" + made["token"]}
+    # Every bundle lists the live peers, the new worker included.
+    assert [p.name for p in hub.peers_of(Role.WORKER)] == [
+        "worker0001",
+        "worker0002",
+        "worker0003",
+    ]
+
+    pki.revoke(KeyStore.open(root), "worker0002", PASSPHRASE)
+    assert KeyStore.open(root).unlock(PASSPHRASE).extras == made
+    workers = open_bundle(root / "workers.keybundle.age", PASSPHRASE)
+    assert [p.name for p in workers.peers_of(Role.WORKER)] == ["worker0001", "worker0003"]
