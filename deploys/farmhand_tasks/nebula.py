@@ -17,6 +17,7 @@ from farmhand.keystore.plan import Role
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
+from farmhand_tasks.leases import worker_leases
 
 
 def _binary(model: HostModel) -> None:
@@ -101,25 +102,17 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
             group="root",
             present=True,
         )
-        pool = farm_files.install(farm_files.select(rendered, h.NEBULA_POOL, h.FARMHAND_LIB))
+        pool = farm_files.install(farm_files.select(rendered, h.NEBULA_POOL))
         pool += _prune_pool(rendered)
-        picker_unit = farm_files.install(
-            farm_files.select(rendered, "/etc/systemd/system/farmhand-pick-cert")
-        )
-        systemd.daemon_reload(name="Reload systemd units (picker)", _if=any_changed(*picker_unit))
-        systemd.service(
-            name="Choose this worker's certificate at every boot",
-            service="farmhand-pick-cert.service",
-            enabled=True,
-            running=True,
-        )
-        changes += [*pool, *picker_unit]
+        picker, picking = worker_leases(model, rendered)
+        changes += [*pool, *picker]
+        changed_picker = any_changed(*pool, *picker)
         changes.append(
             systemd.service(
-                name="Choose again after the pool changed",
+                name="Claim again after the pool or the picker changed",
                 service="farmhand-pick-cert.service",
                 restarted=True,
-                _if=any_changed(*pool, *picker_unit),
+                _if=lambda: changed_picker() and not picking.did_change(),
             )
         )
     config = farm_files.install(

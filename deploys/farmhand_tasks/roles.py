@@ -8,6 +8,7 @@ from farmhand.keystore.plan import Role
 from farmhand_tasks import context
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.firewall import firewall
+from farmhand_tasks.leases import hub_leases
 from farmhand_tasks.mounts import mounts
 from farmhand_tasks.nebula import nebula
 from farmhand_tasks.samba import samba
@@ -23,6 +24,7 @@ def hub() -> None:
     farm_user(model)
     running = nebula(model, rendered)
     samba(model, rendered, running)
+    hub_leases(model, rendered)
     ssh(model, rendered)
 
 

@@ -13,7 +13,9 @@ from farmhand_tasks import files as farm_files
 
 @deploy("SSH hardening")
 def ssh(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    dropin = farm_files.install(farm_files.select(rendered, "/etc/ssh/sshd_config.d/"))
+    dropin = farm_files.install(
+        farm_files.select(rendered, "/etc/ssh/sshd_config.d/50-farmhand.conf")
+    )
     if not dropin:
         return
     server.shell(

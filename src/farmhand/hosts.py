@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from farmhand.distro import DEBIAN_12, Distro
+from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
@@ -29,6 +30,13 @@ SMB_PORT = 445
 SSH_PORT = 22
 SOCKET_BUFFER = 10 * 1024 * 1024
 TX_QUEUE = 5000
+DEFAULT_LEASE_TTL = "3m"
+DEFAULT_SSH_HOST_KEYS = (
+    "/etc/ssh/ssh_host_rsa_key",
+    "/etc/ssh/ssh_host_ecdsa_key",
+    "/etc/ssh/ssh_host_ed25519_key",
+)
+"""sshd's own default host keys (the ones it uses when no HostKey is configured)."""
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,8 @@ class HostModel:
     distro: Distro = DEBIAN_12
     ssh_ports: tuple[int, ...] = (SSH_PORT,)
     key_logins_work: bool = False
+    ssh_host_keys: tuple[str, ...] = DEFAULT_SSH_HOST_KEYS
+    """The hub's existing default sshd host keys, listed before the lease host key."""
 
     @property
     def plan(self) -> FarmPlan:
@@ -139,6 +149,24 @@ class HostModel:
     @property
     def smb_password(self) -> str:
         return self.bundle.smb_password
+
+    @property
+    def lease_ttl(self) -> int:
+        """How long a worker's certificate lease lasts unless renewed (farm.toml lease_ttl)."""
+        ttl = parse_duration(str(self.plan.extra.get("lease_ttl", DEFAULT_LEASE_TTL)))
+        if ttl < 6:
+            raise UsageError(f"lease_ttl {ttl} s is too short: use at least 6s")
+        return ttl
+
+    @property
+    def lease_renew_every(self) -> int:
+        """Workers renew three times per lease, so one lost renewal never ends a lease."""
+        return max(2, self.lease_ttl // 3)
+
+    @property
+    def lease_ssh_port(self) -> int:
+        """The hub's SSH port workers claim certificates on (farm.toml lease_ssh_port)."""
+        return int(self.plan.extra.get("lease_ssh_port", SSH_PORT))
 
 
 def endpoint(address: str, port: int) -> str:

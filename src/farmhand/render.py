@@ -10,7 +10,8 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from farmhand import hosts as h
-from farmhand.errors import FarmhandError
+from farmhand import leases
+from farmhand.errors import FarmhandError, UsageError
 from farmhand.hosts import HostModel
 from farmhand.keystore.fs import atomic_write
 from farmhand.keystore.plan import Role
@@ -119,6 +120,7 @@ def render_host(model: HostModel) -> list[RenderedFile]:
                 "/etc/ssh/sshd_config.d/50-farmhand.conf", render("ssh/50-farmhand.conf.j2")
             )
         )
+    files += lease_files(model, render)
     if model.role is Role.HUB:
         files += [
             RenderedFile("/etc/samba/smb.conf", render("samba/smb.conf.j2")),
@@ -143,11 +145,6 @@ def render_host(model: HostModel) -> list[RenderedFile]:
                 RenderedFile(f"{h.NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True)
             )
         files += [
-            RenderedFile(f"{h.FARMHAND_LIB}/pick-cert", render("farmhand/pick-cert.sh.j2"), 0o755),
-            RenderedFile(
-                f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
-                render("systemd/farmhand-pick-cert.service.j2"),
-            ),
             RenderedFile(
                 f"{h.FARMHAND_ETC}/smb-credentials",
                 render("farmhand/smb-credentials.j2"),
@@ -168,6 +165,87 @@ def render_host(model: HostModel) -> list[RenderedFile]:
                     render("systemd/share.automount.j2", share=share),
                 )
             )
+    return files
+
+
+def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """The certificate leases (farmhand/leases.py): the lease service and its sshd entry on the
+    hub; the picker, its renewal timer, the claim key and the hub's pinned host key on workers."""
+    module = Path(leases.__file__).read_bytes()
+    files = [RenderedFile(leases.LIB, b"#!/usr/bin/python3\n" + module, 0o755)]
+    extras = model.bundle.extras
+    if model.role is Role.HUB:
+        needed = ("lease-host-key", "lease-claim-key.pub")
+    else:
+        needed = ("lease-claim-key", "lease-host-key.pub")
+    missing = [name for name in needed if name not in extras]
+    if missing:
+        raise UsageError(
+            f"the {model.role.value} bundle has no certificate-lease keys ({', '.join(missing)}): "
+            "it comes from an older farmhand; any `farmhand keys` change re-makes the bundles"
+        )
+    if model.role is Role.HUB:
+        pool = {
+            "ttl": model.lease_ttl,
+            "pool": [
+                {"name": p.name, "ip": str(p.ip), "not_after": p.not_after}
+                for p in model.bundle.peers_of(Role.WORKER)
+            ],
+        }
+        files += [
+            RenderedFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),
+            RenderedFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
+            RenderedFile(leases.HUB_HOST_KEY + ".pub", extras["lease-host-key.pub"]),
+            RenderedFile(
+                "/etc/ssh/sshd_config.d/40-farmhand-lease.conf",
+                render("ssh/40-farmhand-lease.conf.j2", leases=leases),
+            ),
+            RenderedFile(
+                leases.LEASE_AUTHORIZED_KEYS,
+                render(
+                    "farmhand/lease-authorized_keys.j2",
+                    leases=leases,
+                    claim_key=extras["lease-claim-key.pub"].decode().strip(),
+                ),
+            ),
+        ]
+        return files
+    config = {
+        "hub": model.hub_address,
+        "hub_port": model.lease_ssh_port,
+        "user": leases.LEASE_USER,
+        "ttl": model.lease_ttl,
+        "renew_every": model.lease_renew_every,
+        "claim_key": leases.CLAIM_KEY,
+        "known_hosts": leases.KNOWN_HOSTS,
+        "pool_dir": h.NEBULA_POOL,
+        "cert": h.NEBULA_CERT,
+        "key": h.NEBULA_KEY,
+        "nebula_unit": "farmhand-nebula.service",
+        "pick_unit": "farmhand-pick-cert.service",
+        "connect_timeout": 10,
+    }
+    host_key = extras["lease-host-key.pub"].decode().split()
+    files += [
+        RenderedFile(leases.WORKER_CONFIG, json.dumps(config, indent=1).encode() + b"\n"),
+        RenderedFile(leases.CLAIM_KEY, extras["lease-claim-key"], 0o600, secret=True),
+        RenderedFile(
+            leases.KNOWN_HOSTS,
+            f"{leases.HOST_KEY_ALIAS} {host_key[0]} {host_key[1]}\n".encode(),
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
+            render("systemd/farmhand-pick-cert.service.j2", leases=leases),
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-lease-renew.service",
+            render("systemd/farmhand-lease-renew.service.j2", leases=leases),
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-lease-renew.timer",
+            render("systemd/farmhand-lease-renew.timer.j2", leases=leases),
+        ),
+    ]
     return files
 
 

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
 from farmhand.keystore.plan import Role
 
 PREFIX = "extras/"
@@ -31,7 +34,45 @@ class ExtraSecret:
     public: Callable[[bytes], bytes] | None = None
 
 
-EXTRA_SECRETS: tuple[ExtraSecret, ...] = ()
+def _openssh_private(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+
+
+def _openssh_public(comment: str) -> Callable[[bytes], bytes]:
+    def public(private: bytes) -> bytes:
+        key = serialization.load_ssh_private_key(private, password=None)
+        line = key.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+        )
+        return line + f" {comment}\n".encode()
+
+    return public
+
+
+LEASE_CLAIM_KEY = ExtraSecret(
+    name="lease-claim-key",
+    make=lambda: _openssh_private(ed25519.Ed25519PrivateKey.generate()),
+    private_roles=frozenset({Role.WORKER}),
+    public_roles=frozenset({Role.HUB}),
+    public=_openssh_public("farmhand-lease-claim"),
+)
+"""Workers claim a certificate with it; the hub's sshd accepts it only for the lease command."""
+
+LEASE_HOST_KEY = ExtraSecret(
+    name="lease-host-key",
+    make=lambda: _openssh_private(ec.generate_private_key(ec.SECP384R1())),
+    private_roles=frozenset({Role.HUB}),
+    public_roles=frozenset({Role.WORKER}),
+    public=_openssh_public("farmhand-hub"),
+)
+"""An extra ECDSA P-384 host key for the hub's sshd that workers pin (no trust on first use);
+no distribution makes a P-384 host key, so the keys users already know stay as they are."""
+
+EXTRA_SECRETS: tuple[ExtraSecret, ...] = (LEASE_CLAIM_KEY, LEASE_HOST_KEY)
 """Every declared farm-wide secret (features add theirs here)."""
 
 

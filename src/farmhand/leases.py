@@ -1,0 +1,707 @@
+"""Worker certificate leases: the hub is the single authority over who holds which certificate.
+
+Every worker carries the whole workers bundle, but Nebula has no protection against two hosts
+presenting one address (DESIGN.md §3), so a worker never chooses by itself: at boot it claims a
+certificate from the hub, renews the lease while it lives and releases it at a clean shutdown.
+A lease that is not renewed ends after the farm's ``lease_ttl``, so a terminated spot instance
+frees its certificate on its own.
+
+The claim path is OpenSSH: the workers bundle carries a claim key that the hub's sshd accepts
+only for one forced command (``restrict,command=…`` in the authorized_keys of the unprivileged
+``farmhand-lease`` user), and workers pin the hub's extra ECDSA P-384 host key from the key store.
+No new port, nothing in clear, no unauthenticated party can claim.
+
+This one file is the whole protocol. farmhand imports it (tests, ``farmhand status``, rendering);
+the deploys install it unchanged as ``/usr/local/lib/farmhand/leases.py`` on the hub, where
+``leases.py serve`` is the forced command, and on workers, where ``pick``, ``renew`` and
+``release`` run from systemd units. So it uses only the standard library and runs on Python 3.6
+(EL 8's python3): no dataclasses, no postponed annotations.
+
+The table (hub: ``/var/lib/farmhand/leases/leases.json``; published read-only on the farm share
+as ``.farmhand/leases.json``)::
+
+    {"updated": UNIX, "ttl": SECONDS, "leases": [{"name": "worker0003", "ip": "10.87.99.3",
+      "machine": "<identity hash>", "hostname": "…", "since": UNIX, "renewed": UNIX,
+      "expires": UNIX}]}
+
+The hub keeps ended leases in its own copy (so a machine that comes back gets its old
+certificate if it is still free); the published copy lists live leases only.
+"""
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+from typing import Any, Dict, List, Optional
+
+FORMAT = 1
+LEASE_USER = "farmhand-lease"
+LIB = "/usr/local/lib/farmhand/leases.py"
+HUB_STATE_DIR = "/var/lib/farmhand/leases"
+HUB_TABLE = HUB_STATE_DIR + "/leases.json"
+HUB_LOCK = HUB_STATE_DIR + "/lock"
+HUB_POOL = "/etc/farmhand/lease-pool.json"
+PUBLISHED_DIR = "/srv/farmhand/farm/.farmhand"
+PUBLISHED = PUBLISHED_DIR + "/leases.json"
+WORKER_CONFIG = "/etc/farmhand/lease.json"
+WORKER_DIR = "/etc/farmhand/lease"
+CLAIM_KEY = WORKER_DIR + "/claim.key"
+KNOWN_HOSTS = WORKER_DIR + "/known_hosts"
+HOST_KEY_ALIAS = "farmhand-hub"
+HOST_KEY_ALGORITHM = "ecdsa-sha2-nistp384"
+HUB_HOST_KEY = "/etc/ssh/farmhand_lease_host_key"
+LEASE_HOME = "/var/lib/farmhand/lease-ssh"
+LEASE_AUTHORIZED_KEYS = LEASE_HOME + "/.ssh/authorized_keys"
+WORKER_STATE = "/run/farmhand/lease.json"
+DEFAULT_TTL = 180
+MIN_TTL = 6
+MAX_REQUEST = 4096
+RETRY_SECONDS = 5.0
+REPEAT_LOG_SECONDS = 60.0
+
+_MACHINE = re.compile(r"^[0-9a-f]{16,64}$")
+_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+_WORKER_NAME = re.compile(r"^worker[0-9]{4,}$")
+
+Table = Dict[str, Any]
+Lease = Dict[str, Any]
+
+
+class Refused(Exception):
+    """The hub cannot grant what was asked; ``reason`` is a stable word, the text says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- the table (pure functions: the hub applies them under its lock) -----------------------
+
+
+def empty_table(ttl: int, now: int) -> Table:
+    return {"format": FORMAT, "updated": now, "ttl": ttl, "leases": []}
+
+
+def parse_table(text: str) -> Table:
+    """A table from its JSON; raises ValueError when it is not one."""
+    data = json.loads(text)
+    if not isinstance(data, dict) or not isinstance(data.get("leases"), list):
+        raise ValueError("not a farmhand lease table")
+    for lease in data["leases"]:
+        for key in ("name", "machine", "since", "renewed", "expires"):
+            if key not in lease:
+                raise ValueError("a lease lacks " + key)
+    return data
+
+
+def live(table: Table, now: int) -> List[Lease]:
+    """Leases that have not ended, by certificate name."""
+    return sorted((x for x in table["leases"] if x["expires"] > now), key=lambda x: x["name"])
+
+
+def published(table: Table, now: int) -> Table:
+    """What ``farmhand status`` and bosses read: live leases only."""
+    leases = [
+        {k: x[k] for k in ("name", "ip", "machine", "hostname", "since", "renewed", "expires")}
+        for x in live(table, now)
+    ]
+    return {"updated": table["updated"], "ttl": table["ttl"], "leases": leases}
+
+
+def _usable(pool: List[Dict[str, Any]], now: int) -> Dict[str, Dict[str, Any]]:
+    """Pool entries whose certificate has not expired, by name."""
+    return {p["name"]: p for p in pool if int(p.get("not_after", now + 1)) > now}
+
+
+def _record(table: Table, name: str) -> Optional[Lease]:
+    leases = table["leases"]  # type: List[Lease]
+    for lease in leases:
+        if lease["name"] == name:
+            return lease
+    return None
+
+
+def _grant(
+    table: Table, entry: Dict[str, Any], machine: str, hostname: str, now: int, ttl: int
+) -> Lease:
+    for other in table["leases"]:  # one certificate per machine: its other leases end
+        if other["machine"] == machine and other["name"] != entry["name"]:
+            other["expires"] = min(other["expires"], now)
+    lease = _record(table, entry["name"])
+    if lease is None or lease["machine"] != machine or lease["expires"] <= now:
+        table["leases"] = [x for x in table["leases"] if x["name"] != entry["name"]]
+        lease = {"name": entry["name"], "ip": str(entry["ip"]), "since": now}
+        table["leases"].append(lease)
+    lease.update(machine=machine, hostname=hostname, renewed=now, expires=now + ttl)
+    lease["ip"] = str(entry["ip"])
+    table["leases"].sort(key=lambda x: x["name"])
+    table["updated"] = now
+    table["ttl"] = ttl
+    return dict(lease)
+
+
+def _holder(lease: Lease) -> str:
+    return "machine {} (hostname {}, since {})".format(
+        lease["machine"][:12], lease.get("hostname") or "?", _when(lease["since"])
+    )
+
+
+def _when(stamp: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(stamp))
+
+
+def claim(
+    table: Table,
+    pool: List[Dict[str, Any]],
+    machine: str,
+    hostname: str,
+    want: str,
+    now: int,
+    ttl: int,
+) -> Lease:
+    """Give ``machine`` a certificate: ``want`` if named (a workerNNNN hostname), else any free
+    one, preferring the one it held last. Raises Refused when it must wait."""
+    usable = _usable(pool, now)
+    held = {x["name"]: x for x in live(table, now)}
+    if want:
+        if want not in usable:
+            raise Refused(
+                "unknown",
+                f"the hub's pool has no usable certificate {want} (not in the workers bundle, "
+                "revoked or expired)",
+            )
+        holder = held.get(want)
+        if holder is not None and holder["machine"] != machine:
+            raise Refused(
+                "taken",
+                "{} is held by another live machine: {}, until {} unless it renews".format(
+                    want, _holder(holder), _when(holder["expires"])
+                ),
+            )
+        return _grant(table, usable[want], machine, hostname, now, ttl)
+    mine = [x for x in held.values() if x["machine"] == machine and x["name"] in usable]
+    if mine:
+        return _grant(table, usable[mine[0]["name"]], machine, hostname, now, ttl)
+    free = [name for name in usable if name not in held]
+    if not free:
+        soonest = min(held.values(), key=lambda x: x["expires"]) if held else None
+        raise Refused(
+            "exhausted",
+            "the pool is exhausted: all {} worker certificates are held by live machines{}".format(
+                len(usable),
+                "; the first lease to end unless renewed is {} at {}".format(
+                    soonest["name"], _when(soonest["expires"])
+                )
+                if soonest
+                else "",
+            ),
+        )
+
+    def preference(name: str) -> Any:
+        record = _record(table, name)
+        if record is None:
+            return (1, 0, name)  # never leased
+        if record["machine"] == machine:
+            return (0, 0, name)  # this machine's last certificate
+        return (2, record["expires"], name)  # ended longest ago first
+
+    return _grant(table, usable[min(free, key=preference)], machine, hostname, now, ttl)
+
+
+def renew(
+    table: Table,
+    pool: List[Dict[str, Any]],
+    machine: str,
+    name: str,
+    hostname: str,
+    now: int,
+    ttl: int,
+) -> Lease:
+    """Extend ``machine``'s lease of ``name``; Refused('lost') when another machine has it."""
+    usable = _usable(pool, now)
+    if name not in usable:
+        raise Refused(
+            "unknown",
+            f"the hub's pool no longer has {name} (revoked or expired): re-deploy this worker",
+        )
+    lease = _record(table, name)
+    if lease is not None and lease["machine"] != machine and lease["expires"] > now:
+        raise Refused("lost", f"{name} is now held by {_holder(lease)}")
+    return _grant(table, usable[name], machine, hostname, now, ttl)
+
+
+def release(table: Table, machine: str, name: str, now: int) -> bool:
+    """End ``machine``'s lease of ``name`` (only its own); True when one ended."""
+    lease = _record(table, name)
+    if lease is None or lease["machine"] != machine or lease["expires"] <= now:
+        return False
+    lease["expires"] = now
+    lease["renewed"] = now
+    table["updated"] = now
+    return True
+
+
+# --- the hub: the forced command of the claim key -------------------------------------------
+
+
+def _atomic_write(path: str, data: bytes, mode: int) -> None:
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.chmod(tmp, mode)
+    os.replace(tmp, path)
+
+
+def _dump(table: Table) -> bytes:
+    return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
+
+
+def load_pool(path: str = HUB_POOL) -> Dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        data = json.load(handle)
+    return {"ttl": int(data["ttl"]), "pool": list(data["pool"])}
+
+
+def check_request(request: Any) -> Dict[str, str]:
+    """The fields of a worker's request, validated (raises Refused('bad-request'))."""
+    if not isinstance(request, dict):
+        raise Refused("bad-request", "a request is a JSON object")
+    op = request.get("op")
+    if op not in ("claim", "renew", "release"):
+        raise Refused("bad-request", "op must be claim, renew or release")
+    out = {"op": str(op)}
+    machine = str(request.get("machine", ""))
+    if not _MACHINE.match(machine):
+        raise Refused("bad-request", "machine must be 16-64 lowercase hex digits")
+    out["machine"] = machine
+    hostname = str(request.get("hostname", ""))
+    if not _HOSTNAME.match(hostname):
+        hostname = "?"
+    out["hostname"] = hostname
+    name = str(request.get("name") or "")
+    if name and not _NAME.match(name):
+        raise Refused("bad-request", "not a certificate name")
+    if op != "claim" and not name:
+        raise Refused("bad-request", op + " needs the certificate name")
+    out["name"] = name
+    return out
+
+
+def handle(
+    request: Any,
+    *,
+    table_path: str = HUB_TABLE,
+    lock_path: str = HUB_LOCK,
+    pool_path: str = HUB_POOL,
+    published_path: Optional[str] = PUBLISHED,
+    now: Optional[int] = None,
+) -> Dict[str, Any]:
+    """Apply one request to the table on disk under an exclusive lock; the answer as a dict."""
+    try:
+        fields = check_request(request)
+    except Refused as exc:
+        return {"ok": False, "reason": exc.reason, "message": str(exc)}
+    config = load_pool(pool_path)
+    ttl = config["ttl"]
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        stamp = int(time.time()) if now is None else now
+        try:
+            with open(table_path, encoding="utf-8") as handle_:
+                table = parse_table(handle_.read())
+        except FileNotFoundError:
+            table = empty_table(ttl, stamp)
+        except ValueError:
+            # Keep the damaged table for a human; workers renew into a fresh one within a TTL.
+            os.replace(table_path, f"{table_path}.damaged-{stamp}")
+            table = empty_table(ttl, stamp)
+        answer = {"ok": True, "ttl": ttl}  # type: Dict[str, Any]
+        try:
+            if fields["op"] == "claim":
+                answer["lease"] = claim(
+                    table,
+                    config["pool"],
+                    fields["machine"],
+                    fields["hostname"],
+                    fields["name"],
+                    stamp,
+                    ttl,
+                )
+            elif fields["op"] == "renew":
+                answer["lease"] = renew(
+                    table,
+                    config["pool"],
+                    fields["machine"],
+                    fields["name"],
+                    fields["hostname"],
+                    stamp,
+                    ttl,
+                )
+            else:
+                answer["released"] = release(table, fields["machine"], fields["name"], stamp)
+        except Refused as exc:
+            answer = {"ok": False, "reason": exc.reason, "message": str(exc), "ttl": ttl}
+        table["updated"] = stamp
+        table["ttl"] = ttl
+        # Forget leases that ended over a day ago and whose certificate left the pool.
+        names = {p["name"] for p in config["pool"]}
+        table["leases"] = [
+            x for x in table["leases"] if x["name"] in names or x["expires"] > stamp - 86400
+        ]
+        _atomic_write(table_path, _dump(table), 0o644)
+        if published_path:
+            try:
+                _atomic_write(published_path, _dump(published(table, stamp)), 0o644)
+            except OSError as exc:
+                sys.stderr.write(f"farmhand: cannot publish {published_path}: {exc}\n")
+    return answer
+
+
+def serve() -> int:
+    """The forced command: one JSON request on stdin, one JSON answer on stdout."""
+    raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
+    if len(raw) > MAX_REQUEST:
+        answer = {"ok": False, "reason": "bad-request", "message": "request too long"}
+    else:
+        try:
+            request = json.loads(raw.decode("utf-8"))
+        except ValueError:
+            request = None
+        answer = handle(request)
+    sys.stdout.write(json.dumps(answer) + "\n")
+    return 0
+
+
+# --- workers: pick at boot, renew on a timer, release at shutdown ---------------------------
+
+
+def _log(text: str) -> None:
+    sys.stdout.write("farmhand: " + text + "\n")
+    sys.stdout.flush()
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def default_route_interface(route_table: str = "/proc/net/route") -> str:
+    """The interface of the IPv4 default route, or '' when there is none."""
+    for line in _read(route_table).splitlines()[1:]:
+        cols = line.split()
+        if len(cols) > 2 and cols[1] == "00000000":
+            return cols[0]
+    return ""
+
+
+def machine_identity(
+    machine_id_path: str = "/etc/machine-id", net_dir: str = "/sys/class/net"
+) -> str:
+    """sha256 of /etc/machine-id and the MAC of the default-route interface (32 hex digits).
+
+    A snapshot's clones share /etc/machine-id (unless the provider regenerates it), but every
+    clone gets its own network card, so the MAC tells them apart; the machine-id keeps two
+    machines that happen to reuse a MAC (other networks, other providers) apart. A machine
+    with no default route uses its first interface (by name) with a real MAC.
+    """
+    machine_id = _read(machine_id_path)
+    candidates = [default_route_interface()]
+    with contextlib.suppress(OSError):
+        candidates += sorted(os.listdir(net_dir))
+    mac = ""
+    for name in candidates:
+        if not name or name == "lo":
+            continue
+        value = _read(os.path.join(net_dir, name, "address")).lower()
+        if value and value.strip("0:"):
+            mac = value
+            break
+    digest = hashlib.sha256(f"{machine_id}\n{mac}\n".encode()).hexdigest()
+    return digest[:32]
+
+
+def short_hostname() -> str:
+    return os.uname()[1].split(".")[0]
+
+
+def wanted_name(hostname: str, pool_dir: str) -> str:
+    """A workerNNNN hostname asks for that certificate (oomerfarm's rule); others for any."""
+    if _WORKER_NAME.match(hostname):
+        if os.path.isfile(os.path.join(pool_dir, hostname + ".crt")):
+            return hostname
+        _log(
+            f"hostname {hostname} is not in this worker's pool (not in its workers bundle): "
+            "asking the hub for any free certificate"
+        )
+    return ""
+
+
+def load_worker_config(path: str = WORKER_CONFIG) -> Dict[str, Any]:
+    with open(path, encoding="utf-8") as handle:
+        return dict(json.load(handle))
+
+
+def ssh_argv(config: Dict[str, Any]) -> List[str]:
+    """OpenSSH to the hub's forced command: claim key, pinned P-384 host key, no TOFU."""
+    return [
+        "ssh", "-F", "/dev/null",
+        "-i", config["claim_key"],
+        "-o", "IdentitiesOnly=yes",
+        "-o", "IdentityAgent=none",
+        "-o", "BatchMode=yes",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "UserKnownHostsFile=" + config["known_hosts"],
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "HostKeyAlias=" + HOST_KEY_ALIAS,
+        "-o", "HostKeyAlgorithms=" + HOST_KEY_ALGORITHM,
+        "-o", "UpdateHostKeys=no",
+        "-o", "ConnectTimeout={}".format(int(config.get("connect_timeout", 10))),
+        "-o", "ServerAliveInterval=5",
+        "-o", "ServerAliveCountMax=2",
+        "-o", "LogLevel=ERROR",
+        "-p", str(config["hub_port"]),
+        "-l", config["user"],
+        config["hub"],
+    ]  # fmt: skip
+
+
+def ask_hub(config: Dict[str, Any], request: Dict[str, Any]) -> Dict[str, Any]:
+    """Send one request; an unreachable hub comes back as ``{"ok": False, "reason":
+    "unreachable"}`` with ssh's own words."""
+    try:
+        result = subprocess.run(
+            ssh_argv(config),
+            input=json.dumps(request).encode(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=float(config.get("connect_timeout", 10)) + 20,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return {"ok": False, "reason": "unreachable", "message": str(exc)}
+    err = result.stderr.decode("utf-8", "replace").strip().splitlines()
+    detail = err[-1] if err else f"ssh exit {result.returncode}"
+    if result.returncode == 0:
+        try:
+            answer = json.loads(result.stdout.decode("utf-8"))
+            if isinstance(answer, dict):
+                return answer
+        except ValueError:
+            pass
+        detail = "the hub answered something that is not a lease answer"
+    where = "{}:{}".format(config["hub"], config["hub_port"])
+    if any("Host key verification failed" in line or "HOST IDENTIFICATION" in line for line in err):
+        return {
+            "ok": False,
+            "reason": "hub-key",
+            "message": f"the host at {where} is not the hub: its key does not match the one pinned "
+            "in the workers bundle",
+        }
+    return {
+        "ok": False,
+        "reason": "unreachable",
+        "message": f"the hub {where} is unreachable ({detail})",
+    }
+
+
+def _install_certificate(config: Dict[str, Any], name: str) -> None:
+    pool = config["pool_dir"]
+    for kind, target, mode in (("crt", config["cert"], 0o644), ("key", config["key"], 0o600)):
+        with open(os.path.join(pool, f"{name}.{kind}"), "rb") as handle:
+            data = handle.read()
+        if _read_bytes(target) != data:
+            _atomic_write(target, data, mode)
+        os.chmod(target, mode)
+
+
+def _read_bytes(path: str) -> bytes:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def _save_state(state: Dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(WORKER_STATE), mode=0o755, exist_ok=True)
+    _atomic_write(WORKER_STATE, (json.dumps(state) + "\n").encode(), 0o644)
+
+
+def _load_state() -> Optional[Dict[str, Any]]:
+    text = _read(WORKER_STATE)
+    if not text:
+        return None
+    try:
+        return dict(json.loads(text))
+    except ValueError:
+        return None
+
+
+def _forget_state() -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(WORKER_STATE)
+
+
+def pick(config: Dict[str, Any], attempts: int = 0) -> int:
+    """Claim until the hub grants a certificate, then install it for Nebula. Every refusal is
+    logged (again when the reason changes, or each minute) and retried: never a guess."""
+    _forget_state()
+    machine = machine_identity()
+    hostname = short_hostname()
+    want = wanted_name(hostname, config["pool_dir"])
+    _log(
+        "asking the hub {} for {} (hostname {}, machine {})".format(
+            config["hub"], want or "any free worker certificate", hostname, machine[:12]
+        )
+    )
+    last, last_at, tries = "", 0.0, 0
+    while True:
+        tries += 1
+        answer = ask_hub(
+            config, {"op": "claim", "machine": machine, "hostname": hostname, "name": want}
+        )
+        if answer.get("ok"):
+            lease = answer["lease"]
+            _install_certificate(config, lease["name"])
+            _save_state(
+                {
+                    "name": lease["name"],
+                    "ip": lease["ip"],
+                    "machine": machine,
+                    "hostname": hostname,
+                    "ttl": int(answer.get("ttl", config["ttl"])),
+                    "renewed_at": time.monotonic(),
+                }
+            )
+            _log(
+                "this worker is {} ({}): leased from the hub for {} s, renewed every {} s".format(
+                    lease["name"], lease["ip"], answer.get("ttl"), config["renew_every"]
+                )
+            )
+            return 0
+        text = "waiting for a certificate: {} ({}); trying again every {:.0f} s".format(
+            answer.get("message", "no answer"), answer.get("reason", "?"), RETRY_SECONDS
+        )
+        if text != last or time.monotonic() - last_at >= REPEAT_LOG_SECONDS:
+            _log(text)
+            last, last_at = text, time.monotonic()
+        if attempts and tries >= attempts:
+            return 1
+        time.sleep(RETRY_SECONDS * random.uniform(0.6, 1.4))
+
+
+def _systemctl(*args: str) -> None:
+    subprocess.run(["systemctl", *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _start_over(config: Dict[str, Any], why: str) -> int:
+    """Stop Nebula at once (never two hosts on one address) and pick again in the background."""
+    _log(why + ": stopping Nebula and picking a certificate again")
+    _forget_state()
+    _systemctl("stop", config["nebula_unit"])
+    _systemctl("restart", "--no-block", config["pick_unit"])
+    _systemctl("start", "--no-block", config["nebula_unit"])
+    return 1
+
+
+def renew_once(config: Dict[str, Any]) -> int:
+    """One renewal (the timer's job). A lost lease, or one that may have ended because the hub
+    was unreachable for a whole TTL, stops Nebula and starts the pick over."""
+    state = _load_state()
+    if state is None:
+        return 0  # no certificate picked yet (the picker is still waiting)
+    answer = ask_hub(
+        config,
+        {
+            "op": "renew",
+            "machine": state["machine"],
+            "hostname": state["hostname"],
+            "name": state["name"],
+        },
+    )
+    if answer.get("ok"):
+        state["renewed_at"] = time.monotonic()
+        state["ttl"] = int(answer.get("ttl", state["ttl"]))
+        _save_state(state)
+        return 0
+    reason = answer.get("reason")
+    if reason == "lost":
+        return _start_over(
+            config, "the lease of {} was lost: {}".format(state["name"], answer.get("message"))
+        )
+    if reason == "unknown":
+        # A revoked certificate's address is never handed out again: no clash is possible.
+        _log("cannot renew {}: {}".format(state["name"], answer.get("message")))
+        return 1
+    silent = time.monotonic() - float(state["renewed_at"])
+    if silent >= int(state["ttl"]) - max(2, int(config["renew_every"]) // 2):
+        return _start_over(
+            config,
+            "no renewal of {} for {:.0f} s (lease {} s): the hub may give it away ({})".format(
+                state["name"], silent, state["ttl"], answer.get("message")
+            ),
+        )
+    _log("cannot renew {} yet: {}; will retry".format(state["name"], answer.get("message")))
+    return 0
+
+
+def release_now(config: Dict[str, Any]) -> int:
+    """At a clean shutdown: give the certificate back so another clone can have it at once."""
+    state = _load_state()
+    if state is None:
+        return 0
+    answer = ask_hub(
+        config,
+        {
+            "op": "release",
+            "machine": state["machine"],
+            "hostname": state["hostname"],
+            "name": state["name"],
+        },
+    )
+    if answer.get("ok"):
+        _log("released {}".format(state["name"]))
+    else:
+        _log(
+            "could not release {} ({}): it frees itself when its lease ends".format(
+                state["name"], answer.get("message")
+            )
+        )
+    _forget_state()
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command = args[0] if args else ""
+    if command == "serve":
+        return serve()
+    if command in ("pick", "renew", "release"):
+        config = load_worker_config()
+        if command == "pick":
+            return pick(config)
+        if command == "renew":
+            return renew_once(config)
+        return release_now(config)
+    if command == "identity":
+        sys.stdout.write(machine_identity() + "\n")
+        return 0
+    sys.stderr.write("usage: leases.py serve | pick | renew | release | identity\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
