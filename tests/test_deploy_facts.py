@@ -152,6 +152,8 @@ class Facts:
             return None
         if command.startswith("ls -1 /etc/nebula/farmhand/pool"):
             return self.pool
+        if command.startswith("ls -1 /etc/ssh/ssh_host_"):  # the hub's own sshd host keys
+            return "/etc/ssh/ssh_host_ecdsa_key\n/etc/ssh/ssh_host_ed25519_key"
         pytest.fail(f"the deploy ran a Command fact this fixture lacks: {command}")
 
 
@@ -517,7 +519,29 @@ def test_ssh_service_and_key_only_logins(
     # Without a working key login, password logins stay as they are.
     no_key = deploy(role, distro, Facts(distro, key_login=False))
     assert dropin not in no_key.uploads()
-    assert not no_key.has("sshd -t")
+    assert not any("Check the sshd configuration" in op.name for op in no_key.ops)
+
+
+@pytest.mark.parametrize("distro", DISTROS)
+def test_hub_lease_service_adds_its_host_key_after_the_hosts_own(
+    distro: str, deploy: Callable[..., Plan]
+) -> None:
+    plan = deploy("hub", distro)
+    dropin = plan.upload_bytes("/etc/ssh/sshd_config.d/40-farmhand-lease.conf").decode()
+    # Only the default host keys the host has (the fixture has no RSA key), then ours.
+    assert [ln for ln in dropin.splitlines() if ln.startswith("HostKey")] == [
+        "HostKey /etc/ssh/ssh_host_ecdsa_key",
+        "HostKey /etc/ssh/ssh_host_ed25519_key",
+        "HostKey /etc/ssh/farmhand_lease_host_key",
+    ]
+    assert plan.op("Lease host key: sshd -t").shell == [
+        "sshd -t || { rm -f /etc/ssh/sshd_config.d/40-farmhand-lease.conf; exit 1; }"
+    ]
+    assert plan.op("Lease host key: sshd reloaded").shell
+    assert {"/etc/farmhand/lease-pool.json", "/usr/local/lib/farmhand/leases.py"} <= set(
+        plan.uploads()
+    )
+    assert plan.has("useradd") and plan.has("farmhand-lease")
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -530,6 +554,8 @@ def test_worker_picks_its_certificate_and_mounts_the_shares(
     assert h.NEBULA_KEY not in uploads
     assert {f"{h.NEBULA_POOL}/worker0001.crt", f"{h.NEBULA_POOL}/worker0005.key"} <= set(uploads)
     assert plan.has("systemctl enable farmhand-pick-cert.service")
+    assert plan.has("systemctl enable farmhand-lease-renew.timer")
+    assert {"/etc/farmhand/lease/claim.key", "/etc/farmhand/lease.json"} <= set(uploads)
     assert plan.has("systemctl enable mnt-farmhand-farm.automount")
     assert plan.has("systemctl start mnt-farmhand-queue.automount")
     unmounted = deploy("worker", distro, farmhand_mounts=False)

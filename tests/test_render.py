@@ -38,6 +38,7 @@ from conftest import (
     snapshot,
 )
 from farmhand import hosts as h
+from farmhand import leases
 from farmhand.distro import distro_from_os_release
 from farmhand.errors import BundleError
 from farmhand.hosts import host_model
@@ -84,10 +85,11 @@ INBOUND = {
     "boss": [{"port": "any", "proto": "icmp", "host": "any"}],
 }
 SECRETS_OF = {
-    "hub": {h.NEBULA_KEY, f"{h.FARMHAND_ETC}/smb.password"},
+    "hub": {h.NEBULA_KEY, f"{h.FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY},
     "worker": {
         h.NEBULA_KEY,
         f"{h.FARMHAND_ETC}/smb-credentials",
+        leases.CLAIM_KEY,
         *(f"{h.NEBULA_POOL}/{name}.key" for name in WORKER_NAMES),
     },
     "boss": {h.NEBULA_KEY},
@@ -565,7 +567,13 @@ def test_testparm_reports_a_typo(cli_trees: dict[str, Path], tmp_path: Path) -> 
 # ------------------------------------------------------------------------------------------------
 
 # What the distribution packages bring, stubbed in the verify root (the rest must be rendered).
-PACKAGED_BINARIES = {"/usr/bin/nebula", "/usr/local/bin/nebula", "/bin/kill", "/usr/sbin/nft"}
+PACKAGED_BINARIES = {
+    "/usr/bin/nebula",
+    "/usr/local/bin/nebula",
+    "/bin/kill",
+    "/usr/sbin/nft",
+    "/usr/bin/python3",
+}
 EXEC_LINE = re.compile(r"^Exec\w+=[-@:+!]*(\S+)", re.MULTILINE)
 
 
@@ -706,7 +714,7 @@ def test_sshd_accepts_the_dropin(role: str, cli_trees: dict[str, Path], sshd_che
 def test_sshd_dropin_only_where_a_key_login_works(bundles: dict[str, Bundle]) -> None:
     for role in ("hub", "worker"):
         model = host_model(bundles[role], hub_address=HUB_ADDRESS, key_logins_work=False)
-        assert not any("sshd_config" in f.path for f in render_host(model))
+        assert not any("50-farmhand.conf" in f.path for f in render_host(model))
 
 
 @pytest.mark.parametrize("role", ["hub", "worker"])
@@ -745,7 +753,7 @@ def shell_scripts(tree: Path) -> list[Path]:
 def test_shell_scripts_parse(role: str, cli_trees: dict[str, Path], tmp_path: Path) -> None:
     scripts = shell_scripts(cli_trees[role])
     names = {p.name for p in scripts}
-    assert names == ({"wait-overlay"} if role == "hub" else {"pick-cert"})
+    assert names == ({"wait-overlay"} if role == "hub" else set())
     for script in scripts:
         result = run("sh", "-n", script)
         assert result.returncode == 0, output(result)
@@ -755,84 +763,35 @@ def test_shell_scripts_parse(role: str, cli_trees: dict[str, Path], tmp_path: Pa
 
 
 # ------------------------------------------------------------------------------------------------
-# The worker's certificate picker, run for real in a temporary root
+# Certificate leases: the hub's sshd entry (the picker itself: tests/test_leases*.py)
 # ------------------------------------------------------------------------------------------------
 
 
-class Picker:
-    """pick-cert from the rendered worker tree, its paths moved under a temporary root and
-    ``hostname`` replaced by a fake that answers what the test says."""
-
-    def __init__(self, tree: Path, work: Path) -> None:
-        self.root = work / "root"
-        shutil.copytree(under(tree, h.NEBULA_DIR), under(self.root, h.NEBULA_DIR))
-        self.dir = under(self.root, h.NEBULA_DIR)
-        script = under(tree, f"{h.FARMHAND_LIB}/pick-cert").read_text()
-        script = script.replace(h.NEBULA_DIR, str(self.dir))
-        assert "/etc/" not in script.replace(str(self.dir), ""), "pick-cert uses another path"
-        self.script = work / "pick-cert"
-        self.script.write_text(script)
-        self.script.chmod(0o755)
-        fake = work / "bin/hostname"
-        fake.parent.mkdir()
-        fake.write_text(
-            '#!/bin/sh\nif [ "${1:-}" = -s ]; then echo "${FAKE_HOSTNAME%%.*}"; '
-            'else echo "$FAKE_HOSTNAME"; fi\n'
-        )
-        fake.chmod(0o755)
-        self.path = f"{fake.parent}:{os.environ.get('PATH', '/usr/bin:/bin')}"
-
-    def run(self, hostname: str) -> subprocess.CompletedProcess[str]:
-        env = {"PATH": self.path, "FAKE_HOSTNAME": hostname, "LC_ALL": "C"}
-        return run(self.script, env=env)
-
-    def chosen(self) -> dict[str, tuple[bytes, int, int, int]]:
-        """host.crt and host.key: content, mode, inode and mtime."""
-        out = {}
-        for kind in ("crt", "key"):
-            st = (self.dir / f"host.{kind}").stat()
-            content = (self.dir / f"host.{kind}").read_bytes()
-            out[kind] = (content, stat.S_IMODE(st.st_mode), st.st_ino, st.st_mtime_ns)
-        return out
-
-    def pool(self, name: str, kind: str) -> bytes:
-        return (self.dir / "pool" / f"{name}.{kind}").read_bytes()
-
-
-def test_pick_cert_takes_the_certificate_named_like_the_host(
-    cli_trees: dict[str, Path], tmp_path: Path
+def test_lease_dropin_keeps_the_default_host_keys_first(
+    cli_trees: dict[str, Path], sshd_check: Any
 ) -> None:
-    picker = Picker(cli_trees["worker"], tmp_path)
-    result = picker.run("worker0003.farm.example")
+    dropin = under(cli_trees["hub"], "/etc/ssh/sshd_config.d/40-farmhand-lease.conf").read_text()
+    listed = re.findall(r"^HostKey (\S+)$", dropin, re.MULTILINE)
+    assert listed == [*h.DEFAULT_SSH_HOST_KEYS, leases.HUB_HOST_KEY]
+    result, effective = sshd_check(dropin)
     assert result.returncode == 0, output(result)
-    assert "worker0003" in result.stdout
-    chosen = picker.chosen()
-    assert chosen["crt"][:2] == (picker.pool("worker0003", "crt"), 0o644)
-    assert chosen["key"][:2] == (picker.pool("worker0003", "key"), 0o600)
-    assert certificate_from_pem(chosen["crt"][0]).name == "worker0003"
-    # Idempotent: a second run changes nothing, not even the files' inodes or times.
-    again = picker.run("worker0003")
-    assert again.returncode == 0, output(again)
-    assert picker.chosen() == chosen
-
-
-@pytest.mark.parametrize(
-    ("hostname", "message"),
-    [
-        ("gpu-box", "hostname 'gpu-box' is not workerNNNN"),
-        ("worker0099", "no certificate worker0099"),
-    ],
-)
-def test_pick_cert_refuses_a_host_it_cannot_place(
-    hostname: str, message: str, cli_trees: dict[str, Path], tmp_path: Path
-) -> None:
-    picker = Picker(cli_trees["worker"], tmp_path)
-    before = picker.chosen()
-    result = picker.run(hostname)
-    assert result.returncode != 0, output(result)
-    assert message in result.stderr
-    assert len(result.stderr.strip().splitlines()) == 1, output(result)
-    assert picker.chosen() == before, "a refused pick leaves the current certificate alone"
+    assert f"hostkey {leases.HUB_HOST_KEY}" in effective.splitlines()
+    authorized = under(cli_trees["hub"], leases.LEASE_AUTHORIZED_KEYS).read_text()
+    entries = [ln for ln in authorized.splitlines() if ln and not ln.startswith("#")]
+    assert len(entries) == 1
+    assert entries[0].startswith(f'restrict,command="/usr/bin/python3 {leases.LIB} serve" ')
+    pub = under(cli_trees["hub"], leases.HUB_HOST_KEY + ".pub").read_text().split()
+    assert pub[0] == "ecdsa-sha2-nistp384"
+    # Workers pin exactly that key, under a fixed alias, and hold the claim key 0600.
+    known = under(cli_trees["worker"], leases.KNOWN_HOSTS).read_text().split()
+    assert known == [leases.HOST_KEY_ALIAS, pub[0], pub[1]]
+    claim = under(cli_trees["worker"], leases.CLAIM_KEY)
+    assert stat.S_IMODE(claim.stat().st_mode) == 0o600
+    assert entries[0].split()[-2] != "", "the hub authorises the claim key's public half"
+    config = json.loads(under(cli_trees["worker"], leases.WORKER_CONFIG).read_text())
+    assert (config["hub"], config["hub_port"], config["ttl"]) == (HUB_ADDRESS, 22, 180)
+    pool = json.loads(under(cli_trees["hub"], leases.HUB_POOL).read_text())
+    assert [p["name"] for p in pool["pool"]] == list(WORKER_NAMES)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -902,7 +861,6 @@ def test_a_revoked_worker_is_blocklisted_everywhere_and_left_out_of_the_pool(
     assert pool_files == {
         f"{n}.{kind}" for n in WORKER_NAMES if n != revoked for kind in ("crt", "key")
     }
-    picker = Picker(trees["worker"], tmp_path / "picker")
-    result = picker.run(revoked)
-    assert result.returncode != 0
-    assert f"no certificate {revoked}" in result.stderr
+    # Nor does the hub's lease pool: its certificate is never handed out again.
+    pool = json.loads(under(trees["hub"], leases.HUB_POOL).read_text())
+    assert revoked not in {p["name"] for p in pool["pool"]}

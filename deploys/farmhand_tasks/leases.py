@@ -26,8 +26,8 @@ OLD_PICKER = f"{h.FARMHAND_LIB}/pick-cert"  # the hostname-only picker this repl
 
 def _existing_host_keys() -> tuple[str, ...]:
     """The host's own default sshd host keys, as they are before our drop-in lists any."""
-    probe = "; ".join(f"[ -f {path} ] && echo {path}" for path in h.DEFAULT_SSH_HOST_KEYS)
-    listing = host.get_fact(Command, command=f"{probe}; true") or ""
+    paths = " ".join(h.DEFAULT_SSH_HOST_KEYS)
+    listing = host.get_fact(Command, command=f"ls -1 {paths} 2>/dev/null || true") or ""
     return tuple(line for line in listing.split() if line in h.DEFAULT_SSH_HOST_KEYS)
 
 
@@ -75,12 +75,12 @@ def hub_leases(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     # Listing HostKey turns sshd's defaults off: prove the whole config before sshd sees it,
     # and take the drop-in away again if it does not pass.
     server.shell(
-        name="Check the sshd configuration with the lease host key",
+        name="Lease host key: sshd -t passes, or the drop-in is taken away",
         commands=[f"sshd -t || {{ rm -f {LEASE_DROPIN}; exit 1; }}"],
         _if=any_changed(*changed),
     )
     systemd.service(
-        name="Reload sshd with the lease host key",
+        name="Lease host key: sshd reloaded",
         service=model.distro.ssh_service,
         reloaded=True,
         _if=any_changed(*changed),

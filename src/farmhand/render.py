@@ -13,6 +13,7 @@ from farmhand import hosts as h
 from farmhand import leases
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.hosts import HostModel
+from farmhand.keystore.extras import LEASE_HOST_KEY
 from farmhand.keystore.fs import atomic_write
 from farmhand.keystore.plan import Role
 from farmhand.resources import data_dir
@@ -195,7 +196,10 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
         files += [
             RenderedFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),
             RenderedFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
-            RenderedFile(leases.HUB_HOST_KEY + ".pub", extras["lease-host-key.pub"]),
+            RenderedFile(
+                leases.HUB_HOST_KEY + ".pub",
+                LEASE_HOST_KEY.public(extras["lease-host-key"]) if LEASE_HOST_KEY.public else b"",
+            ),
             RenderedFile(
                 "/etc/ssh/sshd_config.d/40-farmhand-lease.conf",
                 render("ssh/40-farmhand-lease.conf.j2", leases=leases),
