@@ -541,7 +541,8 @@ def test_hub_lease_service_adds_its_host_key_after_the_hosts_own(
     assert {"/etc/farmhand/lease-pool.json", "/usr/local/lib/farmhand/leases.py"} <= set(
         plan.uploads()
     )
-    assert plan.has("useradd") and plan.has("farmhand-lease")
+    assert plan.has("useradd")
+    assert plan.has("farmhand-lease")
 
 
 @pytest.mark.parametrize("distro", DISTROS)

@@ -368,8 +368,9 @@ def handle(
     return answer
 
 
-def serve() -> int:
-    """The forced command: one JSON request on stdin, one JSON answer on stdout."""
+def serve(**paths: Any) -> int:
+    """The forced command: one JSON request on stdin, one JSON answer on stdout (``paths``
+    moves the table elsewhere, for tests)."""
     raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
     if len(raw) > MAX_REQUEST:
         answer = {"ok": False, "reason": "bad-request", "message": "request too long"}
@@ -378,7 +379,7 @@ def serve() -> int:
             request = json.loads(raw.decode("utf-8"))
         except ValueError:
             request = None
-        answer = handle(request)
+        answer = handle(request, **paths)
     sys.stdout.write(json.dumps(answer) + "\n")
     return 0
 
@@ -409,7 +410,9 @@ def default_route_interface(route_table: str = "/proc/net/route") -> str:
 
 
 def machine_identity(
-    machine_id_path: str = "/etc/machine-id", net_dir: str = "/sys/class/net"
+    machine_id_path: str = "/etc/machine-id",
+    net_dir: str = "/sys/class/net",
+    route_table: str = "/proc/net/route",
 ) -> str:
     """sha256 of /etc/machine-id and the MAC of the default-route interface (32 hex digits).
 
@@ -419,7 +422,7 @@ def machine_identity(
     with no default route uses its first interface (by name) with a real MAC.
     """
     machine_id = _read(machine_id_path)
-    candidates = [default_route_interface()]
+    candidates = [default_route_interface(route_table)]
     with contextlib.suppress(OSError):
         candidates += sorted(os.listdir(net_dir))
     mac = ""

@@ -18,7 +18,7 @@ import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal
@@ -76,6 +76,10 @@ class HostRecord:
     pid: int | None = None
     nat_lan: int | None = None
     """Index of the NAT router LAN it sits behind, or None when plugged straight in."""
+    hostname: str = ""
+    """Its hostname when that is not its lab name (clones: several may share one)."""
+    clone_of: str = ""
+    """The (stopped) host whose disk this one boots as a copy-on-write clone."""
 
     def to_json(self) -> dict[str, Any]:
         """JSON-friendly dict."""
@@ -92,6 +96,8 @@ class HostRecord:
             address=IPv4Address(data["address"]),
             pid=data.get("pid"),
             nat_lan=data.get("nat_lan"),
+            hostname=str(data.get("hostname") or ""),
+            clone_of=str(data.get("clone_of") or ""),
         )
 
 
@@ -189,7 +195,10 @@ class LabFarm:
         self._save()
 
     def _host(self, rec: HostRecord, image: Path | None = None) -> NspawnHost:
+        layers = (self.state_dir / "hosts" / rec.clone_of / "upper",) if rec.clone_of else ()
         return NspawnHost(
+            hostname=rec.hostname,
+            layers=layers,
             name=rec.name,
             address=rec.address,
             namespace=self.underlay.host_namespace(rec.name),
@@ -292,7 +301,7 @@ class LabFarm:
             for rec in records:
                 host = self._host(rec, image)
                 host.start()
-                self._update(HostRecord(rec.name, rec.role, rec.address, host.pid, rec.nat_lan))
+                self._update(replace(rec, pid=host.pid))
                 hosts.append(host)
             with ThreadPoolExecutor(max_workers=min(16, len(hosts))) as pool:
                 for future in [pool.submit(h.wait_for_ssh, boot_timeout) for h in hosts]:
@@ -318,7 +327,7 @@ class LabFarm:
         if rec.nat_lan is None:
             used = {r.nat_lan for r in self.records() if r.nat_lan is not None}
             lan = min(set(range(len(used) + 1)) - used)
-            rec = HostRecord(rec.name, rec.role, rec.address, rec.pid, lan)
+            rec = replace(rec, nat_lan=lan)
             self._update(rec)
         router = self._plug(rec)
         assert router is not None
@@ -332,9 +341,9 @@ class LabFarm:
         rec = self.record(name)
         host = self._host(rec)
         host.stop()
-        self._update(HostRecord(rec.name, rec.role, rec.address, None, rec.nat_lan))
+        self._update(replace(rec, pid=None))
         host.start()
-        self._update(HostRecord(rec.name, rec.role, rec.address, host.pid, rec.nat_lan))
+        self._update(replace(rec, pid=host.pid))
         host.wait_for_ssh(timeout)
 
     def reset(self, name: str, timeout: float = 120) -> None:
@@ -342,7 +351,7 @@ class LabFarm:
         rec = self.record(name)
         host = self._host(rec)
         host.stop()
-        self._update(HostRecord(rec.name, rec.role, rec.address, None, rec.nat_lan))
+        self._update(replace(rec, pid=None))
         host.wipe()
         self.start(name, timeout)
 
@@ -350,15 +359,73 @@ class LabFarm:
         """Power host ``name`` off (its disk stays; ``start`` boots it again)."""
         rec = self.record(name)
         self._host(rec).stop()
-        self._update(HostRecord(rec.name, rec.role, rec.address, None, rec.nat_lan))
+        self._update(replace(rec, pid=None))
 
     def start(self, name: str, timeout: float = 120) -> None:
         """Boot a stopped host ``name``; wait for ssh."""
         rec = self.record(name)
         host = self._host(rec)
         host.start()
-        self._update(HostRecord(rec.name, rec.role, rec.address, host.pid, rec.nat_lan))
+        self._update(replace(rec, pid=host.pid))
         host.wait_for_ssh(timeout)
+
+    def kill(self, name: str) -> None:
+        """Pull the plug on host ``name``: no clean shutdown (a terminated spot instance)."""
+        rec = self.record(name)
+        self._host(rec).kill()
+        self._update(replace(rec, pid=None))
+
+    def add_clones(
+        self,
+        source: str,
+        clones: Sequence[tuple[str, str]],
+        *,
+        wait: bool = True,
+        boot_timeout: float = 120,
+    ) -> dict[str, float]:
+        """Boot ``clones`` (lab name, hostname) at once as copy-on-write clones of the disk of
+        ``source`` (which must be powered off, as a snapshot's source is); returns each one's
+        start time (time.monotonic()). Their network is their own, like a cloud clone's."""
+        require_host(_UP_TOOLS)
+        base = self.record(source)
+        if self._host(base).running():
+            raise LabError(f"stop {source} before cloning it: its disk must not change")
+        with self._lock():
+            state = self._load()
+            taken = {r.name for r in self.records()}
+            used = {int(r.address) for r in self.records()}
+            records = []
+            for name, hostname in clones:
+                if name in taken:
+                    raise LabError(f"the lab already has a host {name!r}")
+                address = next(
+                    a
+                    for a in range(int(WORKER_BASE) + 1, int(UNDERLAY.broadcast_address))
+                    if a not in used
+                )
+                used.add(address)
+                records.append(
+                    HostRecord(
+                        name, base.role, IPv4Address(address), hostname=hostname, clone_of=source
+                    )
+                )
+            state["hosts"] += [r.to_json() for r in records]
+            self._save()
+            for rec in records:
+                self._plug(rec)
+            started: dict[str, float] = {}
+            hosts = []
+            for rec in records:
+                host = self._host(rec)
+                started[rec.name] = time.monotonic()
+                host.start()
+                self._update(replace(rec, pid=host.pid))
+                hosts.append(host)
+        if wait:
+            with ThreadPoolExecutor(max_workers=min(16, len(hosts) or 1)) as pool:
+                for future in [pool.submit(h.wait_for_ssh, boot_timeout) for h in hosts]:
+                    future.result()
+        return started
 
     def exec(
         self, name: str, argv: Sequence[str], *, input: str | None = None, check: bool = False

@@ -128,9 +128,14 @@ class NspawnHost:
     """systemd-nspawn's machine name, unique on this machine (default: ``name``)."""
     cgroup_group: str = CGROUP_GROUP
     pid: int | None = None
+    hostname: str = ""
+    """Its hostname (default: ``name``); clones of one image may share one."""
+    layers: tuple[Path, ...] = ()
+    """Read-only layers between the image and the upper folder: a cloned host's disk."""
 
     def __post_init__(self) -> None:
         self.machine = self.machine or self.name
+        self.hostname = self.hostname or self.name
 
     @property
     def upper(self) -> Path:
@@ -153,16 +158,16 @@ class NspawnHost:
         _mkdir(self.upper / "root/.ssh", 0o700)
         _write(self.upper / "root/.ssh/authorized_keys", public, 0o600)
         _mkdir(self.upper / "etc", 0o755)
-        _write(self.upper / "etc/hostname", f"{self.name}\n", 0o644)
+        _write(self.upper / "etc/hostname", f"{self.hostname}\n", 0o644)
         hosts = (
-            f"127.0.0.1\tlocalhost\n127.0.1.1\t{self.name}\n"
+            f"127.0.0.1\tlocalhost\n127.0.1.1\t{self.hostname}\n"
             "::1\tlocalhost ip6-localhost ip6-loopback\n"
         )
         _write(self.upper / "etc/hosts", hosts, 0o644)
 
     def nspawn_argv(self) -> list[str]:
         """The systemd-nspawn command line that boots this host."""
-        for path in (self.image, self.upper):
+        for path in (self.image, *self.layers, self.upper):
             if ":" in str(path):
                 raise LabError(f"lab paths cannot contain ':' (nspawn --overlay): {path}")
         argv = [
@@ -170,9 +175,9 @@ class NspawnHost:
             "--quiet",
             "--boot",
             f"--directory={self.image}",
-            f"--overlay={self.image}:{self.upper}:/",
+            f"--overlay={':'.join(map(str, (self.image, *self.layers, self.upper)))}:/",
             f"--machine={self.machine}",
-            f"--hostname={self.name}",
+            f"--hostname={self.hostname}",
             "--register=no",
             f"--network-namespace-path={NETNS_DIR / self.namespace}",
             "--bind=/dev/net/tun",
@@ -267,6 +272,13 @@ class NspawnHost:
             remove_cgroup_tree(path)
         self.pid = None
         (self.state_dir / "nspawn.pid").unlink(missing_ok=True)
+
+    def kill(self) -> None:
+        """Pull the plug: SIGKILL the container at once, no shutdown runs inside it."""
+        pids = [p for p in (self.pid,) if p and self.running()] + self.nspawn_pids()
+        if pids:
+            send_signal(pids, signal.SIGKILL)
+        self.finish_stop(0)
 
     def stop(self, timeout: float = 30) -> None:
         """Power the container off (gracefully, then by force after ``timeout`` seconds)."""

@@ -1,0 +1,194 @@
+"""End to end: clones of one deployed worker pick distinct certificates from the hub (issue 4).
+
+ONE lab for the module (prefix ``fhcln``): a hub and worker0001, a pool of 6 worker
+certificates and a lease TTL of 15 s (farm.toml ``lease_ttl``). worker0001 is deployed for real,
+then powered off: its disk is the "snapshot" every clone boots from (a copy-on-write layer over
+it, ``LabFarm.add_clones``), so every clone carries the same /etc/machine-id, the whole pool and
+the claim key, exactly like clones made from a provider's panel. Each clone has its own network
+card (MAC), as a cloud clone does.
+
+The tests run in file order and build on each other: six clones at once (three with one
+hostname, one named worker0004), then one is killed without a shutdown and a seventh clone waits
+for the exhausted pool and says why, until the killed clone's lease ends.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import pytest
+
+from farmhand import leases
+from farmhand.hosts import NEBULA_CERT
+from farmhand.keystore import pki
+from farmhand.keystore.plan import Role, new_plan
+from farmhand.lab import LabFarm
+from farmhand.lab import provision as prov
+from farmhand.lab.system import why_unavailable
+
+PREFIX = "fhcln"
+LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
+POOL = 6
+TTL = 15
+SOURCE = "worker0001"
+CLONES = {
+    "c1": "render",
+    "c2": "render",
+    "c3": "render",
+    "c4": "worker0004",
+    "c5": "gpu-a",
+    "c6": "gpu-b",
+}
+HUB_OVERLAY = "10.87.0.1"
+
+_NO_LAB = why_unavailable(LAB_TOOLS)
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+
+
+@dataclass
+class Lab:
+    farm: LabFarm
+    names: dict[str, str]  # clone -> certificate it holds
+
+    def sh(self, name: str, script: str) -> str:
+        result = self.farm.exec(name, ["sh", "-c", script])
+        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
+        return result.stdout.strip()
+
+
+def make_keys(farm: LabFarm) -> None:
+    """keygen for the lab with a pool of POOL workers and a short lease."""
+    plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address("hub")))
+    plan = replace(plan, extra={"lease_ttl": f"{TTL}s"})
+    pki.create_farm(prov.store_dir(farm), plan, POOL, [], prov.lab_passphrase(farm))
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if _NO_LAB is not None:
+        pytest.skip(_NO_LAB)
+    farm = LabFarm(tmp_path_factory.mktemp("clones-state"), prefix=PREFIX, progress=print)
+    try:
+        farm.up(workers=1, bosses=0)
+        make_keys(farm)
+        prov.deploy_role(farm, Role.HUB, ["hub"])
+        prov.deploy_role(farm, Role.WORKER, [SOURCE])
+        yield Lab(farm, {})
+    finally:
+        farm.down()
+
+
+def wait_until(what: str, check: Callable[[], bool], within: float, every: float = 0.5) -> float:
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > within:
+            pytest.fail(f"{what}: still not true after {within:.0f} s")
+        time.sleep(every)
+    return time.monotonic() - started
+
+
+def holds(lab: Lab, name: str) -> str:
+    """The certificate ``name`` runs Nebula with, once its picker is done ('' before)."""
+    script = (
+        "systemctl is-active -q farmhand-pick-cert && systemctl is-active -q farmhand-nebula && "
+        f"nebula-cert print -json -path {NEBULA_CERT}"
+    )
+    result = lab.farm.exec(name, ["sh", "-c", script])
+    if result.returncode != 0:
+        return ""
+    return str(json.loads(result.stdout)["details"]["name"])
+
+
+def reaches_hub(lab: Lab, name: str) -> bool:
+    return lab.farm.exec(name, ["ping", "-c", "1", "-W", "1", HUB_OVERLAY]).returncode == 0
+
+
+def table(lab: Lab) -> dict[str, dict[str, object]]:
+    """The hub's published lease table (what `farmhand status` reads), live leases by name."""
+    data = json.loads(lab.sh("hub", f"cat {leases.PUBLISHED}"))
+    assert set(data) == {"updated", "ttl", "leases"}
+    assert data["ttl"] == TTL
+    return {lease["name"]: lease for lease in data["leases"]}
+
+
+def picker_log(lab: Lab, name: str) -> str:
+    return lab.sh(name, "journalctl --no-pager -o cat -u farmhand-pick-cert")
+
+
+def test_the_source_worker_takes_its_own_name_and_releases_it_at_poweroff(lab: Lab) -> None:
+    wait_until("worker0001 holds worker0001", lambda: holds(lab, SOURCE) == SOURCE, 60)
+    wait_until("worker0001 reaches the hub", lambda: reaches_hub(lab, SOURCE), 30)
+    assert table(lab)[SOURCE]["hostname"] == SOURCE
+    # The published table is world-readable, in a folder bosses read over SMB but cannot change.
+    modes = lab.sh("hub", f"stat -c '%a %U' {leases.PUBLISHED_DIR} {leases.PUBLISHED}")
+    assert modes.splitlines() == ["755 farmhand-lease", "644 farmhand-lease"]
+    lab.farm.stop(SOURCE)  # a clean poweroff: the snapshot's source gives its certificate back
+    assert SOURCE not in table(lab)
+
+
+def test_six_clones_booted_at_once_get_distinct_certificates(lab: Lab) -> None:
+    started = time.monotonic()
+    lab.farm.add_clones(SOURCE, list(CLONES.items()))
+    clones = list(CLONES)
+
+    def picked(name: str) -> str:
+        wait_until(f"{name} holds a certificate", lambda: bool(holds(lab, name)), 90)
+        return holds(lab, name)
+
+    with ThreadPoolExecutor(max_workers=len(clones)) as pool:
+        lab.names.update(zip(clones, pool.map(picked, clones), strict=True))
+        reached = list(pool.map(lambda n: wait_until(n, lambda: reaches_hub(lab, n), 60), clones))
+    print(f"clones hold {lab.names}; all reach the hub {time.monotonic() - started:.1f} s in")
+    assert len(set(lab.names.values())) == len(clones), lab.names
+    assert lab.names["c4"] == "worker0004"
+    assert all(reached)
+    # One snapshot: the same machine-id everywhere, told apart by the MAC.
+    ids = {lab.sh(n, "cat /etc/machine-id") for n in clones}
+    identities = {lab.sh(n, f"python3 {leases.LIB} identity") for n in clones}
+    print(f"machine-ids: {ids}")
+    assert len(identities) == len(clones)
+    live = table(lab)
+    assert {name: str(lease["hostname"]) for name, lease in live.items()} == {
+        lab.names[c]: h for c, h in CLONES.items()
+    }
+    assert {str(lease["machine"]) for lease in live.values()} == identities
+
+
+def test_an_exhausted_pool_waits_and_a_dead_clones_certificate_is_reused_after_its_lease(
+    lab: Lab,
+) -> None:
+    victim = "c5"
+    freed = lab.names[victim]
+    lab.farm.kill(victim)  # a terminated spot instance: no shutdown, no release
+    killed = time.monotonic()
+    assert freed in table(lab), "the lease outlives the machine until its TTL"
+    lab.farm.add_clones(SOURCE, [("c7", "render")])
+    wait_until(
+        "c7 says that it waits for an exhausted pool",
+        lambda: "the pool is exhausted" in picker_log(lab, "c7"),
+        30,
+    )
+    log = picker_log(lab, "c7")
+    print(log)
+    assert f"all {POOL} worker certificates are held by live machines" in log
+    assert "trying again" in log
+    assert holds(lab, "c7") == ""
+    assert lab.farm.exec("c7", ["systemctl", "is-active", "-q", "farmhand-nebula"]).returncode
+    wait_until("c7 gets the dead clone's certificate", lambda: holds(lab, "c7") == freed, TTL + 45)
+    took = time.monotonic() - killed
+    print(f"{freed} reused {took:.1f} s after its holder died (lease {TTL} s)")
+    assert took >= TTL - 2, "the certificate was handed out before the lease ended"
+    wait_until("c7 reaches the hub", lambda: reaches_hub(lab, "c7"), 30)
+    assert str(table(lab)[freed]["hostname"]) == "render"
+
+
+def test_the_others_keep_their_certificates_through_renewals(lab: Lab) -> None:
+    for name in ("c1", "c2", "c3", "c4", "c6"):
+        assert holds(lab, name) == lab.names[name]
+        assert "lost" not in picker_log(lab, name)
+    renewed = [float(str(x["renewed"])) for x in table(lab).values()]
+    assert max(renewed) - min(renewed) <= TTL, "every live lease was renewed within a TTL"

@@ -1,0 +1,267 @@
+"""The lease table (farmhand/leases.py): claim, renew, expire, release and every conflict, applied
+by the hub's ``handle`` to real files under its lock, and the worker's machine identity.
+
+The hub-side script is this same module, so what runs here is what runs on the hub; the
+end-to-end path through OpenSSH is in tests/test_leases_ssh.py and tests/test_lab_clones.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farmhand import leases
+
+TTL = 60
+T0 = 1_800_000_000
+MACHINES = [f"{n:032x}" for n in range(1, 10)]
+A, B, C = MACHINES[:3]
+
+
+def pool(n: int, not_after: int = T0 + 10**8) -> list[dict[str, Any]]:
+    return [
+        {"name": f"worker{i:04d}", "ip": f"10.87.99.{i}", "not_after": not_after}
+        for i in range(1, n + 1)
+    ]
+
+
+class Hub:
+    """The hub's files in a temporary folder; ``ask`` runs one request at a given time."""
+
+    def __init__(self, root: Path, size: int = 3, ttl: int = TTL) -> None:
+        self.root = root
+        (root / "state").mkdir()
+        (root / "share").mkdir()
+        self.table_path = root / "state/leases.json"
+        self.published_path = root / "share/leases.json"
+        self.pool_path = root / "lease-pool.json"
+        self.set_pool(pool(size), ttl)
+
+    def set_pool(self, entries: list[dict[str, Any]], ttl: int = TTL) -> None:
+        self.pool_path.write_text(json.dumps({"ttl": ttl, "pool": entries}))
+
+    def ask(self, now: int, op: str, machine: str, name: str = "", **extra: Any) -> dict[str, Any]:
+        request = {
+            "op": op,
+            "machine": machine,
+            "hostname": extra.pop("hostname", "box"),
+            "name": name,
+        }
+        return leases.handle(
+            {**request, **extra},
+            table_path=str(self.table_path),
+            lock_path=str(self.root / "state/lock"),
+            pool_path=str(self.pool_path),
+            published_path=str(self.published_path),
+            now=now,
+        )
+
+    def name(self, answer: dict[str, Any]) -> str:
+        assert answer["ok"], answer
+        return str(answer["lease"]["name"])
+
+    def published(self) -> dict[str, Any]:
+        return dict(json.loads(self.published_path.read_text()))
+
+
+@pytest.fixture
+def hub(tmp_path: Path) -> Hub:
+    return Hub(tmp_path)
+
+
+def test_claims_get_distinct_certificates_and_the_same_machine_keeps_its_own(hub: Hub) -> None:
+    got = [hub.name(hub.ask(T0, "claim", m)) for m in (A, B, C)]
+    assert got == ["worker0001", "worker0002", "worker0003"]
+    assert hub.name(hub.ask(T0 + 5, "claim", B)) == "worker0002", "a reboot keeps its certificate"
+    table = hub.published()
+    assert table["ttl"] == TTL
+    assert table["updated"] == T0 + 5
+    assert [(x["name"], x["ip"], x["machine"]) for x in table["leases"]] == [
+        ("worker0001", "10.87.99.1", A),
+        ("worker0002", "10.87.99.2", B),
+        ("worker0003", "10.87.99.3", C),
+    ]
+    b = table["leases"][1]
+    assert (b["since"], b["renewed"], b["expires"]) == (T0, T0 + 5, T0 + 5 + TTL)
+    assert set(b) == {"name", "ip", "machine", "hostname", "since", "renewed", "expires"}
+
+
+def test_an_exhausted_pool_refuses_and_says_when_a_lease_may_end(hub: Hub) -> None:
+    for m in (A, B, C):
+        hub.ask(T0, "claim", m)
+    answer = hub.ask(T0 + 1, "claim", MACHINES[3])
+    assert (answer["ok"], answer["reason"]) == (False, "exhausted")
+    assert "all 3 worker certificates are held by live machines" in answer["message"]
+    assert "worker0001" in answer["message"]
+    assert len(hub.published()["leases"]) == 3
+
+
+def test_a_lease_that_is_not_renewed_ends_after_the_ttl(hub: Hub) -> None:
+    for m in (A, B, C):
+        hub.ask(T0, "claim", m)
+    assert hub.ask(T0 + 30, "renew", A, "worker0001")["ok"]
+    assert hub.ask(T0 + 30, "renew", C, "worker0003")["ok"]
+    # B's lease ends at T0 + TTL: one second before, the pool is still exhausted.
+    assert hub.ask(T0 + TTL - 1, "claim", MACHINES[3])["reason"] == "exhausted"
+    assert hub.name(hub.ask(T0 + TTL, "claim", MACHINES[3])) == "worker0002"
+    # B comes back (its renewal was late): it lost its certificate and must pick again.
+    late = hub.ask(T0 + TTL + 1, "renew", B, "worker0002")
+    assert (late["ok"], late["reason"]) == (False, "lost")
+    assert MACHINES[3][:12] in late["message"]
+
+
+def test_an_ended_lease_nobody_took_is_renewed_again(hub: Hub) -> None:
+    hub.ask(T0, "claim", A)
+    answer = hub.ask(T0 + TTL + 100, "renew", A, "worker0001")
+    assert answer["ok"]
+    assert answer["lease"]["expires"] == T0 + 2 * TTL + 100
+
+
+def test_release_frees_at_once_and_only_by_its_holder(hub: Hub) -> None:
+    for m in (A, B, C):
+        hub.ask(T0, "claim", m)
+    stranger = hub.ask(T0 + 1, "release", MACHINES[3], "worker0002")
+    assert stranger == {"ok": True, "ttl": TTL, "released": False}
+    assert hub.ask(T0 + 1, "claim", MACHINES[3])["reason"] == "exhausted"
+    assert hub.ask(T0 + 2, "release", B, "worker0002")["released"] is True
+    assert "worker0002" not in {x["name"] for x in hub.published()["leases"]}
+    assert hub.name(hub.ask(T0 + 3, "claim", MACHINES[3])) == "worker0002"
+
+
+def test_a_returning_machine_prefers_its_last_certificate(hub: Hub) -> None:
+    hub.ask(T0, "claim", A)
+    hub.ask(T0, "claim", B)
+    hub.ask(T0 + 1, "release", A, "worker0001")
+    hub.ask(T0 + 1, "release", B, "worker0002")
+    assert hub.name(hub.ask(T0 + 2, "claim", B)) == "worker0002"
+    assert hub.name(hub.ask(T0 + 2, "claim", C)) == "worker0003", "never-leased before reused"
+    assert hub.name(hub.ask(T0 + 2, "claim", A)) == "worker0001"
+
+
+def test_a_worker_hostname_asks_for_its_own_certificate(hub: Hub) -> None:
+    assert hub.name(hub.ask(T0, "claim", A, "worker0003", hostname="worker0003")) == "worker0003"
+    taken = hub.ask(T0 + 1, "claim", B, "worker0003", hostname="worker0003")
+    assert (taken["ok"], taken["reason"]) == (False, "taken")
+    assert "worker0003 is held by another live machine" in taken["message"]
+    assert "hostname worker0003" in taken["message"]
+    # The same machine renamed to worker0002 moves: its old lease ends with the new grant.
+    assert hub.name(hub.ask(T0 + 2, "claim", A, "worker0002")) == "worker0002"
+    assert [x["name"] for x in hub.published()["leases"]] == ["worker0002"]
+    unknown = hub.ask(T0 + 3, "claim", C, "worker0099")
+    assert unknown["reason"] == "unknown"
+
+
+def test_expired_and_revoked_certificates_are_never_handed_out(hub: Hub) -> None:
+    entries = pool(3)
+    entries[0]["not_after"] = T0 - 1  # worker0001's certificate has expired
+    hub.set_pool(entries)
+    assert hub.name(hub.ask(T0, "claim", A)) == "worker0002"
+    hub.ask(T0, "claim", B)
+    assert hub.ask(T0, "claim", C)["reason"] == "exhausted"
+    hub.set_pool(pool(3)[:2])  # worker0003 revoked: the next bundle has no peer of that name
+    gone = hub.ask(T0 + 1, "renew", B, "worker0003")
+    assert (gone["ok"], gone["reason"]) == (False, "unknown")
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        None,
+        [],
+        {"op": "steal", "machine": A},
+        {"op": "claim", "machine": "not-hex"},
+        {"op": "claim", "machine": A, "name": "../../etc/passwd"},
+        {"op": "renew", "machine": A},
+    ],
+)
+def test_bad_requests_are_refused_and_change_nothing(hub: Hub, request_: Any) -> None:
+    answer = leases.handle(
+        request_,
+        table_path=str(hub.table_path),
+        lock_path=str(hub.root / "state/lock"),
+        pool_path=str(hub.pool_path),
+        published_path=str(hub.published_path),
+        now=T0,
+    )
+    assert (answer["ok"], answer["reason"]) == (False, "bad-request")
+    assert not hub.table_path.exists()
+
+
+def test_files_are_written_atomically_with_their_modes_and_a_damaged_table_is_kept(
+    hub: Hub,
+) -> None:
+    hub.ask(T0, "claim", A)
+    for path in (hub.table_path, hub.published_path):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+    assert sorted(p.name for p in hub.table_path.parent.iterdir()) == ["leases.json", "lock"]
+    hub.table_path.write_text("{not json")
+    assert hub.name(hub.ask(T0 + 1, "claim", B)) == "worker0001"
+    assert (hub.table_path.parent / f"leases.json.damaged-{T0 + 1}").read_text() == "{not json"
+
+
+def _claim_in_a_process(args: tuple[str, str]) -> dict[str, Any]:
+    root, machine = args
+    env = {**os.environ, "PYTHONPATH": str(Path(leases.__file__).parent.parent)}
+    code = (
+        "import json, sys; from farmhand import leases; r = leases.handle("
+        f"{{'op': 'claim', 'machine': '{machine}', 'hostname': 'render'}}, "
+        f"table_path='{root}/state/leases.json', lock_path='{root}/state/lock', "
+        f"pool_path='{root}/lease-pool.json', published_path='{root}/share/leases.json'); "
+        "print(json.dumps(r))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return dict(json.loads(out.stdout))
+
+
+def test_simultaneous_claims_from_many_processes_never_share_a_certificate(
+    tmp_path: Path,
+) -> None:
+    hub = Hub(tmp_path, size=6)
+    with ThreadPoolExecutor(max_workers=9) as pool_:
+        answers = list(pool_.map(_claim_in_a_process, [(str(tmp_path), m) for m in MACHINES]))
+    granted = [a["lease"]["name"] for a in answers if a["ok"]]
+    assert sorted(granted) == [f"worker{i:04d}" for i in range(1, 7)]
+    assert sorted(a["reason"] for a in answers if not a["ok"]) == ["exhausted"] * 3
+    assert len(hub.published()["leases"]) == 6
+
+
+def _net(tmp_path: Path, macs: dict[str, str], default: str) -> Callable[[], str]:
+    net = tmp_path / "net"
+    for name, mac in macs.items():
+        (net / name).mkdir(parents=True)
+        (net / name / "address").write_text(mac + "\n")
+    route = tmp_path / "route"
+    route.write_text(
+        "Iface\tDestination\tGateway\n"
+        + (f"{default}\t00000000\t0102A8C0\n" if default else "")
+        + "eth9\t0000A8C0\t00000000\n"
+    )
+    machine_id = tmp_path / "machine-id"
+    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
+
+    return lambda: leases.machine_identity(str(machine_id), str(net), str(route))
+
+
+def test_machine_identity_tells_clones_apart_by_the_default_route_mac(tmp_path: Path) -> None:
+    one = _net(tmp_path / "a", {"lo": "00:00:00:00:00:00", "eth0": "aa:00:00:00:00:01"}, "eth0")
+    two = _net(tmp_path / "b", {"lo": "00:00:00:00:00:00", "eth0": "aa:00:00:00:00:02"}, "eth0")
+    assert one() != two()
+    assert one() == one()
+    assert len(one()) == 32
+    # The default-route card counts, not the first by name; without a route, the first real one.
+    routed = _net(
+        tmp_path / "c", {"eth0": "aa:00:00:00:00:01", "ens5": "aa:00:00:00:00:09"}, "eth0"
+    )
+    unrouted = _net(tmp_path / "d", {"eth0": "aa:00:00:00:00:01", "ens5": "aa:00:00:00:00:09"}, "")
+    assert routed() != unrouted()
+    assert unrouted() == _net(tmp_path / "e", {"ens5": "aa:00:00:00:00:09"}, "")()
