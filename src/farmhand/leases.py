@@ -17,7 +17,7 @@ the deploys install it unchanged as ``/usr/local/lib/farmhand/leases.py`` on the
 ``release`` run from systemd units. So it uses only the standard library and runs on Python 3.6
 (EL 8's python3): no dataclasses, no postponed annotations.
 
-The table (hub: ``/var/lib/farmhand/leases/leases.json``; published read-only on the farm share
+The table (hub: ``/var/lib/farmhand-lease/table/leases.json``; published read-only on the farm share
 as ``.farmhand/leases.json``)::
 
     {"updated": UNIX, "ttl": SECONDS, "leases": [{"name": "worker0003", "ip": "10.87.99.3",
@@ -43,7 +43,9 @@ from typing import Any, Dict, List, Optional
 FORMAT = 1
 LEASE_USER = "farmhand-lease"
 LIB = "/usr/local/lib/farmhand/leases.py"
-HUB_STATE_DIR = "/var/lib/farmhand/leases"
+LEASE_HOME = "/var/lib/farmhand-lease"
+"""The lease user's home: root's, so the lease user cannot change its own authorized_keys."""
+HUB_STATE_DIR = LEASE_HOME + "/table"
 HUB_TABLE = HUB_STATE_DIR + "/leases.json"
 HUB_LOCK = HUB_STATE_DIR + "/lock"
 HUB_POOL = "/etc/farmhand/lease-pool.json"
@@ -56,7 +58,6 @@ KNOWN_HOSTS = WORKER_DIR + "/known_hosts"
 HOST_KEY_ALIAS = "farmhand-hub"
 HOST_KEY_ALGORITHM = "ecdsa-sha2-nistp384"
 HUB_HOST_KEY = "/etc/ssh/farmhand_lease_host_key"
-LEASE_HOME = "/var/lib/farmhand/lease-ssh"
 LEASE_AUTHORIZED_KEYS = LEASE_HOME + "/.ssh/authorized_keys"
 WORKER_STATE = "/run/farmhand/lease.json"
 DEFAULT_TTL = 180
@@ -506,6 +507,13 @@ def ask_hub(config: Dict[str, Any], request: Dict[str, Any]) -> Dict[str, Any]:
             pass
         detail = "the hub answered something that is not a lease answer"
     where = "{}:{}".format(config["hub"], config["hub_port"])
+    if any("Permission denied" in line for line in err):
+        return {
+            "ok": False,
+            "reason": "refused",
+            "message": f"the hub {where} refused this worker's claim key ({detail}): is the "
+            "hub deployed from the same key store?",
+        }
     if any("Host key verification failed" in line or "HOST IDENTIFICATION" in line for line in err):
         return {
             "ok": False,
