@@ -125,7 +125,8 @@ def test_the_source_worker_takes_its_own_name_and_releases_it_at_poweroff(lab: L
     assert table(lab)[SOURCE]["hostname"] == SOURCE
     # The published table is world-readable, in a folder bosses read over SMB but cannot change.
     modes = lab.sh("hub", f"stat -c '%a %U' {leases.PUBLISHED_DIR} {leases.PUBLISHED}")
-    assert modes.splitlines() == ["755 farmhand-lease", "644 farmhand-lease"]
+    # (2755: the share's setgid bit is inherited; the permissions are 0755.)
+    assert modes.splitlines() == ["2755 farmhand-lease", "644 farmhand-lease"]
     lab.farm.stop(SOURCE)  # a clean poweroff: the snapshot's source gives its certificate back
     assert SOURCE not in table(lab)
 

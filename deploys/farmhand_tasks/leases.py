@@ -52,11 +52,14 @@ def hub_leases(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         files.directory(
             name=f"Folder {path}", path=path, mode="755", user="root", group="root", present=True
         )
-    for path in (leases.HUB_STATE_DIR, leases.PUBLISHED_DIR):
+    # The published copy sits in the farm share, whose setgid bit every new folder inherits
+    # (and chmod 755 keeps): say 2755, or every run would "fix" it again. Bosses read it; only
+    # the lease user writes it.
+    for path, mode in ((leases.HUB_STATE_DIR, "755"), (leases.PUBLISHED_DIR, "2755")):
         files.directory(
             name=f"Lease table folder {path}",
             path=path,
-            mode="755",
+            mode=mode,
             user=leases.LEASE_USER,
             group=leases.LEASE_USER,
             present=True,
