@@ -12,7 +12,6 @@ import os
 import stat
 import subprocess
 import sys
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ TTL = 60
 T0 = 1_800_000_000
 MACHINES = [f"{n:032x}" for n in range(1, 10)]
 A, B, C = MACHINES[:3]
+BOOT = "b0" * 16
 
 
 def pool(n: int, not_after: int = T0 + 10**8) -> list[dict[str, Any]]:
@@ -53,6 +53,7 @@ class Hub:
         request = {
             "op": op,
             "machine": machine,
+            "boot": extra.pop("boot", BOOT),
             "hostname": extra.pop("hostname", "box"),
             "name": name,
         }
@@ -213,7 +214,7 @@ def _claim_in_a_process(args: tuple[str, str]) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(Path(leases.__file__).parent.parent)}
     code = (
         "import json, sys; from farmhand import leases; r = leases.handle("
-        f"{{'op': 'claim', 'machine': '{machine}', 'hostname': 'render'}}, "
+        f"{{'op': 'claim', 'machine': '{machine}', 'boot': '{machine}', 'hostname': 'render'}}, "
         f"table_path='{root}/state/leases.json', lock_path='{root}/state/lock', "
         f"pool_path='{root}/lease-pool.json', published_path='{root}/share/leases.json'); "
         "print(json.dumps(r))"
@@ -235,33 +236,55 @@ def test_simultaneous_claims_from_many_processes_never_share_a_certificate(
     assert len(hub.published()["leases"]) == 6
 
 
-def _net(tmp_path: Path, macs: dict[str, str], default: str) -> Callable[[], str]:
-    net = tmp_path / "net"
-    for name, mac in macs.items():
-        (net / name).mkdir(parents=True)
-        (net / name / "address").write_text(mac + "\n")
+def _identity(
+    tmp_path: Path, macs: dict[str, str], default: str, machine_id: str = "0123" * 8
+) -> str:
     route = tmp_path / "route"
+    tmp_path.mkdir(parents=True, exist_ok=True)
     route.write_text(
         "Iface\tDestination\tGateway\n"
         + (f"{default}\t00000000\t0102A8C0\n" if default else "")
         + "eth9\t0000A8C0\t00000000\n"
     )
-    machine_id = tmp_path / "machine-id"
-    machine_id.write_text("0123456789abcdef0123456789abcdef\n")
-
-    return lambda: leases.machine_identity(str(machine_id), str(net), str(route))
+    (tmp_path / "machine-id").write_text(machine_id + "\n")
+    return leases.machine_identity(
+        str(tmp_path / "machine-id"), str(route), sorted(macs), lambda name: macs[name]
+    )
 
 
 def test_machine_identity_tells_clones_apart_by_the_default_route_mac(tmp_path: Path) -> None:
-    one = _net(tmp_path / "a", {"lo": "00:00:00:00:00:00", "eth0": "aa:00:00:00:00:01"}, "eth0")
-    two = _net(tmp_path / "b", {"lo": "00:00:00:00:00:00", "eth0": "aa:00:00:00:00:02"}, "eth0")
-    assert one() != two()
-    assert one() == one()
-    assert len(one()) == 32
+    one = _identity(tmp_path / "a", {"lo": "", "eth0": "aa:00:00:00:00:01"}, "eth0")
+    two = _identity(tmp_path / "b", {"lo": "", "eth0": "aa:00:00:00:00:02"}, "eth0")
+    assert one != two
+    assert one == _identity(tmp_path / "a2", {"lo": "", "eth0": "aa:00:00:00:00:01"}, "eth0")
+    assert len(one) == 32
+    other_id = _identity(tmp_path / "a3", {"eth0": "aa:00:00:00:00:01"}, "eth0", "4567" * 8)
+    assert other_id != one, "the machine-id counts too"
     # The default-route card counts, not the first by name; without a route, the first real one.
-    routed = _net(
-        tmp_path / "c", {"eth0": "aa:00:00:00:00:01", "ens5": "aa:00:00:00:00:09"}, "eth0"
-    )
-    unrouted = _net(tmp_path / "d", {"eth0": "aa:00:00:00:00:01", "ens5": "aa:00:00:00:00:09"}, "")
-    assert routed() != unrouted()
-    assert unrouted() == _net(tmp_path / "e", {"ens5": "aa:00:00:00:00:09"}, "")()
+    cards = {"eth0": "aa:00:00:00:00:01", "ens5": "aa:00:00:00:00:09"}
+    routed = _identity(tmp_path / "c", cards, "eth0")
+    unrouted = _identity(tmp_path / "d", cards, "")
+    assert routed == one
+    assert unrouted == _identity(tmp_path / "e", {"ens5": "aa:00:00:00:00:09"}, "")
+    assert routed != unrouted
+
+
+def test_the_real_identity_and_boot_id_have_their_shape() -> None:
+    assert len(leases.machine_identity()) == 32
+    assert leases.boot_id() == leases.boot_id()
+    assert len(leases.boot_id()) == 32
+
+
+def test_two_boots_with_one_identity_never_share_a_certificate(hub: Hub) -> None:
+    """Clones whose identity collides (same machine-id and MAC), or a machine that crashed and
+    booted again: a live lease belongs to one boot; the other boot waits or gets another."""
+    first = hub.name(hub.ask(T0, "claim", A, boot="01" * 16))
+    second = hub.name(hub.ask(T0, "claim", A, boot="02" * 16))
+    assert first != second
+    taken = hub.ask(T0, "claim", A, first, boot="03" * 16)
+    assert taken["reason"] == "taken"
+    assert "an earlier boot of this machine" in taken["message"]
+    assert hub.ask(T0 + 1, "renew", A, first, boot="02" * 16)["reason"] == "lost"
+    assert hub.ask(T0 + 1, "release", A, first, boot="02" * 16)["released"] is False
+    # After the crashed boot's lease ends, the machine gets its certificate back.
+    assert hub.name(hub.ask(T0 + TTL + 1, "claim", A, first, boot="03" * 16)) == first

@@ -130,16 +130,19 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 MACHINE = "ab" * 16
+BOOT = "01" * 16
 
 
 def test_a_worker_claims_through_the_forced_command(hub: Hub) -> None:
     answer = leases.ask_hub(
-        hub.config(), {"op": "claim", "machine": MACHINE, "hostname": "render", "name": ""}
+        hub.config(),
+        {"op": "claim", "machine": MACHINE, "boot": BOOT, "hostname": "render", "name": ""},
     )
     assert answer["ok"], answer
     assert answer["lease"]["name"] == "worker0001"
     other = leases.ask_hub(
-        hub.config(), {"op": "claim", "machine": "cd" * 16, "hostname": "x", "name": ""}
+        hub.config(),
+        {"op": "claim", "machine": "cd" * 16, "boot": BOOT, "hostname": "x", "name": ""},
     )
     assert other["reason"] == "exhausted"
     published = json.loads((hub.root / "published.json").read_text())
@@ -150,7 +153,7 @@ def test_the_claim_key_runs_nothing_but_the_lease_command(hub: Hub) -> None:
     argv = leases.ssh_argv(hub.config())
     result = subprocess.run(
         [*argv, "touch", str(hub.root / "pwned")],
-        input=b'{"op": "release", "machine": "' + MACHINE.encode() + b'", "name": "x"}',
+        input=json.dumps({"op": "release", "machine": MACHINE, "boot": BOOT, "name": "x"}).encode(),
         capture_output=True,
         timeout=30,
     )

@@ -35,10 +35,12 @@ import json
 import os
 import random
 import re
+import socket
+import struct
 import subprocess
 import sys
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 FORMAT = 1
 LEASE_USER = "farmhand-lease"
@@ -129,18 +131,30 @@ def _record(table: Table, name: str) -> Optional[Lease]:
     return None
 
 
+def _ours(lease: Lease, machine: str, boot: str) -> bool:
+    """A lease belongs to one boot of one machine: a clone that shares the identity of another
+    (or the same machine after a crash) never takes over a live lease, it waits for its end."""
+    return bool(lease["machine"] == machine and lease.get("boot", "") == boot)
+
+
 def _grant(
-    table: Table, entry: Dict[str, Any], machine: str, hostname: str, now: int, ttl: int
+    table: Table,
+    entry: Dict[str, Any],
+    machine: str,
+    boot: str,
+    hostname: str,
+    now: int,
+    ttl: int,
 ) -> Lease:
-    for other in table["leases"]:  # one certificate per machine: its other leases end
-        if other["machine"] == machine and other["name"] != entry["name"]:
+    for other in table["leases"]:  # one certificate per running machine: its others end
+        if _ours(other, machine, boot) and other["name"] != entry["name"]:
             other["expires"] = min(other["expires"], now)
     lease = _record(table, entry["name"])
-    if lease is None or lease["machine"] != machine or lease["expires"] <= now:
+    if lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now:
         table["leases"] = [x for x in table["leases"] if x["name"] != entry["name"]]
         lease = {"name": entry["name"], "ip": str(entry["ip"]), "since": now}
         table["leases"].append(lease)
-    lease.update(machine=machine, hostname=hostname, renewed=now, expires=now + ttl)
+    lease.update(machine=machine, boot=boot, hostname=hostname, renewed=now, expires=now + ttl)
     lease["ip"] = str(entry["ip"])
     table["leases"].sort(key=lambda x: x["name"])
     table["updated"] = now
@@ -162,6 +176,7 @@ def claim(
     table: Table,
     pool: List[Dict[str, Any]],
     machine: str,
+    boot: str,
     hostname: str,
     want: str,
     now: int,
@@ -179,17 +194,23 @@ def claim(
                 "revoked or expired)",
             )
         holder = held.get(want)
-        if holder is not None and holder["machine"] != machine:
+        if holder is not None and not _ours(holder, machine, boot):
+            same = holder["machine"] == machine
             raise Refused(
                 "taken",
-                "{} is held by another live machine: {}, until {} unless it renews".format(
-                    want, _holder(holder), _when(holder["expires"])
+                "{} is held by {}: {}, until {} unless it renews".format(
+                    want,
+                    "an earlier boot of this machine (or a clone with its machine-id and MAC)"
+                    if same
+                    else "another live machine",
+                    _holder(holder),
+                    _when(holder["expires"]),
                 ),
             )
-        return _grant(table, usable[want], machine, hostname, now, ttl)
-    mine = [x for x in held.values() if x["machine"] == machine and x["name"] in usable]
+        return _grant(table, usable[want], machine, boot, hostname, now, ttl)
+    mine = [x for x in held.values() if _ours(x, machine, boot) and x["name"] in usable]
     if mine:
-        return _grant(table, usable[mine[0]["name"]], machine, hostname, now, ttl)
+        return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl)
     free = [name for name in usable if name not in held]
     if not free:
         soonest = min(held.values(), key=lambda x: x["expires"]) if held else None
@@ -213,13 +234,14 @@ def claim(
             return (0, 0, name)  # this machine's last certificate
         return (2, record["expires"], name)  # ended longest ago first
 
-    return _grant(table, usable[min(free, key=preference)], machine, hostname, now, ttl)
+    return _grant(table, usable[min(free, key=preference)], machine, boot, hostname, now, ttl)
 
 
 def renew(
     table: Table,
     pool: List[Dict[str, Any]],
     machine: str,
+    boot: str,
     name: str,
     hostname: str,
     now: int,
@@ -233,15 +255,15 @@ def renew(
             f"the hub's pool no longer has {name} (revoked or expired): re-deploy this worker",
         )
     lease = _record(table, name)
-    if lease is not None and lease["machine"] != machine and lease["expires"] > now:
+    if lease is not None and not _ours(lease, machine, boot) and lease["expires"] > now:
         raise Refused("lost", f"{name} is now held by {_holder(lease)}")
-    return _grant(table, usable[name], machine, hostname, now, ttl)
+    return _grant(table, usable[name], machine, boot, hostname, now, ttl)
 
 
-def release(table: Table, machine: str, name: str, now: int) -> bool:
+def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:
     """End ``machine``'s lease of ``name`` (only its own); True when one ended."""
     lease = _record(table, name)
-    if lease is None or lease["machine"] != machine or lease["expires"] <= now:
+    if lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now:
         return False
     lease["expires"] = now
     lease["renewed"] = now
@@ -286,6 +308,10 @@ def check_request(request: Any) -> Dict[str, str]:
     if not _MACHINE.match(machine):
         raise Refused("bad-request", "machine must be 16-64 lowercase hex digits")
     out["machine"] = machine
+    boot = str(request.get("boot", ""))
+    if not _MACHINE.match(boot):
+        raise Refused("bad-request", "boot must be 16-64 lowercase hex digits")
+    out["boot"] = boot
     hostname = str(request.get("hostname", ""))
     if not _HOSTNAME.match(hostname):
         hostname = "?"
@@ -334,6 +360,7 @@ def handle(
                     table,
                     config["pool"],
                     fields["machine"],
+                    fields["boot"],
                     fields["hostname"],
                     fields["name"],
                     stamp,
@@ -344,13 +371,16 @@ def handle(
                     table,
                     config["pool"],
                     fields["machine"],
+                    fields["boot"],
                     fields["name"],
                     fields["hostname"],
                     stamp,
                     ttl,
                 )
             else:
-                answer["released"] = release(table, fields["machine"], fields["name"], stamp)
+                answer["released"] = release(
+                    table, fields["machine"], fields["boot"], fields["name"], stamp
+                )
         except Refused as exc:
             answer = {"ok": False, "reason": exc.reason, "message": str(exc), "ttl": ttl}
         table["updated"] = stamp
@@ -410,32 +440,61 @@ def default_route_interface(route_table: str = "/proc/net/route") -> str:
     return ""
 
 
+def _mac(name: str, net_dir: str = "/sys/class/net") -> str:
+    """The hardware address of interface ``name`` in this network namespace ('' if none).
+
+    Asked of the kernel (SIOCGIFHWADDR), not read from sysfs: a container's /sys may show
+    another namespace's cards."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            raw = fcntl.ioctl(sock.fileno(), 0x8927, struct.pack("256s", name[:15].encode()))
+        value = ":".join(f"{b:02x}" for b in bytearray(raw[18:24]))
+    except OSError:
+        value = _read(os.path.join(net_dir, name, "address")).lower()
+    return value if value.strip("0:") else ""
+
+
+def _interfaces(net_dir: str) -> List[str]:
+    try:
+        return sorted(name for _, name in socket.if_nameindex())
+    except OSError:
+        try:
+            return sorted(os.listdir(net_dir))
+        except OSError:
+            return []
+
+
 def machine_identity(
     machine_id_path: str = "/etc/machine-id",
-    net_dir: str = "/sys/class/net",
     route_table: str = "/proc/net/route",
+    interfaces: Optional[List[str]] = None,
+    mac_of: Callable[[str], str] = _mac,
 ) -> str:
     """sha256 of /etc/machine-id and the MAC of the default-route interface (32 hex digits).
 
     A snapshot's clones share /etc/machine-id (unless the provider regenerates it), but every
     clone gets its own network card, so the MAC tells them apart; the machine-id keeps two
     machines that happen to reuse a MAC (other networks, other providers) apart. A machine
-    with no default route uses its first interface (by name) with a real MAC.
+    with no default route uses its first interface (by name) with a real MAC. Should two
+    machines still end up with one identity, leases are also tied to the boot (boot_id): the
+    second waits instead of sharing an address.
     """
     machine_id = _read(machine_id_path)
-    candidates = [default_route_interface(route_table)]
-    with contextlib.suppress(OSError):
-        candidates += sorted(os.listdir(net_dir))
+    names = _interfaces("/sys/class/net") if interfaces is None else interfaces
     mac = ""
-    for name in candidates:
-        if not name or name == "lo":
-            continue
-        value = _read(os.path.join(net_dir, name, "address")).lower()
-        if value and value.strip("0:"):
-            mac = value
-            break
+    for name in [default_route_interface(route_table), *names]:
+        if name and name != "lo" and name in names:
+            mac = mac_of(name)
+            if mac:
+                break
     digest = hashlib.sha256(f"{machine_id}\n{mac}\n".encode()).hexdigest()
     return digest[:32]
+
+
+def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
+    """This boot's random id (the kernel's), as 32 hex digits."""
+    value = _read(path).replace("-", "").lower()
+    return value if _MACHINE.match(value) else hashlib.sha256(os.urandom(16)).hexdigest()[:32]
 
 
 def short_hostname() -> str:
@@ -571,6 +630,7 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
     logged (again when the reason changes, or each minute) and retried: never a guess."""
     _forget_state()
     machine = machine_identity()
+    boot = boot_id()
     hostname = short_hostname()
     want = wanted_name(hostname, config["pool_dir"])
     _log(
@@ -582,7 +642,8 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
     while True:
         tries += 1
         answer = ask_hub(
-            config, {"op": "claim", "machine": machine, "hostname": hostname, "name": want}
+            config,
+            {"op": "claim", "machine": machine, "boot": boot, "hostname": hostname, "name": want},
         )
         if answer.get("ok"):
             lease = answer["lease"]
@@ -592,6 +653,7 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
                     "name": lease["name"],
                     "ip": lease["ip"],
                     "machine": machine,
+                    "boot": boot,
                     "hostname": hostname,
                     "ttl": int(answer.get("ttl", config["ttl"])),
                     "renewed_at": time.monotonic(),
@@ -639,6 +701,7 @@ def renew_once(config: Dict[str, Any]) -> int:
         {
             "op": "renew",
             "machine": state["machine"],
+            "boot": state["boot"],
             "hostname": state["hostname"],
             "name": state["name"],
         },
@@ -679,6 +742,7 @@ def release_now(config: Dict[str, Any]) -> int:
         {
             "op": "release",
             "machine": state["machine"],
+            "boot": state["boot"],
             "hostname": state["hostname"],
             "name": state["name"],
         },
@@ -708,7 +772,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             return renew_once(config)
         return release_now(config)
     if command == "identity":
-        sys.stdout.write(machine_identity() + "\n")
+        sys.stdout.write(machine_identity() + " " + boot_id() + "\n")
         return 0
     sys.stderr.write("usage: leases.py serve | pick | renew | release | identity\n")
     return 2
