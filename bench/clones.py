@@ -122,7 +122,7 @@ def reuse(farm: LabFarm, victim: str, waiter: str, hard: bool) -> tuple[float, s
     if hard:
         farm.kill(victim)
     else:
-        farm.stop(victim)
+        farm.poweroff(victim)
     reached = reach_time(farm, waiter, 180)
     if holds(farm, waiter) != freed:
         raise BenchError(f"{waiter} did not get {victim}'s certificate {freed}")
@@ -144,11 +144,11 @@ def run(args: argparse.Namespace, farm: LabFarm) -> int:
     say("deploying the hub and worker0001 (not timed)")
     provision.deploy_role(farm, Role.HUB, ["hub"])
     provision.deploy_role(farm, Role.WORKER, [SOURCE])
-    farm.stop(SOURCE)  # its disk is the snapshot; the clean poweroff releases worker0001
+    farm.poweroff(SOURCE)  # its disk is the snapshot; the clean poweroff releases worker0001
 
     say("one clone")
     one = boot_and_reach(farm, {"s1": "render"})["s1"]
-    farm.stop("s1")
+    farm.poweroff("s1")
     say("six clones at once")
     six = boot_and_reach(farm, SIX)
     names = {n: holds(farm, n) for n in SIX}

@@ -15,6 +15,7 @@ for the exhausted pool and says why, until the killed clone's lease ends.
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -119,6 +120,20 @@ def picker_log(lab: Lab, name: str) -> str:
     return lab.sh(name, "journalctl --no-pager -o cat -u farmhand-pick-cert")
 
 
+def test_redeploying_the_lease_service_and_the_picker_changes_nothing(lab: Lab) -> None:
+    wait_until("worker0001 holds worker0001", lambda: holds(lab, SOURCE) == SOURCE, 60)
+    for role, name in ((Role.HUB, "hub"), (Role.WORKER, SOURCE)):
+        report = prov.deploy_role(lab.farm, role, [name])
+        changed = report.hosts[name].changed_ops
+        assert not changed, f"the {role.value} re-deploy changed {changed}"
+    # The hub's sshd serves its own keys first and the farm's P-384 key on request only.
+    dropin = lab.sh("hub", "cat /etc/ssh/sshd_config.d/40-farmhand-lease.conf")
+    assert dropin.splitlines()[-1] == f"HostKey {leases.HUB_HOST_KEY}"
+    effective = lab.sh("hub", "sshd -T | grep '^hostkey '").splitlines()
+    assert effective[-1] == f"hostkey {leases.HUB_HOST_KEY}"
+    assert len(effective) >= 2
+
+
 def test_the_source_worker_takes_its_own_name_and_releases_it_at_poweroff(lab: Lab) -> None:
     wait_until("worker0001 holds worker0001", lambda: holds(lab, SOURCE) == SOURCE, 60)
     wait_until("worker0001 reaches the hub", lambda: reaches_hub(lab, SOURCE), 30)
@@ -127,8 +142,15 @@ def test_the_source_worker_takes_its_own_name_and_releases_it_at_poweroff(lab: L
     modes = lab.sh("hub", f"stat -c '%a %U' {leases.PUBLISHED_DIR} {leases.PUBLISHED}")
     # (2755: the share's setgid bit is inherited; the permissions are 0755.)
     assert modes.splitlines() == ["2755 farmhand-lease", "644 farmhand-lease"]
-    lab.farm.stop(SOURCE)  # a clean poweroff: the snapshot's source gives its certificate back
+    lab.farm.poweroff(SOURCE)  # clean: the snapshot's source gives its certificate back
     assert SOURCE not in table(lab)
+    journal = lab.farm.state_dir / "hosts" / SOURCE / "upper/var/log/journal"
+    log = subprocess.run(
+        ["journalctl", "--no-pager", "-o", "cat", "-D", str(journal), "-u", "farmhand-pick-cert"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert f"farmhand: released {SOURCE}" in log
 
 
 def test_six_clones_booted_at_once_get_distinct_certificates(lab: Lab) -> None:
@@ -149,9 +171,10 @@ def test_six_clones_booted_at_once_get_distinct_certificates(lab: Lab) -> None:
     assert all(reached)
     # One snapshot: the same machine-id everywhere, told apart by the MAC.
     ids = {lab.sh(n, "cat /etc/machine-id") for n in clones}
-    identities = {lab.sh(n, f"python3 {leases.LIB} identity") for n in clones}
+    identities = {lab.sh(n, f"python3 {leases.LIB} identity").split()[0] for n in clones}
     print(f"machine-ids: {ids}")
-    assert len(identities) == len(clones)
+    assert len(ids) == 1, "the clones share the snapshot's /etc/machine-id"
+    assert len(identities) == len(clones), "each clone's MAC makes its identity its own"
     live = table(lab)
     assert {name: str(lease["hostname"]) for name, lease in live.items()} == {
         lab.names[c]: h for c, h in CLONES.items()

@@ -369,6 +369,12 @@ class LabFarm:
         self._update(replace(rec, pid=host.pid))
         host.wait_for_ssh(timeout)
 
+    def poweroff(self, name: str, timeout: float = 60) -> None:
+        """Shut host ``name`` down cleanly from inside and wait until it is off."""
+        rec = self.record(name)
+        self._host(rec).poweroff(timeout)
+        self._update(replace(rec, pid=None))
+
     def kill(self, name: str) -> None:
         """Pull the plug on host ``name``: no clean shutdown (a terminated spot instance)."""
         rec = self.record(name)

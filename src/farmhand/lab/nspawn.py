@@ -273,6 +273,18 @@ class NspawnHost:
         self.pid = None
         (self.state_dir / "nspawn.pid").unlink(missing_ok=True)
 
+    def poweroff(self, timeout: float = 60) -> None:
+        """A clean poweroff from inside (``systemctl poweroff``), as a user or a provider's panel
+        does it: every unit's stop runs, however long it takes. (``stop`` re-sends SIGTERM and
+        nspawn takes a second one as "kill it now".)"""
+        if not self.running():
+            return
+        self.exec(["systemctl", "poweroff", "--no-block"], timeout=30)
+        deadline = time.monotonic() + timeout
+        while self.running() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        self.finish_stop(5)
+
     def kill(self) -> None:
         """Pull the plug: SIGKILL the container at once, no shutdown runs inside it."""
         pids = [p for p in (self.pid,) if p and self.running()] + self.nspawn_pids()
