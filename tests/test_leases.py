@@ -81,15 +81,15 @@ def hub(tmp_path: Path) -> Hub:
 
 def test_claims_get_distinct_certificates_and_the_same_machine_keeps_its_own(hub: Hub) -> None:
     got = [hub.name(hub.ask(T0, "claim", m)) for m in (A, B, C)]
-    assert got == ["worker0001", "worker0002", "worker0003"]
-    assert hub.name(hub.ask(T0 + 5, "claim", B)) == "worker0002", "a reboot keeps its certificate"
+    assert got == ["worker0003", "worker0002", "worker0001"], "the highest number first"
+    assert hub.name(hub.ask(T0 + 5, "claim", B)) == "worker0002", "asking again changes nothing"
     table = hub.published()
     assert table["ttl"] == TTL
     assert table["updated"] == T0 + 5
     assert [(x["name"], x["ip"], x["machine"]) for x in table["leases"]] == [
-        ("worker0001", "10.87.99.1", A),
+        ("worker0001", "10.87.99.1", C),
         ("worker0002", "10.87.99.2", B),
-        ("worker0003", "10.87.99.3", C),
+        ("worker0003", "10.87.99.3", A),
     ]
     b = table["leases"][1]
     assert (b["since"], b["renewed"], b["expires"]) == (T0, T0 + 5, T0 + 5 + TTL)
@@ -102,15 +102,15 @@ def test_an_exhausted_pool_refuses_and_says_when_a_lease_may_end(hub: Hub) -> No
     answer = hub.ask(T0 + 1, "claim", MACHINES[3])
     assert (answer["ok"], answer["reason"]) == (False, "exhausted")
     assert "all 3 worker certificates are held by live machines" in answer["message"]
-    assert "worker0001" in answer["message"]
+    assert "the first lease to end unless renewed is worker0001" in answer["message"]
     assert len(hub.published()["leases"]) == 3
 
 
 def test_a_lease_that_is_not_renewed_ends_after_the_ttl(hub: Hub) -> None:
     for m in (A, B, C):
         hub.ask(T0, "claim", m)
-    assert hub.ask(T0 + 30, "renew", A, "worker0001")["ok"]
-    assert hub.ask(T0 + 30, "renew", C, "worker0003")["ok"]
+    assert hub.ask(T0 + 30, "renew", A, "worker0003")["ok"]
+    assert hub.ask(T0 + 30, "renew", C, "worker0001")["ok"]
     # B's lease ends at T0 + TTL: one second before, the pool is still exhausted.
     assert hub.ask(T0 + TTL - 1, "claim", MACHINES[3])["reason"] == "exhausted"
     assert hub.name(hub.ask(T0 + TTL, "claim", MACHINES[3])) == "worker0002"
@@ -122,7 +122,7 @@ def test_a_lease_that_is_not_renewed_ends_after_the_ttl(hub: Hub) -> None:
 
 def test_an_ended_lease_nobody_took_is_renewed_again(hub: Hub) -> None:
     hub.ask(T0, "claim", A)
-    answer = hub.ask(T0 + TTL + 100, "renew", A, "worker0001")
+    answer = hub.ask(T0 + TTL + 100, "renew", A, "worker0003")
     assert answer["ok"]
     assert answer["lease"]["expires"] == T0 + 2 * TTL + 100
 
@@ -139,13 +139,31 @@ def test_release_frees_at_once_and_only_by_its_holder(hub: Hub) -> None:
 
 
 def test_a_returning_machine_prefers_its_last_certificate(hub: Hub) -> None:
-    hub.ask(T0, "claim", A)
-    hub.ask(T0, "claim", B)
-    hub.ask(T0 + 1, "release", A, "worker0001")
+    assert hub.name(hub.ask(T0, "claim", A)) == "worker0003"
+    assert hub.name(hub.ask(T0, "claim", B)) == "worker0002"
+    hub.ask(T0 + 1, "release", A, "worker0003")
     hub.ask(T0 + 1, "release", B, "worker0002")
-    assert hub.name(hub.ask(T0 + 2, "claim", B)) == "worker0002"
-    assert hub.name(hub.ask(T0 + 2, "claim", C)) == "worker0003", "never-leased before reused"
+    assert hub.name(hub.ask(T0 + 2, "claim", B, boot="02" * 16)) == "worker0002"
+    assert hub.name(hub.ask(T0 + 2, "claim", C)) == "worker0003"
     assert hub.name(hub.ask(T0 + 2, "claim", A)) == "worker0001"
+
+
+def test_a_host_named_like_a_certificate_gets_it_back_from_an_unnamed_holder(hub: Hub) -> None:
+    assert hub.name(hub.ask(T0, "claim", A)) == "worker0003"  # a clone named "render"
+    waiting = hub.ask(T0 + 1, "claim", B, "worker0003", hostname="worker0003")
+    assert (waiting["ok"], waiting["reason"]) == (False, "taken")
+    assert "did not ask for it by name" in waiting["message"]
+    # Never two holders: the named host waits until the holder has been told and has let go.
+    moved = hub.ask(T0 + 2, "renew", A, "worker0003")
+    assert (moved["ok"], moved["reason"]) == (False, "lost")
+    grace = leases.HANDOVER_GRACE
+    assert hub.ask(T0 + 2 + grace - 1, "claim", B, "worker0003")["reason"] == "taken"
+    assert hub.name(hub.ask(T0 + 2 + grace, "claim", B, "worker0003")) == "worker0003"
+    assert hub.name(hub.ask(T0 + 3 + grace, "claim", A)) == "worker0002", "the holder moves on"
+    # A holder that asked by name is never moved: the second host of that name just waits.
+    again = hub.ask(T0 + 4 + grace, "claim", C, "worker0003", hostname="worker0003")
+    assert "held by another live machine" in again["message"]
+    assert hub.ask(T0 + 5 + grace, "renew", B, "worker0003")["ok"]
 
 
 def test_a_worker_hostname_asks_for_its_own_certificate(hub: Hub) -> None:
@@ -165,11 +183,11 @@ def test_expired_and_revoked_certificates_are_never_handed_out(hub: Hub) -> None
     entries = pool(3)
     entries[0]["not_after"] = T0 - 1  # worker0001's certificate has expired
     hub.set_pool(entries)
-    assert hub.name(hub.ask(T0, "claim", A)) == "worker0002"
-    hub.ask(T0, "claim", B)
+    assert hub.name(hub.ask(T0, "claim", A)) == "worker0003"
+    assert hub.name(hub.ask(T0, "claim", B)) == "worker0002"
     assert hub.ask(T0, "claim", C)["reason"] == "exhausted"
     hub.set_pool(pool(3)[:2])  # worker0003 revoked: the next bundle has no peer of that name
-    gone = hub.ask(T0 + 1, "renew", B, "worker0003")
+    gone = hub.ask(T0 + 1, "renew", A, "worker0003")
     assert (gone["ok"], gone["reason"]) == (False, "unknown")
 
 
@@ -205,7 +223,7 @@ def test_files_are_written_atomically_with_their_modes_and_a_damaged_table_is_ke
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
     assert sorted(p.name for p in hub.table_path.parent.iterdir()) == ["leases.json", "lock"]
     hub.table_path.write_text("{not json")
-    assert hub.name(hub.ask(T0 + 1, "claim", B)) == "worker0001"
+    assert hub.name(hub.ask(T0 + 1, "claim", B)) == "worker0003"
     assert (hub.table_path.parent / f"leases.json.damaged-{T0 + 1}").read_text() == "{not json"
 
 
@@ -278,7 +296,7 @@ def test_the_real_identity_and_boot_id_have_their_shape() -> None:
 def test_two_boots_with_one_identity_never_share_a_certificate(hub: Hub) -> None:
     """Clones whose identity collides (same machine-id and MAC), or a machine that crashed and
     booted again: a live lease belongs to one boot; the other boot waits or gets another."""
-    first = hub.name(hub.ask(T0, "claim", A, boot="01" * 16))
+    first = hub.name(hub.ask(T0, "claim", A, "worker0001", boot="01" * 16))
     second = hub.name(hub.ask(T0, "claim", A, boot="02" * 16))
     assert first != second
     taken = hub.ask(T0, "claim", A, first, boot="03" * 16)

@@ -66,6 +66,8 @@ DEFAULT_TTL = 180
 MIN_TTL = 6
 MAX_REQUEST = 4096
 RETRY_SECONDS = 5.0
+HANDOVER_GRACE = 10
+"""Seconds an evicted holder keeps its lease after being told, to stop Nebula first."""
 REPEAT_LOG_SECONDS = 60.0
 
 _MACHINE = re.compile(r"^[0-9a-f]{16,64}$")
@@ -145,6 +147,7 @@ def _grant(
     hostname: str,
     now: int,
     ttl: int,
+    by_name: bool = False,
 ) -> Lease:
     for other in table["leases"]:  # one certificate per running machine: its others end
         if _ours(other, machine, boot) and other["name"] != entry["name"]:
@@ -155,6 +158,8 @@ def _grant(
         lease = {"name": entry["name"], "ip": str(entry["ip"]), "since": now}
         table["leases"].append(lease)
     lease.update(machine=machine, boot=boot, hostname=hostname, renewed=now, expires=now + ttl)
+    lease["by_name"] = by_name
+    lease.pop("evict", None)
     lease["ip"] = str(entry["ip"])
     table["leases"].sort(key=lambda x: x["name"])
     table["updated"] = now
@@ -194,6 +199,18 @@ def claim(
                 "revoked or expired)",
             )
         holder = held.get(want)
+        spare = [n for n in usable if n not in held and n != want]
+        # A host named like the certificate wins it back from one that took it as "any free"
+        # one: the holder moves to another at its next renewal; only then (after a grace for it
+        # to stop Nebula) is the certificate handed over.
+        theirs = holder is not None and not _ours(holder, machine, boot)
+        if theirs and holder is not None and not holder.get("by_name") and spare:
+            holder["evict"] = True
+            raise Refused(
+                "taken",
+                f"{want} is held by {_holder(holder)}, which did not ask for it by name: it "
+                "moves to another certificate at its next renewal, then this one gets it",
+            )
         if holder is not None and not _ours(holder, machine, boot):
             same = holder["machine"] == machine
             raise Refused(
@@ -207,7 +224,7 @@ def claim(
                     _when(holder["expires"]),
                 ),
             )
-        return _grant(table, usable[want], machine, boot, hostname, now, ttl)
+        return _grant(table, usable[want], machine, boot, hostname, now, ttl, by_name=True)
     mine = [x for x in held.values() if _ours(x, machine, boot) and x["name"] in usable]
     if mine:
         return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl)
@@ -226,15 +243,12 @@ def claim(
             ),
         )
 
-    def preference(name: str) -> Any:
-        record = _record(table, name)
-        if record is None:
-            return (1, 0, name)  # never leased
-        if record["machine"] == machine:
-            return (0, 0, name)  # this machine's last certificate
-        return (2, record["expires"], name)  # ended longest ago first
-
-    return _grant(table, usable[min(free, key=preference)], machine, boot, hostname, now, ttl)
+    # This machine's last certificate if it is free; otherwise the highest number: hosts named
+    # workerNNNN (oomerfarm's way) tend to use the low ones, so other clones rarely stand in
+    # their way.
+    own = [n for n in free if (_record(table, n) or {}).get("machine") == machine]
+    ranked = own or sorted(free, reverse=True)
+    return _grant(table, usable[ranked[0]], machine, boot, hostname, now, ttl)
 
 
 def renew(
@@ -257,7 +271,15 @@ def renew(
     lease = _record(table, name)
     if lease is not None and not _ours(lease, machine, boot) and lease["expires"] > now:
         raise Refused("lost", f"{name} is now held by {_holder(lease)}")
-    return _grant(table, usable[name], machine, boot, hostname, now, ttl)
+    if lease is not None and lease.get("evict") and lease["expires"] > now:
+        lease["expires"] = min(lease["expires"], now + HANDOVER_GRACE)
+        lease["evict"] = False
+        raise Refused(
+            "lost",
+            f"a host named {name} asks for {name}: this worker moves to another certificate",
+        )
+    by_name = bool(lease is not None and _ours(lease, machine, boot) and lease.get("by_name"))
+    return _grant(table, usable[name], machine, boot, hostname, now, ttl, by_name=by_name)
 
 
 def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:

@@ -279,7 +279,10 @@ class NspawnHost:
         nspawn takes a second one as "kill it now".)"""
         if not self.running():
             return
-        self.exec(["systemctl", "poweroff", "--no-block"], timeout=30)
+        try:
+            self.exec(["systemctl", "poweroff", "--no-block"], timeout=30)
+        except subprocess.TimeoutExpired:
+            self.request_stop()
         deadline = time.monotonic() + timeout
         while self.running() and time.monotonic() < deadline:
             time.sleep(0.2)
@@ -293,7 +296,13 @@ class NspawnHost:
         self.finish_stop(0)
 
     def stop(self, timeout: float = 30) -> None:
-        """Power the container off (gracefully, then by force after ``timeout`` seconds)."""
+        """Power the container off (gracefully, then by force after ``timeout`` seconds).
+
+        When its sshd answers, from inside (``poweroff``), so that every unit's stop runs to the
+        end; otherwise (still booting) by signal."""
+        if self.running() and self.ssh_ready():
+            self.poweroff(timeout)
+            return
         self.request_stop()
         self.finish_stop(timeout)
 
