@@ -167,7 +167,12 @@ def test_six_clones_booted_at_once_get_distinct_certificates(lab: Lab) -> None:
 
     # worker0004 may first go to a clone that asked for any certificate: it then moves to
     # another one at its next renewal, and c4 gets its own name.
-    wait_until("all six clones hold distinct certificates", settled, 120, every=1)
+    try:
+        wait_until("all six clones hold distinct certificates", settled, 120, every=1)
+    finally:
+        print(f"clones hold {lab.names}")
+        for name in clones:
+            print(f"--- {name}\n{picker_log(lab, name)}")
     with ThreadPoolExecutor(max_workers=len(clones)) as pool:
         list(pool.map(lambda n: wait_until(n, lambda: reaches_hub(lab, n), 60), clones))
     print(f"clones hold {lab.names}; all reach the hub {time.monotonic() - started:.1f} s in")

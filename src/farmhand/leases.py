@@ -150,7 +150,8 @@ def _grant(
     by_name: bool = False,
 ) -> Lease:
     for other in table["leases"]:  # one certificate per running machine: its others end
-        if _ours(other, machine, boot) and other["name"] != entry["name"]:
+        moving = other.get("evicted")  # keeps its grace: its Nebula may still be stopping
+        if _ours(other, machine, boot) and other["name"] != entry["name"] and not moving:
             other["expires"] = min(other["expires"], now)
     lease = _record(table, entry["name"])
     if lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now:
@@ -160,6 +161,7 @@ def _grant(
     lease.update(machine=machine, boot=boot, hostname=hostname, renewed=now, expires=now + ttl)
     lease["by_name"] = by_name
     lease.pop("evict", None)
+    lease.pop("evicted", None)
     lease["ip"] = str(entry["ip"])
     table["leases"].sort(key=lambda x: x["name"])
     table["updated"] = now
@@ -225,7 +227,11 @@ def claim(
                 ),
             )
         return _grant(table, usable[want], machine, boot, hostname, now, ttl, by_name=True)
-    mine = [x for x in held.values() if _ours(x, machine, boot) and x["name"] in usable]
+    mine = [
+        x
+        for x in held.values()
+        if _ours(x, machine, boot) and x["name"] in usable and not x.get("evicted")
+    ]
     if mine:
         return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl)
     free = [name for name in usable if name not in held]
@@ -271,9 +277,16 @@ def renew(
     lease = _record(table, name)
     if lease is not None and not _ours(lease, machine, boot) and lease["expires"] > now:
         raise Refused("lost", f"{name} is now held by {_holder(lease)}")
-    if lease is not None and lease.get("evict") and lease["expires"] > now:
-        lease["expires"] = min(lease["expires"], now + HANDOVER_GRACE)
-        lease["evict"] = False
+    if (
+        lease is not None
+        and (lease.get("evict") or lease.get("evicted"))
+        and lease["expires"] > now
+    ):
+        # It stays held for the grace (so nobody else runs it yet) but is no longer this
+        # machine's to renew or to claim again.
+        if not lease.get("evicted"):
+            lease["expires"] = min(lease["expires"], now + HANDOVER_GRACE)
+        lease["evict"], lease["evicted"] = False, True
         raise Refused(
             "lost",
             f"a host named {name} asks for {name}: this worker moves to another certificate",
