@@ -7,6 +7,7 @@ end-to-end path through OpenSSH is in tests/test_leases_ssh.py and tests/test_la
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import stat
@@ -309,3 +310,26 @@ def test_two_boots_with_one_identity_never_share_a_certificate(hub: Hub) -> None
     assert hub.ask(T0 + 1, "release", A, first, boot="02" * 16)["released"] is False
     # After the crashed boot's lease ends, the machine gets its certificate back.
     assert hub.name(hub.ask(T0 + TTL + 1, "claim", A, first, boot="03" * 16)) == first
+
+
+def test_the_module_runs_alone_on_a_bare_python(tmp_path: Path) -> None:
+    """Hubs and workers have no farmhand installed: only the standard library, and nothing
+    newer than Python 3.6 (EL 8) offers, such as dataclasses or postponed annotations."""
+    tree = ast.parse(Path(leases.__file__).read_text())
+    imported = {
+        a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names
+    }
+    imported |= {
+        n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+    }
+    assert imported <= sys.stdlib_module_names
+    assert not imported & {"__future__", "dataclasses"}
+    copy = tmp_path / "leases.py"
+    copy.write_bytes(Path(leases.__file__).read_bytes())
+    result = subprocess.run(
+        ["/usr/bin/python3", "-I", str(copy), "identity"], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr
+    identity, boot = result.stdout.split()
+    assert identity == leases.machine_identity()
+    assert boot == leases.boot_id()

@@ -788,6 +788,12 @@ def test_lease_dropin_keeps_the_default_host_keys_first(
     claim = under(cli_trees["worker"], leases.CLAIM_KEY)
     assert stat.S_IMODE(claim.stat().st_mode) == 0o600
     assert entries[0].split()[-2] != "", "the hub authorises the claim key's public half"
+    # Hub and workers run this very module (stdlib only) as the lease service and the picker.
+    source = Path(leases.__file__).read_bytes()
+    for role in ("hub", "worker"):
+        script = under(cli_trees[role], leases.LIB)
+        assert script.read_bytes() == b"#!/usr/bin/python3\n" + source
+        assert stat.S_IMODE(script.stat().st_mode) == 0o755
     config = json.loads(under(cli_trees["worker"], leases.WORKER_CONFIG).read_text())
     assert (config["hub"], config["hub_port"], config["ttl"]) == (HUB_ADDRESS, 22, 180)
     pool = json.loads(under(cli_trees["hub"], leases.HUB_POOL).read_text())
