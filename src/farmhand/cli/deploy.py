@@ -115,7 +115,7 @@ def deploy(
     ] = True,
     artifacts: Annotated[
         Path | None,
-        typer.Option(help="Folder with release archives for hosts without packages (EL nebula)."),
+        typer.Option(help="Folder with release archives, for offline hosts without packages."),
     ] = None,
     mounts: Annotated[
         bool, typer.Option(help="Start the workers' share automounts (off where no CIFS).")
