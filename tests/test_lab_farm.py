@@ -572,19 +572,22 @@ print(json.dumps({"found": found, "private": private, "scanned": scanned}))
 """
 
 
-def _extra_secret_needle(value: bytes) -> str:
-    """What a farm-wide secret looks like in a file: a line from the middle of a private key
-    (first lines are format headers every key shares), or a password-like value itself;
-    certificates inside it are public and not searched for."""
+def _extra_secret_needles(value: bytes) -> list[str]:
+    """What a farm-wide secret looks like in a file: every body line of a private key (a
+    world-readable private key is a finding whatever its lines hold), or a password-like value
+    itself; certificates inside it are public and not searched for."""
     text = value.decode(errors="replace")
     blocks = re.findall(r"-----BEGIN ([A-Z0-9 ]+)-----\n(.+?)\n-----END", text, re.S)
-    for banner, body in blocks:
-        lines = body.splitlines()
-        middle = lines[len(lines) // 2] if lines else ""
-        if "PRIVATE KEY" in banner and len(middle) >= 40:
-            return middle
+    if blocks:
+        return [
+            line
+            for banner, body in blocks
+            if "PRIVATE KEY" in banner
+            for line in body.splitlines()
+            if len(line) >= 40
+        ]
     stripped = text.strip()
-    return stripped if not blocks and 16 <= len(stripped) <= 256 else ""
+    return [stripped] if 16 <= len(stripped) <= 256 else []
 
 
 def _secrets(lab: Lab) -> dict[str, str]:
@@ -604,9 +607,8 @@ def _secrets(lab: Lab) -> dict[str, str]:
     for name, raw in vault.host_keys.items():
         secrets[f"{name}'s private key"] = body(pem.x25519_private_to_pem(raw))
     for name, value in vault.extras.items():
-        needle = _extra_secret_needle(value)
-        if needle:
-            secrets[f"the farm secret {name}"] = needle
+        for number, needle in enumerate(_extra_secret_needles(value), 1):
+            secrets[f"the farm secret {name} (line {number})"] = needle
     assert set(HOSTS) <= {k.split("'")[0] for k in secrets}
     return secrets
 
