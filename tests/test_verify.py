@@ -35,6 +35,16 @@ def test_parse_ss() -> None:
     ubuntu = parse_ss(WORKER_UBUNTU_2404)
     assert ubuntu[2] == Listener("tcp", "*", 22, ("sshd", "systemd"))
     assert parse_ss("garbage\n\nNetid State\n") == []
+    # IPv4-mapped addresses (dual-stack sockets) are judged as the IPv4 address they stand for.
+    mapped = parse_ss(
+        'udp UNCONN 0 0 [::ffff:0.0.0.0]:42042 *:* users:(("nebula",pid=9,fd=7))\n'
+        'tcp LISTEN 0 5 [::ffff:10.87.0.1]:445 *:* users:(("smbd",pid=9,fd=3))\n'
+        'tcp LISTEN 0 5 [::ffff:127.0.0.1]:631 *:* users:(("cupsd",pid=9,fd=3))\n'
+        'tcp LISTEN 0 5 [::ffff:198.18.87.10]:445 *:* users:(("smbd",pid=9,fd=4))\n'
+    )
+    assert [str(s) for s in underlay_offenders(mapped, OVERLAY, [22])] == [
+        "tcp [::ffff:198.18.87.10]:445 (smbd)"
+    ]
 
 
 def test_a_hub_with_only_ssh_nebula_and_dhcp_on_the_underlay_passes() -> None:

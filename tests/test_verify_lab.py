@@ -93,6 +93,7 @@ def failed(result: subprocess.CompletedProcess[str]) -> list[str]:
 @pytest.mark.parametrize("name", [HUB, W1, BOSS])
 def test_every_role_passes_verify(lab: Lab, name: str) -> None:
     result = lab.verify(name)
+    print(result.stdout)
     assert result.returncode == 0, result.stdout + result.stderr
     checks = rows(result)
     assert failed(result) == []

@@ -15,7 +15,7 @@ import re
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 from typing import Any
 
 import testinfra
@@ -87,11 +87,20 @@ def parse_ss(text: str) -> list[Listener]:
     return found
 
 
-def _is_loopback(address: str) -> bool:
+def _address(text: str) -> IPv4Address | IPv6Address | None:
+    """An IP address, IPv4-mapped IPv6 (``::ffff:10.87.0.1``) as the IPv4 it stands for."""
     try:
-        return ip_address(address).is_loopback
+        address = ip_address(text)
     except ValueError:
-        return False
+        return None  # a wildcard ("*")
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_loopback(text: str) -> bool:
+    address = _address(text)
+    return address is not None and address.is_loopback
 
 
 def underlay_offenders(
@@ -124,11 +133,9 @@ def underlay_offenders(
     return offenders
 
 
-def _in_network(address: str, network: IPv4Network) -> bool:
-    try:
-        return ip_address(address) in network
-    except ValueError:
-        return False
+def _in_network(text: str, network: IPv4Network) -> bool:
+    address = _address(text)
+    return isinstance(address, IPv4Address) and address in network
 
 
 # ------------------------------------------------------------------------------------------------
@@ -228,7 +235,7 @@ def _nebula_checks(host: _Host) -> list[Check]:
         Check(
             "nebula config is valid (nebula -test)",
             tested.rc == 0,
-            _last_line(tested.stderr or tested.stdout),
+            _last_line(tested.stderr or tested.stdout) if tested.rc else "",
         )
     ]
     folder = binary.rsplit("/", 1)[0] if "/" in binary else ""
@@ -238,7 +245,7 @@ def _nebula_checks(host: _Host) -> list[Check]:
         Check(
             "nebula certificate is signed by the farm CA and valid",
             verified.rc == 0,
-            _last_line(verified.stderr or verified.stdout),
+            _last_line(verified.stderr or verified.stdout) if verified.rc else "",
         )
     )
     return checks
@@ -321,7 +328,7 @@ def _listener_checks(
             )
         )
         smb = [s for s in listeners if s.proto == "tcp" and s.port in (h.SMB_PORT, 139)]
-        elsewhere = [s for s in smb if s.address != str(overlay_ip)]
+        elsewhere = [s for s in smb if overlay_ip is None or _address(s.address) != overlay_ip]
         checks.append(
             Check(
                 f"SMB listens only on the overlay address ({overlay_ip}:{h.SMB_PORT})",
@@ -351,7 +358,9 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
         Check(
             f"{FARM_JSON} says this host is a {role.value}",
             farm.get("role") == role.value,
-            f"it says {farm.get('role')!r}" if farm else "missing or unreadable",
+            ""
+            if farm.get("role") == role.value
+            else (f"it says {farm.get('role')!r}" if farm else "missing or unreadable"),
         )
     )
     network = IPv4Network(farm["network"]) if farm.get("network") else None
@@ -368,7 +377,7 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
         bad = [c for c in (_file_check(host, path, 0o600) for path in pool) if not c.passed]
         checks.append(
             Check(
-                f"every key in {h.NEBULA_POOL} is 0600 root:root ({len(pool)} keys)",
+                f"every key in {h.NEBULA_POOL} is 0600 root:root ({len(pool)} found)",
                 bool(pool) and not bad,
                 "; ".join(f"{c.name.split(' is ')[0]}: {c.detail}" for c in bad)
                 or ("" if pool else "no keys"),
