@@ -16,6 +16,8 @@ from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, render
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
+from farmhand.cli.vagrant import vagrant_inventory
+from farmhand.cli.verify import verify
 from farmhand.errors import FarmhandError
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app = typer.Typer(
 app.command("keygen")(keygen)
 app.command("render")(render)
 app.command("deploy")(deploy)
+app.command("verify")(verify)
+app.command("vagrant-inventory")(vagrant_inventory)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")
