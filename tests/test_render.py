@@ -745,7 +745,7 @@ def shell_scripts(tree: Path) -> list[Path]:
 def test_shell_scripts_parse(role: str, cli_trees: dict[str, Path], tmp_path: Path) -> None:
     scripts = shell_scripts(cli_trees[role])
     names = {p.name for p in scripts}
-    assert names == ({"wait-overlay"} if role == "hub" else {"pick-cert"})
+    assert names == ({"wait-overlay"} if role == "hub" else {"pick-cert", "farmhand-idle"})
     for script in scripts:
         result = run("sh", "-n", script)
         assert result.returncode == 0, output(result)

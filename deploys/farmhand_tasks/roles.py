@@ -8,6 +8,7 @@ from farmhand.keystore.plan import Role
 from farmhand_tasks import context
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.firewall import firewall
+from farmhand_tasks.idle import idle
 from farmhand_tasks.mounts import mounts
 from farmhand_tasks.nebula import nebula
 from farmhand_tasks.samba import samba
@@ -35,6 +36,7 @@ def worker() -> None:
     nebula(model, rendered)
     mounts(model, rendered)
     ssh(model, rendered)
+    idle(model, rendered)
 
 
 @deploy("farmhand boss")

@@ -10,6 +10,7 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from farmhand import hosts as h
+from farmhand import idle
 from farmhand.errors import FarmhandError
 from farmhand.hosts import HostModel
 from farmhand.keystore.fs import atomic_write
@@ -155,6 +156,7 @@ def render_host(model: HostModel) -> list[RenderedFile]:
                 secret=True,
             ),
         ]
+        files += _idle_shutdown(model, render)
         for share in model.shares:
             files.append(
                 RenderedFile(
@@ -187,6 +189,31 @@ def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[Rendered
             "/etc/firewalld/zones/farmhand-overlay.xml", render("firewall/farmhand-overlay.xml.j2")
         )
     ]
+
+
+def _idle_shutdown(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
+    extra = {
+        "idle": idle.IdleSettings.from_farm(model.plan.extra),
+        "idle_env": idle.IDLE_ENV,
+        "idle_local_env": idle.IDLE_LOCAL_ENV,
+        "idle_script": idle.IDLE_SCRIPT,
+    }
+    units = "systemd/farmhand-idle"
+    return [
+        RenderedFile(idle.IDLE_SCRIPT, render("farmhand/idle-check.sh.j2", **extra), 0o755),
+        RenderedFile(idle.IDLE_ENV, render("farmhand/idle-settings.env.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{idle.IDLE_SERVICE}", render(f"{units}.service.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{idle.IDLE_TIMER}", render(f"{units}.timer.j2", **extra)),
+    ]
+
+
+def render_text(template: str, **context: object) -> str:
+    """One template outside a host's files (cloud-init user-data), with the same settings."""
+    try:
+        return _environment().get_template(template).render(**context)
+    except jinja2.TemplateError as exc:
+        raise FarmhandError(f"template {template} failed to render: {exc}") from None
 
 
 def _farm_json(model: HostModel) -> bytes:

@@ -11,6 +11,7 @@ import sys
 import typer
 
 from farmhand import __version__
+from farmhand.cli.bootstrap import bootstrap_command, cloud_init_command
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, render
@@ -32,6 +33,8 @@ app.command("render")(render)
 app.command("deploy")(deploy)
 app.command("verify")(verify)
 app.command("vagrant-inventory")(vagrant_inventory)
+app.command("bootstrap")(bootstrap_command)
+app.command("cloud-init")(cloud_init_command)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")
