@@ -14,8 +14,10 @@ from farmhand import __version__
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, render
+from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
+from farmhand.cli.status import status
 from farmhand.errors import FarmhandError
 
 app = typer.Typer(
@@ -28,6 +30,8 @@ app = typer.Typer(
 app.command("keygen")(keygen)
 app.command("render")(render)
 app.command("deploy")(deploy)
+app.command("join")(join)
+app.command("status")(status)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")

@@ -1,0 +1,131 @@
+"""nebula in the foreground with a live status line; SIGINT/SIGTERM stop it cleanly.
+
+nebula runs as a child in its own session (so one Ctrl-C reaches it once, through us), its
+output goes to nebula.log, and whatever ends the wait -- a signal, nebula dying, an error --
+the child is stopped and reaped before we return: no stray nebula.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import TextIO
+
+from farmhand.hosts import SMB_PORT
+from farmhand.join import JoinError
+from farmhand.join.probe import Probe, tcp_probe
+from farmhand.join.setup import Joined, hub_hints
+
+STOP_SIGNALS = tuple(
+    s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None
+)
+STOP_GRACE = 10.0
+
+
+@contextlib.contextmanager
+def _stop_requested() -> Iterator[list[int]]:
+    """Turn SIGINT/SIGTERM/SIGHUP into a flag for the loop (restored afterwards)."""
+    received: list[int] = []
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        received.append(signum)
+
+    previous = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    try:
+        yield received
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _last_log_line(joined: Joined) -> str:
+    try:
+        lines = joined.paths.log.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return ""
+    return lines[-1].strip() if lines else ""
+
+
+def _stop(child: subprocess.Popen[bytes]) -> None:
+    if child.poll() is None:
+        child.terminate()  # SIGTERM; sudo passes it on to nebula
+        try:
+            child.wait(STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run_foreground(
+    joined: Joined,
+    out: TextIO = sys.stdout,
+    *,
+    interval: float = 1.0,
+    on_hub: Callable[[Joined], None] = lambda _j: None,
+) -> int:
+    """Run nebula until a stop signal; returns the signal number that stopped it."""
+    state = joined.state
+    argv = joined.elevation.argv([state.nebula, "-config", str(joined.paths.config)])
+    tty = out.isatty()
+    started = time.monotonic()
+    last_line = ""
+    with _stop_requested() as received, joined.paths.log.open("ab") as log:
+        child = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            print(f"nebula started (pid {child.pid}); Ctrl-C stops it", file=out, flush=True)
+            connected: Probe | None = None
+            next_probe = 0.0
+            while not received:
+                code = child.poll()
+                if code is not None:
+                    reason = _last_log_line(joined) or f"exit {code}"
+                    raise JoinError(f"nebula stopped on its own: {reason}")
+                now = time.monotonic()
+                if now >= next_probe:
+                    probe = tcp_probe(state.hub_overlay_ip, SMB_PORT, timeout=min(2.0, interval))
+                    next_probe = time.monotonic() + interval
+                    up = int(now - started)
+                    if probe.reachable:
+                        line = (
+                            f"connected: hub {state.hub_overlay_ip} answers in {probe.rtt_ms} ms, "
+                            f"{state.boss} is {state.overlay_ip}, up {up // 60}:{up % 60:02d}"
+                        )
+                        if connected is None:
+                            connected = probe
+                            hinted = hub_hints(joined, probe)
+                            if tty:
+                                out.write("\r\x1b[K")
+                            for hint in hinted.hints:
+                                print(hint, file=out)
+                            on_hub(hinted)
+                    else:
+                        line = f"waiting for the hub {state.hub_overlay_ip} ({up} s)"
+                        connected = None
+                    if tty:
+                        out.write(f"\r\x1b[K{line}")
+                        out.flush()
+                    elif _state_of(line) != _state_of(last_line):
+                        print(line, file=out, flush=True)
+                    last_line = line
+                time.sleep(0.1)
+        finally:
+            _stop(child)
+    if tty:
+        out.write("\r\x1b[K")
+    print(f"nebula stopped (signal {received[0]}); left the farm overlay", file=out, flush=True)
+    return received[0]
+
+
+def _state_of(line: str) -> str:
+    return line.split(":", 1)[0].split(" (", 1)[0]
