@@ -23,7 +23,7 @@ def _out(line: str) -> None:
 
 
 def _say(line: str) -> None:
-    err__out(line, highlight=False, soft_wrap=True)
+    err_console.print(line, highlight=False, soft_wrap=True)
 
 
 def join(
