@@ -14,6 +14,7 @@ the bundle's live workers is reported (revoked, or issued after this bundle was 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -142,10 +143,11 @@ def read_smb(hub: str, user: str, password: str, timeout: float) -> dict[str, An
         try:
             with smbclient.open_file(path, mode="rb", connection_cache=cache) as handle:
                 out["leases"] = json.loads(handle.read())
-        except FileNotFoundError:
-            out["leases_reason"] = f"the hub has no lease table (farm/{LEASES_PATH})"
         except (SMBException, OSError, ValueError) as exc:
-            out["leases_reason"] = f"cannot read farm/{LEASES_PATH}: {_smb_reason(exc)}"
+            if getattr(exc, "errno", None) == errno.ENOENT:  # smbprotocol's SMBOSError too
+                out["leases_reason"] = f"the hub has no lease table (farm/{LEASES_PATH})"
+            else:
+                out["leases_reason"] = f"cannot read farm/{LEASES_PATH}: {_smb_reason(exc)}"
     finally:
         with contextlib.suppress(Exception):  # closing a dead session may fail: nothing to do
             smbclient.reset_connection_cache(connection_cache=cache)

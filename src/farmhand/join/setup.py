@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -330,7 +331,8 @@ def join(
 
 
 def _test_config(nebula: str, paths: JoinPaths) -> None:
-    """``nebula -test``: the config parses and the key matches the certificate."""
+    """``nebula -test``: the config parses, the key matches the certificate, the hub's address
+    resolves (nebula 1.6 resolves it once, at start)."""
     result = subprocess.run(
         [nebula, "-test", "-config", str(paths.config)],
         capture_output=True,
@@ -339,8 +341,23 @@ def _test_config(nebula: str, paths: JoinPaths) -> None:
         check=False,
     )
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        raise JoinError(f"nebula rejects the config: {lines[-1] if lines else 'no reason given'}")
+        raise JoinError(
+            f"nebula rejects the config: {nebula_complaint(result.stdout + result.stderr)}"
+        )
+
+
+def nebula_complaint(output: str) -> str:
+    """The last error nebula logged, as ``msg (error)``, from its logfmt lines."""
+    lines = [ln for ln in output.strip().splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "level=error" in ln or "level=fatal" in ln] or lines
+    if not errors:
+        return "no reason given"
+    line = errors[-1]
+    msg = re.search(r'msg="((?:[^"\\]|\\.)*)"', line)
+    err = re.search(r'error="((?:[^"\\]|\\.)*)"', line)
+    if msg is None:
+        return line.strip()[:300]
+    return msg.group(1) + (f" ({err.group(1)})" if err else "")
 
 
 def _install_service(state: JoinState, elevation: Elevation, paths: JoinPaths, say: Say) -> None:
