@@ -178,12 +178,19 @@ def _leases_by_name(raw: Any, now: float) -> tuple[dict[str, dict[str, Any]], st
     return found, ""
 
 
-def gather(view: FarmView, *, timeout: float = 2.0, now: float | None = None) -> dict[str, Any]:
-    """Probe everything in parallel and return the report (the --json output)."""
+def gather(
+    view: FarmView,
+    *,
+    timeout: float = 2.0,
+    now: float | None = None,
+    price_plan: FarmPlan | None = None,
+) -> dict[str, Any]:
+    """Probe everything in parallel and return the report (the --json output). The worker
+    price comes from ``price_plan`` (the key store's farm.toml) when given, else the bundle's."""
     now = time.time() if now is None else now
     workers = sorted(view.workers(), key=lambda p: int(p.ip))
     queue = queue_service(view.plan)
-    price = worker_price(view.plan)
+    price = worker_price(price_plan or view.plan)
     with ThreadPoolExecutor(max_workers=min(64, len(workers) + 4)) as pool:
         hub_f = pool.submit(tcp_probe, view.hub_ip, SMB_PORT, timeout)
         queue_f = pool.submit(tcp_probe, view.hub_ip, queue.port, timeout)

@@ -13,6 +13,7 @@ from rich.table import Table
 from farmhand.cli.common import PassphraseFile, console, passphrase
 from farmhand.join.paths import JoinPaths
 from farmhand.keystore.bundle import open_bundle
+from farmhand.keystore.plan import FarmPlan
 from farmhand.status import gather, view_from
 
 
@@ -44,12 +45,26 @@ def status(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for each host.", min=0.1)
     ] = 2.0,
+    store: Annotated[
+        Path | None,
+        typer.Option(
+            "--dir",
+            "-d",
+            envvar="FARMHAND_KEYS",
+            help="A key store whose farm.toml sets worker_hourly_price (else the bundle's plan).",
+            show_default=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """The hub, shares, queue and every worker certificate, reachable or not; expiring
     certificates; what the running workers cost. Exits 1 when the hub does not answer."""
     opened = open_bundle(bundle, passphrase(passphrase_file)) if bundle is not None else None
-    report = gather(view_from(JoinPaths.default(), opened), timeout=timeout)
+    price_plan = None
+    if store is not None and (store / "farm.toml").is_file():
+        toml = store / "farm.toml"
+        price_plan = FarmPlan.from_toml(toml.read_text(encoding="utf-8"), str(toml))
+    report = gather(view_from(JoinPaths.default(), opened), timeout=timeout, price_plan=price_plan)
     if as_json:
         typer.echo(json.dumps(report, indent=1))
     else:
