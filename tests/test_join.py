@@ -383,10 +383,12 @@ def _nebula_pids(config_dir: Path) -> list[int]:
 
 
 @pytest.mark.interop
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "leave"])
 def test_foreground_stops_cleanly_and_leaves_no_nebula(
-    farm: Farm, config: Path, netns: str, signum: int
+    farm: Farm, config: Path, netns: str, how: str
 ) -> None:
+    """Ctrl-C, a SIGTERM, or `farmhand join --leave` from another terminal."""
+    signum = signal.SIGINT if how == "SIGINT" else signal.SIGTERM
     env = {**os.environ, **_env(config), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
     env = {k: v for k, v in env.items() if k != "FARMHAND_KEYS"}
     argv = [
@@ -456,7 +458,12 @@ def test_foreground_stops_cleanly_and_leaves_no_nebula(
         assert '"reachable": false' in status.stdout
         assert "Traceback" not in status.stderr
 
-        child.send_signal(signum)
+        if how == "leave":
+            left = run_cli("join", "--leave", env=_env(config))
+            assert left.returncode == 0, left.stderr
+            assert "removed the running foreground nebula" in left.stdout
+        else:
+            child.send_signal(signum)
         out, err = child.communicate(timeout=30)
     finally:
         if child.poll() is None:
@@ -468,8 +475,10 @@ def test_foreground_stops_cleanly_and_leaves_no_nebula(
     assert not Path(f"/proc/{nebula_pid}").exists()
     assert _nebula_pids(config) == []
     assert not _has_nebula1(netns)
-    # The config stays for the next `farmhand join`; --leave removes it, and only it.
-    assert (config / "farmhand" / "join" / "host.key").stat().st_mode & 0o777 == 0o600
-    left = run_cli("join", "--leave", env=_env(config))
-    assert left.returncode == 0, left.stderr
+    if how != "leave":
+        # The config stays for the next `farmhand join`; --leave removes it, and only it.
+        assert (config / "farmhand" / "join" / "host.key").stat().st_mode & 0o777 == 0o600
+        assert not (config / "farmhand" / "join" / "foreground.pid").exists()
+        left = run_cli("join", "--leave", env=_env(config))
+        assert left.returncode == 0, left.stderr
     assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]

@@ -8,11 +8,13 @@ the child is stopped and reaped before we return: no stray nebula.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
@@ -74,7 +76,9 @@ def run_foreground(
     tty = out.isatty()
     started = time.monotonic()
     last_line = ""
+    pid_file = joined.paths.foreground_pid
     with _stop_requested() as received, joined.paths.log.open("ab") as log:
+        pid_file.write_text(f"{os.getpid()}\n", encoding="utf-8")
         child = subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
@@ -121,6 +125,8 @@ def run_foreground(
                 time.sleep(0.1)
         finally:
             _stop(child)
+            with contextlib.suppress(OSError):
+                pid_file.unlink()
     if tty:
         out.write("\r\x1b[K")
     print(f"nebula stopped (signal {received[0]}); left the farm overlay", file=out, flush=True)
@@ -129,3 +135,41 @@ def run_foreground(
 
 def _state_of(line: str) -> str:
     return line.split(":", 1)[0].split(" (", 1)[0]
+
+
+def stop_running(pid_file: Path, timeout: float = 20.0) -> bool:
+    """Stop a foreground join recorded in ``pid_file`` (SIGTERM, as Ctrl-C would); True when
+    one was running. The pid must still be a farmhand process: a reused pid is left alone.
+    Not on Windows, where os.kill terminates outright (and would orphan nebula)."""
+    if sys.platform == "win32":
+        return False
+    try:
+        pid = int(pid_file.read_text(encoding="utf-8").strip())
+    except (OSError, ValueError):
+        return False
+    if not _is_farmhand(pid):
+        return False
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    while _is_farmhand(pid):
+        if time.monotonic() > deadline:
+            raise JoinError(f"the foreground 'farmhand join' (pid {pid}) did not stop")
+        time.sleep(0.1)
+    return True
+
+
+def _is_farmhand(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():
+        return False
+    cmdline = Path(f"/proc/{pid}/cmdline")
+    if cmdline.parent.parent.is_dir() and Path("/proc/self").exists():
+        try:
+            return b"farmhand" in cmdline.read_bytes()
+        except OSError:
+            return False
+    try:  # no /proc (macOS): the pid exists; the pid file is removed on exit
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return False
+    return True

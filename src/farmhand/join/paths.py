@@ -6,7 +6,7 @@ Layout of ``<config>/farmhand/join/``::
     host.key, smb.password         secrets: 0600 (an owner-only ACL on Windows)
     farm.json                      the bundle's metadata (plan, peers, blocklist): no secrets
     join.json                      what join installed, so --leave can undo exactly that
-    nebula.log                     nebula's output in foreground mode
+    nebula.log, foreground.pid     nebula's output and farmhand's pid in foreground mode
 """
 
 from __future__ import annotations
@@ -76,6 +76,11 @@ class JoinPaths:
     @property
     def log(self) -> Path:
         return self.dir / "nebula.log"
+
+    @property
+    def foreground_pid(self) -> Path:
+        """The running ``farmhand join --foreground`` (so --leave can stop it first)."""
+        return self.dir / "foreground.pid"
 
     def joined(self) -> bool:
         return self.state.is_file()

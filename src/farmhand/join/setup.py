@@ -433,6 +433,11 @@ def leave(*, os_: OS, paths: JoinPaths, say: Say, interactive: bool | None = Non
         return []
     removed: list[str] = []
     state: JoinState | None = None
+    from farmhand.join.foreground import stop_running  # foreground imports this module
+
+    if stop_running(paths.foreground_pid):
+        say("stopped the running 'farmhand join --foreground'")
+        removed.append("the running foreground nebula")
     if paths.state.is_file():
         state = load_state(paths)
     if state is not None and (state.service_installed or state.package):
