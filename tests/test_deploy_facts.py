@@ -38,6 +38,7 @@ from conftest import BUNDLES, PASSPHRASE, Farm, decrypt_tars
 from farmhand import hosts as h
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
+from farmhand.nebula import release
 from farmhand.resources import data_dir
 
 HUB_ADDRESS = "198.51.100.7"
@@ -376,18 +377,30 @@ def test_nebula_from_the_package_or_the_pinned_archive(
 
 
 @pytest.mark.parametrize("distro", [*EL, "ubuntu-22.04"])
-@pytest.mark.parametrize(
-    ("pinned", "with_artifacts"), [(False, True), (True, False), (False, False)]
-)
-def test_no_nebula_package_needs_artifacts_and_a_pinned_sha256(
-    distro: str, pinned: bool, with_artifacts: bool, deploy: Callable[..., Plan]
+def test_no_nebula_package_downloads_the_pinned_release(
+    distro: str, deploy: Callable[..., Plan]
 ) -> None:
+    plan = deploy("hub", distro, pinned=False, with_artifacts=False)
+    archive = release.ARCHIVES["linux-amd64"]
+    download = plan.op("Nebula release archive (download, sha256-checked)")
+    assert download.ran
+    assert any(archive.url in line for line in download.shell)
+    assert any(archive.sha256 in line for line in download.shell)
+    unpack = plan.op("Unpack nebula")
+    assert unpack.shell[0] == f"echo '{archive.sha256}  {NEBULA_ARCHIVE}' | sha256sum -c --quiet"
+    assert archive.url == (
+        f"https://github.com/slackhq/nebula/releases/download/v{release.NEBULA_VERSION}/"
+        "nebula-linux-amd64.tar.gz"
+    )
+
+
+@pytest.mark.parametrize("distro", [*EL, "ubuntu-22.04"])
+def test_own_nebula_checksum_needs_own_archive(distro: str, deploy: Callable[..., Plan]) -> None:
     with pytest.raises(UsageError) as refused:
-        deploy("hub", distro, pinned=pinned, with_artifacts=with_artifacts)
+        deploy("hub", distro, pinned=True, with_artifacts=False)
     message = str(refused.value)
-    assert "has no nebula package" in message
-    assert "--artifacts" in message
     assert "nebula_sha256" in message
+    assert "--artifacts" in message
     assert "\n" not in message
 
 

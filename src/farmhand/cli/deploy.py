@@ -115,7 +115,7 @@ def deploy(
     ] = True,
     artifacts: Annotated[
         Path | None,
-        typer.Option(help="Folder with release archives for hosts without packages (EL nebula)."),
+        typer.Option(help="Folder with release archives, for offline hosts without packages."),
     ] = None,
     mounts: Annotated[
         bool, typer.Option(help="Start the workers' share automounts (off where no CIFS).")
@@ -168,7 +168,7 @@ def deploy(
         for name, result in report.hosts.items():
             if name in rows:
                 rows[name]["changed"] = result.changed
-                if not rows[name]["status"].startswith("failed"):
+                if not rows[name]["status"].startswith(("failed", "unreachable")):
                     rows[name]["status"] = "failed" if result.failed else "ok"
         live.update(_progress_table(rows), refresh=True)
     console.print()
@@ -177,6 +177,9 @@ def deploy(
 
 def _summary(report: DeployReport) -> None:
     for name, result in report.hosts.items():
+        if not result.connected:
+            console.print(f"{name}: not reached, nothing changed")
+            continue
         console.print(
             f"{name}: {result.changed} changed, {result.unchanged} unchanged"
             f"{', ' + str(result.errors) + ' failed' if result.errors else ''}"
