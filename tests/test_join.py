@@ -6,6 +6,7 @@ the test's own, talking to nothing but its loopback).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import plistlib
 import pwd
@@ -14,7 +15,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +34,8 @@ from conftest import (
     snapshot,
 )
 from farmhand.hosts import host_model
+from farmhand.join import JoinError
+from farmhand.join.nebula import ReleaseDownload, fetch_release, locate
 from farmhand.join.platforms import OS
 from farmhand.join.services import (
     LAUNCHD_LABEL,
@@ -43,6 +48,7 @@ from farmhand.join.services import (
 )
 from farmhand.join.shares import share_hints
 from farmhand.keystore.bundle import open_bundle
+from farmhand.nebula.release import ARCHIVES, ReleaseArchive
 from farmhand.render import render_join_files
 
 BOSS_BUNDLE = f"boss-{SESSION_BOSS}.keybundle.age"
@@ -482,3 +488,62 @@ def test_foreground_stops_cleanly_and_leaves_no_nebula(
         left = run_cli("join", "--leave", env=_env(config))
         assert left.returncode == 0, left.stderr
     assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+# --- the pinned upstream release (macOS, Windows; any OS given the archive) -----------------
+
+
+def test_an_archive_that_is_not_the_pinned_release_is_refused(
+    farm: Farm, config: Path, tmp_path: Path
+) -> None:
+    """Refused after the folder was staged: the rollback leaves the config folder as it was."""
+    fake = tmp_path / "nebula-linux-amd64.tar.gz"
+    with tarfile.open(fake, "w:gz") as tar:
+        tar.add("/usr/bin/nebula", arcname="nebula")
+    before = snapshot(config)
+    result = run_cli(
+        "join",
+        "--bundle",
+        farm.root / BOSS_BUNDLE,
+        "--hub-address",
+        "203.0.113.7",
+        "--nebula",
+        fake,
+        env=_env(config),
+    )
+    assert_cli_error(result, "nebula-linux-amd64.tar.gz", "not the pinned", "refusing")
+    assert snapshot(config) == before
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_a_verified_archive_is_unpacked_and_runs(tmp_path: Path, kind: str) -> None:
+    """The unpack path with a real nebula inside (the pin is this archive's own sha256)."""
+    archive = tmp_path / f"nebula-test.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.write("/usr/bin/nebula", "nebula")
+            zipped.writestr("dist/windows/wintun/bin/arm64/wintun.dll", b"not this one")
+    else:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add("/usr/bin/nebula", arcname="nebula")
+    pin = ReleaseArchive("test", archive.name, hashlib.sha256(archive.read_bytes()).hexdigest())
+    os_ = OS.MACOS if kind == "zip" else OS.LINUX
+    binary = fetch_release(ReleaseDownload(pin, str(archive)), tmp_path / "bin", os_)
+    assert binary.path == str(tmp_path / "bin" / "nebula")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", binary.version)
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["nebula"]
+    tampered = ReleaseArchive("test", archive.name, "0" * 64)
+    with pytest.raises(JoinError, match="refusing to use it"):
+        fetch_release(ReleaseDownload(tampered, str(archive)), tmp_path / "bin2", os_)
+    assert not (tmp_path / "bin2").exists()
+
+
+def test_macos_and_windows_fall_back_to_the_pinned_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    for os_, platform in ((OS.MACOS, "darwin"), (OS.WINDOWS, "windows-amd64")):
+        choice = locate(os_)
+        assert isinstance(choice, ReleaseDownload)
+        assert choice.archive == ARCHIVES[platform]
+        assert choice.source == ARCHIVES[platform].url
+        assert choice.source.startswith("https://github.com/slackhq/nebula/releases/download/v")

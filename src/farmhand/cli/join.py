@@ -50,7 +50,11 @@ def join(
     ] = False,
     nebula: Annotated[
         Path | None,
-        typer.Option("--nebula", help="The nebula binary to use.", show_default=False),
+        typer.Option(
+            "--nebula",
+            help="The nebula binary, or the upstream release archive, to use.",
+            show_default=False,
+        ),
     ] = None,
     leave: Annotated[
         bool, typer.Option("--leave", help="Stop and remove everything join installed.")

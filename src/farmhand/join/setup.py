@@ -27,6 +27,8 @@ from farmhand.join.admin import Elevation, elevate
 from farmhand.join.nebula import (
     NebulaBinary,
     PackageInstall,
+    ReleaseDownload,
+    fetch_release,
     installed_path,
     locate,
     nebula_version,
@@ -311,6 +313,11 @@ def join(
             state.package = choice.package
             state.nebula = installed_path(os_)
             state.nebula_version = nebula_version(state.nebula)
+        if isinstance(choice, ReleaseDownload):
+            if "://" in choice.source:  # a download takes a while: say so
+                say(f"fetching {choice.archive.filename} (nebula, sha256-checked)")
+            binary = fetch_release(choice, paths.dir / "bin", os_)
+            state.nebula, state.nebula_version = binary.path, binary.version
         plan = plan_for(state.nebula)
         for staged in plan.files:
             target = paths.dir / staged.name
