@@ -66,23 +66,42 @@ def unit_name_for_path(path: str, suffix: str) -> str:
     return "-".join(escaped) + suffix
 
 
-def render_host(model: HostModel) -> list[RenderedFile]:
+def nebula_paths(nebula_dir: str = h.NEBULA_DIR, sep: str = "/") -> dict[str, str]:
+    """Where a host's Nebula config, CA, certificate and key live (``sep``: the host's OS)."""
+    return {
+        "dir": nebula_dir,
+        "config": f"{nebula_dir}{sep}config.yml",
+        "ca": f"{nebula_dir}{sep}ca.crt",
+        "cert": f"{nebula_dir}{sep}host.crt",
+        "key": f"{nebula_dir}{sep}host.key",
+        "pool": f"{nebula_dir}{sep}pool",
+    }
+
+
+def render_join_files(
+    model: HostModel, nebula_dir: str, *, sep: str = "/", tun_dev: str = h.NEBULA_DEV
+) -> list[RenderedFile]:
+    """A boss's Nebula config, CA, certificate and key under ``nebula_dir`` (``farmhand join``
+    keeps them in the user's config folder, on Linux, macOS or Windows), from the same
+    templates as ``render_host``."""
+    paths = nebula_paths(nebula_dir, sep)
+    files = render_host(model, paths=paths, tun_dev=tun_dev)
+    wanted = {paths["config"], paths["ca"], paths["cert"], paths["key"]}
+    return [f for f in files if f.path in wanted]
+
+
+def render_host(
+    model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = h.NEBULA_DEV
+) -> list[RenderedFile]:
     """Every file farmhand installs on ``model``'s host, as the host has them once running."""
     env = _environment()
     plan = model.bundle.plan
-    paths = {
-        "dir": h.NEBULA_DIR,
-        "config": h.NEBULA_CONFIG,
-        "ca": h.NEBULA_CA,
-        "cert": h.NEBULA_CERT,
-        "key": h.NEBULA_KEY,
-        "pool": h.NEBULA_POOL,
-    }
+    paths = paths or nebula_paths()
     context = {
         "host": model,
         "plan": plan,
         "paths": paths,
-        "tuning": Tuning(mtu=plan.mtu),
+        "tuning": Tuning(mtu=plan.mtu, dev=tun_dev),
         "blocklist": model.blocklist,
         "lighthouse_endpoints": model.lighthouse_endpoints,
         "listen_port": model.listen_port,
@@ -100,11 +119,11 @@ def render_host(model: HostModel) -> list[RenderedFile]:
 
     chosen = model.certificate
     files = [
-        RenderedFile(h.NEBULA_CONFIG, render("nebula/config.yml.j2"), 0o600),
-        RenderedFile(h.NEBULA_CA, model.bundle.ca_pem, 0o644),
-        RenderedFile(h.NEBULA_CERT, chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
+        RenderedFile(paths["config"], render("nebula/config.yml.j2"), 0o600),
+        RenderedFile(paths["ca"], model.bundle.ca_pem, 0o644),
+        RenderedFile(paths["cert"], chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
         RenderedFile(
-            h.NEBULA_KEY, chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
+            paths["key"], chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
         ),
         RenderedFile(
             f"{SYSTEMD_DIR}/farmhand-nebula.service", render("systemd/farmhand-nebula.service.j2")
@@ -240,3 +259,11 @@ def write_tree(files: list[RenderedFile], out: Path) -> list[Path]:
         atomic_write(target, item.content, item.mode)
         written.append(target)
     return written
+
+
+def render_template(template: str, **context: object) -> bytes:
+    """One template from templates/ with ``context`` (farmhand join's service files)."""
+    try:
+        return _environment().get_template(template).render(**context).encode()
+    except jinja2.TemplateError as exc:
+        raise FarmhandError(f"template {template} failed to render: {exc}") from None
