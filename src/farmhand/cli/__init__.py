@@ -18,9 +18,9 @@ from farmhand.cli.deploy import deploy, render
 from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
+from farmhand.cli.status import status
 from farmhand.cli.vagrant import vagrant_inventory
 from farmhand.cli.verify import verify
-from farmhand.cli.status import status
 from farmhand.errors import FarmhandError
 
 app = typer.Typer(
