@@ -88,16 +88,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
         pki.create_farm(prov.store_dir(farm), plan, 2, [BOSS], prov.lab_passphrase(farm))
 
         def boss_setup() -> str:
-            farm.exec(
-                BOSS,
-                [
-                    "sh",
-                    "-c",
-                    "DEBIAN_FRONTEND=noninteractive apt-get install -y -q "
-                    "--no-download python3-venv",
-                ],
-                check=True,
-            )
             return install_farmhand(farm, BOSS, wheelhouse)
 
         with ThreadPoolExecutor(max_workers=3) as pool:
