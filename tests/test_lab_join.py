@@ -239,3 +239,15 @@ def test_leave_removes_the_unit_the_config_and_the_keys(lab: JoinLab) -> None:
     failed = lab.run("status", "--bundle", BUNDLE, "--passphrase-file", PASSFILE, "--timeout", "1")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "does not answer" in failed.stdout
+
+
+def test_a_linux_laptop_can_instead_deploy_the_boss_role_on_itself(lab: JoinLab) -> None:
+    """`farmhand deploy boss @local`: the push deploy's code path, run on the laptop itself."""
+    args = ("deploy", "boss", "@local", "--bundle", BUNDLE, "--passphrase-file", PASSFILE)
+    first = lab.run(*args, "--no-apt-update")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert lab.sh(BOSS, "systemctl is-active farmhand-nebula.service") == "active"
+    assert lab.sh(BOSS, "ping -c 1 -W 5 10.87.0.1 >/dev/null && echo ok") == "ok"
+    again = lab.run(*args, "--no-apt-update")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "@local: 0 changed" in again.stdout
