@@ -65,7 +65,16 @@ def tcp_from(port: int, group: str) -> Rule:
 
 
 NEBULA_RULES: dict[str, list[Rule]] = {
-    "hub": [OUT_ANY, ICMP_IN, tcp_from(445, "worker"), tcp_from(445, "boss"), tcp_from(22, "boss")],
+    "hub": [
+        OUT_ANY,
+        ICMP_IN,
+        tcp_from(445, "worker"),
+        tcp_from(445, "boss"),
+        tcp_from(22, "boss"),
+        # The render queue (Deadline's MongoDB by default): workers and bosses only.
+        tcp_from(27100, "worker"),
+        tcp_from(27100, "boss"),
+    ],
     "worker": [OUT_ANY, ICMP_IN, tcp_from(22, "boss")],
     "boss": [OUT_ANY, ICMP_IN],
 }
@@ -76,6 +85,8 @@ INBOUND = {
         {"port": 445, "proto": "tcp", "group": "worker"},
         {"port": 445, "proto": "tcp", "group": "boss"},
         {"port": 22, "proto": "tcp", "group": "boss"},
+        {"port": 27100, "proto": "tcp", "group": "worker"},
+        {"port": 27100, "proto": "tcp", "group": "boss"},
     ],
     "worker": [
         {"port": "any", "proto": "icmp", "host": "any"},
