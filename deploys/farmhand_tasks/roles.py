@@ -10,6 +10,7 @@ from farmhand_tasks import files as farm_files
 from farmhand_tasks.firewall import firewall
 from farmhand_tasks.mounts import mounts
 from farmhand_tasks.nebula import nebula
+from farmhand_tasks.renderer import render_queue
 from farmhand_tasks.samba import samba
 from farmhand_tasks.ssh import ssh
 from farmhand_tasks.users import farm_user
@@ -24,6 +25,7 @@ def hub() -> None:
     running = nebula(model, rendered)
     samba(model, rendered, running)
     ssh(model, rendered)
+    render_queue(model, rendered)
 
 
 @deploy("farmhand worker")
@@ -35,6 +37,7 @@ def worker() -> None:
     nebula(model, rendered)
     mounts(model, rendered)
     ssh(model, rendered)
+    render_queue(model, rendered)
 
 
 @deploy("farmhand boss")

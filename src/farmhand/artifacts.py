@@ -26,7 +26,7 @@ from farmhand.distro import Distro, Family
 from farmhand.errors import FarmhandError
 from farmhand.hosts import SHARES_ROOT
 from farmhand.keystore.plan import FarmPlan
-from farmhand.queue import DEADLINE_VERSION, RenderManager, Renderer, render_manager, renderer
+from farmhand.queue import DEADLINE_VERSION, Renderer, RenderManager, render_manager, renderer
 
 INSTALLERS = f"{SHARES_ROOT}/farm/installers"
 """The hub's cache (the ``installers`` folder of the ``farm`` share)."""

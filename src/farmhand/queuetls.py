@@ -92,7 +92,9 @@ class QueueTls:
         ca = x509.load_pem_x509_certificate(self.ca_cert)
         key = serialization.load_pem_private_key(self.server_key, None)
         assert isinstance(key, rsa.RSAPrivateKey)
-        serial = int.from_bytes(hashlib.sha256(f"{address}".encode() + self.ca_cert).digest()[:16])
+        serial = int.from_bytes(
+            hashlib.sha256(f"{address}".encode() + self.ca_cert).digest()[:16], "big"
+        )
         cert = (
             x509.CertificateBuilder()
             .subject_name(_name(SERVER_CN, "database"))
@@ -103,9 +105,7 @@ class QueueTls:
             .not_valid_after(ca.not_valid_after_utc)
             .add_extension(x509.SubjectAlternativeName([x509.IPAddress(address)]), critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(
-                x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False
-            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
         return cert.public_bytes(serialization.Encoding.PEM) + self.server_key

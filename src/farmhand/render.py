@@ -113,6 +113,7 @@ def render_host(model: HostModel) -> list[RenderedFile]:
     if model.role is Role.BOSS:
         return files
     files += _firewall(model, render)
+    files += queue_files(model, render)
     if model.key_logins_work:
         files.append(
             RenderedFile(
@@ -169,6 +170,13 @@ def render_host(model: HostModel) -> list[RenderedFile]:
                 )
             )
     return files
+
+
+def queue_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """The render queue's files (farmhand.queuefiles chooses them; Jinja2 runs here)."""
+    from farmhand.queuefiles import queue_files as chosen  # it imports RenderedFile from here
+
+    return chosen(model, render)
 
 
 def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[RenderedFile]:

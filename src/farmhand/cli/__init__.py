@@ -16,6 +16,7 @@ from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, render
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
+from farmhand.cli.queue import queue_app
 from farmhand.errors import FarmhandError
 
 app = typer.Typer(
@@ -31,6 +32,7 @@ app.command("deploy")(deploy)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")
+app.add_typer(queue_app, name="queue")
 
 
 def _version(value: bool) -> None:

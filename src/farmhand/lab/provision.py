@@ -26,7 +26,7 @@ from farmhand.lab.farm import LabFarm
 
 Say = Callable[[str], None]
 LAB_FARM_NAME = "lab"
-LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False}
+LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False, "farmhand_queue": False}
 
 
 @dataclass(frozen=True)
