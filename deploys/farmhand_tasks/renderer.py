@@ -23,6 +23,9 @@ def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     if not host.data.get("farmhand_queue", True):
         return  # `farmhand deploy --no-queue`: the overlay and shares only
     farm_files.install([rendered[FETCH]])
+    if model.role is Role.WORKER:
+        # Workers take artifacts from the hub's share with smbclient (no mount needed).
+        packages.install(model, "smbclient" if not model.distro.selinux else "samba-client")
     if model.distro.selinux:
         _selinux_contexts()
     if model.role is Role.HUB:
