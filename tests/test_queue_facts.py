@@ -109,7 +109,8 @@ def test_el_worker_takes_artifacts_from_the_hub(
     text = plan.text()
     assert f"smb://10.87.0.1/farm/installers/{a.DEADLINE.filename}" in text
     assert f"smb://10.87.0.1/farm/installers/{a.BLENDER.filename}" in text  # no EL package
-    assert "initscripts" in text and "file" in text
+    assert "initscripts" in text
+    assert "file" in text
 
 
 def _plan_of(plan: Any) -> Any:
