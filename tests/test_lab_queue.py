@@ -82,6 +82,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueLab]:
     farm = LabFarm(state, prefix=PREFIX, progress=print)
     try:
         farm.up(workers=1, bosses=1)
+        for name in (HUB, W1):  # the stand-ins record here, whichever user runs them
+            farm.exec(name, ["install", "-d", "-m", "1777", RECORDS], check=True)
         plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
         extra = {
             "render_manager": "deadline",
