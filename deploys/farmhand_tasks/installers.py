@@ -62,7 +62,8 @@ def fetch_tool(rendered: dict[str, object]) -> None:
 
 
 def unpack(archive: str, top: str, into: str, link: str, probe: str) -> None:
-    """Unpack ``archive`` (its top folder ``top``) under ``into`` once; ``link`` points to it."""
+    """Unpack ``archive`` (its top folder ``top``) under ``into`` once (``probe``: a file it
+    holds); ``link`` points to it."""
     target = f"{into}/{top}"
     done = host.get_fact(File, path=f"{target}/{probe}")
     files.directory(name=f"Folder {into}", path=into, mode="755", present=True)

@@ -56,13 +56,13 @@ def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         group=MONGODB_USER,
         present=True,
     )
-    for artifact, link in (
-        (a.mongodb(model.distro), f"{OPT}/mongodb"),
-        (a.mongosh(model.distro), f"{OPT}/mongosh"),
+    for artifact, link, binary in (
+        (a.mongodb(model.distro), f"{OPT}/mongodb", "bin/mongod"),
+        (a.mongosh(model.distro), f"{OPT}/mongosh", "bin/mongosh"),
     ):
         archive, _ = take(model, artifact)
         top = artifact.filename.removesuffix(".tgz")
-        unpack(archive, top, OPT, link, "bin")
+        unpack(archive, top, OPT, link, binary)
     files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
     changed = farm_files.install(
         rendered[p]
