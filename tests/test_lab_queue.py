@@ -195,6 +195,7 @@ scene = bpy.context.scene
 scene.render.engine = "CYCLES"
 scene.cycles.device = "CPU"
 scene.cycles.samples = 4
+scene.cycles.use_denoising = False  # Debian builds Blender without OpenImageDenoise
 scene.render.resolution_x, scene.render.resolution_y = 64, 48
 scene.render.resolution_percentage = 100
 scene.render.image_settings.file_format = "PNG"
