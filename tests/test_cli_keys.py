@@ -114,6 +114,9 @@ def check_bundle_members(root: Path, members: Members, names: list[str]) -> dict
     expected |= {f"certs/{n}.crt" for n in names} | {f"keys/{n}.key" for n in names}
     assert expected <= set(members)
     for extra in set(members) - expected:
+        if extra.startswith("extras/"):  # declared farm-wide secrets (keystore/extras.py)
+            assert members[extra][1] == (0o644 if extra.endswith(".pub") else 0o600), extra
+            continue
         assert "/" not in extra, f"unexpected host file {extra}"
         assert members[extra][1] == 0o600, extra
     assert members["ca.crt"] == ((root / "ca.crt").read_bytes(), 0o644)
@@ -445,7 +448,7 @@ def test_secrets_open_with_the_age_cli_and_hold_the_ca_key(
     members = age_decrypt(farm_store / "secrets.age", tmp_path / "secrets.tar.gz")
     assert "ca.key" in members
     assert {n for n in members if n.startswith("keys/")} == {f"keys/{n}.key" for n in HOST_NAMES}
-    assert not [n for n in members if "/" in n and not n.startswith("keys/")]
+    assert not [n for n in members if "/" in n and not n.startswith(("keys/", "extras/"))]
     assert {mode for _, mode in members.values()} == {0o600}
     ca_key = pem.ed25519_private_from_pem(members["ca.key"][0])
     assert ca_key.public_key().public_bytes_raw() == ca_cert(farm_store).details.public_key

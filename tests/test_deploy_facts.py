@@ -288,6 +288,7 @@ def deploy(
         host_data = {
             "farmhand_bundle": str(bundles[f"{role}+sha" if pinned else role]),
             "farmhand_hub_address": HUB_ADDRESS,
+            "farmhand_queue": False,  # the render queue's deploys: tests/test_queue_facts.py
             **({"farmhand_artifacts": str(artifacts)} if with_artifacts else {}),
             **data,
         }

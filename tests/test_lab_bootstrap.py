@@ -210,7 +210,8 @@ def pings(lab: Lab, source: str, address: str) -> bool:
 
 
 def test_bootstrap_sh_makes_a_hub_and_workers_that_reach_it(lab: Lab) -> None:
-    lab_flags = "--no-apt-update --no-mounts"  # offline lab: seeded apt cache, no kernel CIFS
+    # Offline lab: seeded apt cache, no kernel CIFS, no render-queue installers.
+    lab_flags = "--no-apt-update --no-mounts --no-queue"
     started = time.monotonic()
     hub = lab.bootstrap(
         HUB, f"hub --bundle /root/hub.keybundle.age --passphrase-file {PASS_FILE} {lab_flags}"

@@ -11,6 +11,7 @@ from farmhand_tasks.firewall import firewall
 from farmhand_tasks.idle import idle
 from farmhand_tasks.mounts import mounts
 from farmhand_tasks.nebula import nebula
+from farmhand_tasks.renderer import render_queue
 from farmhand_tasks.samba import samba
 from farmhand_tasks.ssh import ssh
 from farmhand_tasks.users import farm_user
@@ -25,6 +26,7 @@ def hub() -> None:
     running = nebula(model, rendered)
     samba(model, rendered, running)
     ssh(model, rendered)
+    render_queue(model, rendered)
 
 
 @deploy("farmhand worker")
@@ -37,6 +39,7 @@ def worker() -> None:
     mounts(model, rendered)
     ssh(model, rendered)
     idle(model, rendered)
+    render_queue(model, rendered)
 
 
 @deploy("farmhand boss")

@@ -37,12 +37,14 @@ class BootstrapOptions:
     artifacts: str = ""
     apt_update: bool = True
     mounts: bool = True
+    queue: bool = True
     data: dict[str, Any] = field(default_factory=dict)
 
     def deploy_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {
             "farmhand_apt_update": self.apt_update,
             "farmhand_mounts": self.mounts,
+            "farmhand_queue": self.queue,
             **self.data,
         }
         if self.hub_address:

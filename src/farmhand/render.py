@@ -133,6 +133,7 @@ def render_host(
     if model.role is Role.BOSS:
         return files
     files += _firewall(model, render)
+    files += queue_files(model, render)
     if model.key_logins_work:
         files.append(
             RenderedFile(
@@ -190,6 +191,13 @@ def render_host(
                 )
             )
     return files
+
+
+def queue_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """The render queue's files (farmhand.queuefiles chooses them; Jinja2 runs here)."""
+    from farmhand.queuefiles import queue_files as chosen  # it imports RenderedFile from here
+
+    return chosen(model, render)
 
 
 def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[RenderedFile]:

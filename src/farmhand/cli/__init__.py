@@ -18,6 +18,7 @@ from farmhand.cli.deploy import deploy, render
 from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
+from farmhand.cli.queue import queue_app
 from farmhand.cli.status import status
 from farmhand.cli.vagrant import vagrant_inventory
 from farmhand.cli.verify import verify
@@ -42,6 +43,7 @@ app.command("status")(status)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")
+app.add_typer(queue_app, name="queue")
 
 
 def _version(value: bool) -> None:

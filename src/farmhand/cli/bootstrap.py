@@ -29,7 +29,7 @@ def bootstrap_command(
     ],
     hub_address: HubAddress = "",
     artifacts: Annotated[
-        str, typer.Option(help="Folder or https URL with release archives (EL nebula).")
+        str, typer.Option(help="Folder or https URL with the pinned release archives.")
     ] = "",
     apt_update: Annotated[
         bool, typer.Option(help="Refresh apt indexes (off for offline sites with a seeded cache).")
@@ -37,11 +37,18 @@ def bootstrap_command(
     mounts: Annotated[
         bool, typer.Option(help="Start a worker's share automounts (off where no CIFS).")
     ] = True,
+    queue: Annotated[
+        bool, typer.Option(help="Install the render queue (--no-queue: overlay and shares only).")
+    ] = True,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Set up THIS machine as the farm's hub or a worker (runs the deploy on @local, as root)."""
     options = BootstrapOptions(
-        hub_address=hub_address, artifacts=artifacts, apt_update=apt_update, mounts=mounts
+        hub_address=hub_address,
+        artifacts=artifacts,
+        apt_update=apt_update,
+        mounts=mounts,
+        queue=queue,
     )
     require_root()  # before asking for a passphrase that could not be used
     secret = passphrase(passphrase_file)

@@ -12,8 +12,9 @@ In the vault and in bundles they live as ``extras/NAME`` (private, 0600) and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from farmhand import queuetls
 from farmhand.keystore.plan import Role
 
 PREFIX = "extras/"
@@ -29,9 +30,21 @@ class ExtraSecret:
     private_roles: frozenset[Role]
     public_roles: frozenset[Role] = frozenset()
     public: Callable[[bytes], bytes] | None = None
+    parts: Mapping[Role, Callable[[bytes], bytes]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
+    """Private parts derived for other roles (a client key), carried as ``NAME.ROLE``, 0600."""
 
 
-EXTRA_SECRETS: tuple[ExtraSecret, ...] = ()
+QUEUE_TLS = ExtraSecret(
+    name=queuetls.NAME,
+    make=queuetls.make,
+    private_roles=frozenset({Role.HUB}),
+    parts={Role.WORKER: queuetls.client_part, Role.BOSS: queuetls.client_part},
+)
+"""The render queue's CA, server key, client certificate and database password (queuetls)."""
+
+EXTRA_SECRETS: tuple[ExtraSecret, ...] = (QUEUE_TLS,)
 """Every declared farm-wide secret (features add theirs here)."""
 
 
@@ -59,6 +72,8 @@ def for_role(
             out[spec.name] = value
         if role in spec.public_roles and spec.public is not None:
             out[spec.name + PUBLIC_SUFFIX] = spec.public(value)
+        if role in spec.parts:
+            out[f"{spec.name}.{role.value}"] = spec.parts[role](value)
     return out
 
 

@@ -66,6 +66,8 @@ OFFLINE_PACKAGES: tuple[str, ...] = (
     "iperf3",
     "python3-venv",
     "python3-pip",
+    "blender",  # the render queue's default renderer (a real frame in the lab tests)
+    "file",  # Deadline's worker needs it (DESIGN.md §7)
 )
 """Downloaded (with dependencies and recommends) but not installed: what deploys may install.
 

@@ -26,7 +26,7 @@ from farmhand.lab.farm import LabFarm
 
 Say = Callable[[str], None]
 LAB_FARM_NAME = "lab"
-LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False}
+LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False, "farmhand_queue": False}
 LAB_PLAN_SETTINGS = {"idle_after_minutes": 0, "idle_max_uptime_minutes": 0}
 """Lab workers never power themselves off: a container sees the whole machine's CPU, and a
 user exploring the lab should not find workers gone after half an hour."""
