@@ -1427,3 +1427,24 @@ def test_help_of_the_real_cli_offers_only_a_passphrase_file() -> None:
         assert_ok(result)
         assert "--passphrase-file" in result.stdout
         assert not PASSPHRASE_OPTION.search(result.stdout)
+
+
+@SLOW
+def test_rebundle_carries_an_edited_farm_toml_into_every_bundle(store: Path) -> None:
+    plan_file = store / "farm.toml"
+    # Top-level keys go before farm.toml's first [table].
+    plan_file.write_text('worker_hourly_price = 0.42\ncurrency = "EUR"\n' + plan_file.read_text())
+    before = snapshot(store)
+    result = run_cli("keys", "rebundle", "--dir", store, env=WITH_PASSPHRASE)
+    assert_ok(result)
+    assert changed(before, snapshot(store)) == set(BUNDLES)
+    for name in BUNDLES:
+        plan = metadata(decrypt_tar(store / name))["plan"]
+        assert (plan["worker_hourly_price"], plan["currency"]) == (0.42, "EUR")
+    assert_ok(run_cli("keys", "verify", "--dir", store))
+    # A broken edit is a one-line error and nothing is rewritten.
+    plan_file.write_text(plan_file.read_text() + "\nport = [\n")
+    before = snapshot(store)
+    broken = run_cli("keys", "rebundle", "--dir", store, env=WITH_PASSPHRASE)
+    assert_cli_error(broken, "farm.toml")
+    assert snapshot(store) == before
