@@ -329,6 +329,7 @@ def project(tmp_path: Path) -> Path:
         {},
         {"FARMHAND_WORKERS": "3", "FARMHAND_BOSS": "1", "FARMHAND_VERIFY": "1"},
         {"FARMHAND_WORKERS": "0", "FARMHAND_DEPLOY": "0", "FARMHAND_HUB_BOX": "rockylinux/9"},
+        {"FARMHAND_QUEUE": "0"},
     ],
 )
 def test_the_vagrantfile_validates(project: Path, env: dict[str, str]) -> None:
@@ -370,6 +371,7 @@ def test_a_broken_vagrantfile_fails_validation(
         ({"FARMHAND_WORKERS": "many"}, 'FARMHAND_WORKERS="many" must be a whole number'),
         ({"FARMHAND_WORKER_MEMORY": "64"}, "FARMHAND_WORKER_MEMORY"),
         ({"FARMHAND_UNDERLAY": "10.0.0.0/8"}, "must be three octets"),
+        ({"FARMHAND_QUEUE": "yes"}, 'FARMHAND_QUEUE="yes" must be a whole number'),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(
