@@ -53,7 +53,7 @@ from conftest import (
     untar,
 )
 from farmhand.cli import app
-from farmhand.keystore import extras, fs, pki
+from farmhand.keystore import fs, pki
 from farmhand.keystore.bundle import pack
 from farmhand.keystore.plan import FarmPlan
 from farmhand.keystore.register import Register
@@ -114,8 +114,8 @@ def check_bundle_members(root: Path, members: Members, names: list[str]) -> dict
     expected |= {f"certs/{n}.crt" for n in names} | {f"keys/{n}.key" for n in names}
     assert expected <= set(members)
     for extra in set(members) - expected:
-        if extra.startswith(extras.PREFIX):  # declared farm-wide secrets (keystore/extras.py)
-            assert members[extra][1] == extras.file_mode(extra), extra
+        if extra.startswith("extras/"):  # declared farm-wide secrets (keystore/extras.py)
+            assert members[extra][1] == (0o644 if extra.endswith(".pub") else 0o600), extra
             continue
         assert "/" not in extra, f"unexpected host file {extra}"
         assert members[extra][1] == 0o600, extra
@@ -448,7 +448,7 @@ def test_secrets_open_with_the_age_cli_and_hold_the_ca_key(
     members = age_decrypt(farm_store / "secrets.age", tmp_path / "secrets.tar.gz")
     assert "ca.key" in members
     assert {n for n in members if n.startswith("keys/")} == {f"keys/{n}.key" for n in HOST_NAMES}
-    assert not [n for n in members if "/" in n and not n.startswith(("keys/", extras.PREFIX))]
+    assert not [n for n in members if "/" in n and not n.startswith(("keys/", "extras/"))]
     assert {mode for _, mode in members.values()} == {0o600}
     ca_key = pem.ed25519_private_from_pem(members["ca.key"][0])
     assert ca_key.public_key().public_bytes_raw() == ca_cert(farm_store).details.public_key
@@ -1427,3 +1427,24 @@ def test_help_of_the_real_cli_offers_only_a_passphrase_file() -> None:
         assert_ok(result)
         assert "--passphrase-file" in result.stdout
         assert not PASSPHRASE_OPTION.search(result.stdout)
+
+
+@SLOW
+def test_rebundle_carries_an_edited_farm_toml_into_every_bundle(store: Path) -> None:
+    plan_file = store / "farm.toml"
+    # Top-level keys go before farm.toml's first [table].
+    plan_file.write_text('worker_hourly_price = 0.42\ncurrency = "EUR"\n' + plan_file.read_text())
+    before = snapshot(store)
+    result = run_cli("keys", "rebundle", "--dir", store, env=WITH_PASSPHRASE)
+    assert_ok(result)
+    assert changed(before, snapshot(store)) == set(BUNDLES)
+    for name in BUNDLES:
+        plan = metadata(decrypt_tar(store / name))["plan"]
+        assert (plan["worker_hourly_price"], plan["currency"]) == (0.42, "EUR")
+    assert_ok(run_cli("keys", "verify", "--dir", store))
+    # A broken edit is a one-line error and nothing is rewritten.
+    plan_file.write_text(plan_file.read_text() + "\nport = [\n")
+    before = snapshot(store)
+    broken = run_cli("keys", "rebundle", "--dir", store, env=WITH_PASSPHRASE)
+    assert_cli_error(broken, "farm.toml")
+    assert snapshot(store) == before

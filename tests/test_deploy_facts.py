@@ -38,6 +38,7 @@ from conftest import BUNDLES, PASSPHRASE, Farm, decrypt_tars
 from farmhand import hosts as h
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
+from farmhand.nebula import release
 from farmhand.resources import data_dir
 
 HUB_ADDRESS = "198.51.100.7"
@@ -289,6 +290,7 @@ def deploy(
         host_data = {
             "farmhand_bundle": str(bundles[f"{role}+sha" if pinned else role]),
             "farmhand_hub_address": HUB_ADDRESS,
+            "farmhand_queue": False,  # the render queue's deploys: tests/test_queue_facts.py
             **({"farmhand_artifacts": str(artifacts)} if with_artifacts else {}),
             **data,
         }
@@ -378,18 +380,30 @@ def test_nebula_from_the_package_or_the_pinned_archive(
 
 
 @pytest.mark.parametrize("distro", [*EL, "ubuntu-22.04"])
-@pytest.mark.parametrize(
-    ("pinned", "with_artifacts"), [(False, True), (True, False), (False, False)]
-)
-def test_no_nebula_package_needs_artifacts_and_a_pinned_sha256(
-    distro: str, pinned: bool, with_artifacts: bool, deploy: Callable[..., Plan]
+def test_no_nebula_package_downloads_the_pinned_release(
+    distro: str, deploy: Callable[..., Plan]
 ) -> None:
+    plan = deploy("hub", distro, pinned=False, with_artifacts=False)
+    archive = release.ARCHIVES["linux-amd64"]
+    download = plan.op("Nebula release archive (download, sha256-checked)")
+    assert download.ran
+    assert any(archive.url in line for line in download.shell)
+    assert any(archive.sha256 in line for line in download.shell)
+    unpack = plan.op("Unpack nebula")
+    assert unpack.shell[0] == f"echo '{archive.sha256}  {NEBULA_ARCHIVE}' | sha256sum -c --quiet"
+    assert archive.url == (
+        f"https://github.com/slackhq/nebula/releases/download/v{release.NEBULA_VERSION}/"
+        "nebula-linux-amd64.tar.gz"
+    )
+
+
+@pytest.mark.parametrize("distro", [*EL, "ubuntu-22.04"])
+def test_own_nebula_checksum_needs_own_archive(distro: str, deploy: Callable[..., Plan]) -> None:
     with pytest.raises(UsageError) as refused:
-        deploy("hub", distro, pinned=pinned, with_artifacts=with_artifacts)
+        deploy("hub", distro, pinned=True, with_artifacts=False)
     message = str(refused.value)
-    assert "has no nebula package" in message
-    assert "--artifacts" in message
     assert "nebula_sha256" in message
+    assert "--artifacts" in message
     assert "\n" not in message
 
 
@@ -732,3 +746,84 @@ def test_worker_pool_drops_certificates_the_bundle_no_longer_holds(
     assert any("rm" in command and "worker0999.key" in command for command in removal.shell)
     plan.op("Remove /etc/nebula/farmhand/pool/worker0999.crt")
     assert not [op for op in plan.ops if "Remove" in op.name and "worker0001" in op.name]
+
+
+# ------------------------------------------------------------------------------------------------
+# The EL / Ubuntu matrix at a glance (issue #7), and Vagrant's forwarded SSH port
+# ------------------------------------------------------------------------------------------------
+
+# distro -> (installer prefix, host firewall unit, samba unit, sshd unit, SELinux labels)
+MATRIX = {
+    "almalinux-8": ("dnf install -y ", "firewalld", "smb", "sshd", True),
+    "almalinux-9": ("dnf install -y ", "firewalld", "smb", "sshd", True),
+    "rocky-9": ("dnf install -y ", "firewalld", "smb", "sshd", True),
+    "ubuntu-22.04": (
+        "DEBIAN_FRONTEND=noninteractive apt-get",
+        "farmhand-firewall",
+        "smbd",
+        "ssh",
+        False,
+    ),
+    "ubuntu-24.04": (
+        "DEBIAN_FRONTEND=noninteractive apt-get",
+        "farmhand-firewall",
+        "smbd",
+        "ssh",
+        False,
+    ),
+}
+
+
+@pytest.mark.parametrize("distro", sorted(MATRIX))
+def test_el_and_ubuntu_matrix(distro: str, deploy: Callable[..., Plan]) -> None:
+    installer, firewall_unit, samba_unit, ssh_unit, selinux = MATRIX[distro]
+    hub, worker = deploy("hub", distro), deploy("worker", distro)
+    for plan in (hub, worker):
+        installs = [c for c in plan.shell if " install " in c]
+        assert installs
+        assert all(c.startswith(installer) for c in installs), installs
+        assert plan.has(f"systemctl enable {firewall_unit}.service")
+        other_firewall = "farmhand-firewall" if firewall_unit == "firewalld" else "firewalld"
+        assert not plan.has(f"systemctl enable {other_firewall}.service")
+        assert plan.has(f" {ssh_unit}.service")
+        assert plan.has("systemctl enable farmhand-nebula.service")
+    assert hub.has(f"systemctl enable {samba_unit}.service")
+    assert hub.has(f"systemctl start {samba_unit}.service")
+    assert not worker.has("smbpasswd")
+    selinux_ops = [
+        "semanage fcontext -a -t samba_share_t '/srv/farmhand(/.*)?'",
+        "restorecon -R /srv/farmhand",
+    ]
+    assert [hub.has(c) for c in selinux_ops] == [selinux, selinux]
+    assert not worker.has("semanage"), "workers serve no shares: nothing to label"
+    # The SELinux labels come before Samba starts serving the shares.
+    if selinux:
+        order = hub.shell
+        label = order.index(selinux_ops[0])
+        assert (
+            label
+            < order.index(selinux_ops[1])
+            < order.index(f"systemctl start {samba_unit}.service")
+        )
+
+
+@pytest.mark.parametrize("distro", ["almalinux-9", "ubuntu-24.04", "debian-12"])
+def test_a_forwarded_ssh_port_keeps_the_guests_sshd_port_open(
+    distro: str, deploy: Callable[..., Plan]
+) -> None:
+    """Vagrant (VirtualBox) forwards 127.0.0.1:2222 to the guest's 22: the deploy connects on
+    2222, but the host firewall must keep 22 open or the VM locks Vagrant out."""
+    plan = deploy("worker", distro, ssh_port=2222, farmhand_ssh_port=22)
+    if distro in EL:
+        opened = plan.op("Publicly only SSH and Nebula").shell
+        assert "firewall-cmd --permanent --zone=public --add-port=22/tcp" in opened
+        assert not plan.has("2222")
+        return
+    ruleset = plan.upload_bytes("/etc/farmhand/nftables.conf").decode()
+    assert "tcp dport { 22 } accept" in ruleset
+    assert "2222" not in ruleset
+    # Without the hint the connection port is what stays open (a real sshd on 2222).
+    direct = deploy("worker", distro, ssh_port=2222)
+    assert (
+        "tcp dport { 2222 } accept" in direct.upload_bytes("/etc/farmhand/nftables.conf").decode()
+    )

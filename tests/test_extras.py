@@ -45,7 +45,7 @@ def test_old_store_gains_new_secrets_once_and_keeps_them(
 ) -> None:
     root = tmp_path / "keys"
     plan = new_plan("farm")
-    monkeypatch.setattr(extras, "EXTRA_SECRETS", ())  # a store from before any were declared
+    monkeypatch.setattr(extras, "EXTRA_SECRETS", ())  # a store made before any was declared
     pki.create_farm(root, plan, workers=2, bosses=["boss1"], passphrase=PASSPHRASE)
     store = KeyStore.open(root)
     assert store.unlock(PASSPHRASE).extras == {}

@@ -572,6 +572,24 @@ print(json.dumps({"found": found, "private": private, "scanned": scanned}))
 """
 
 
+def _extra_secret_needles(value: bytes) -> list[str]:
+    """What a farm-wide secret looks like in a file: every body line of a private key (a
+    world-readable private key is a finding whatever its lines hold), or a password-like value
+    itself; certificates inside it are public and not searched for."""
+    text = value.decode(errors="replace")
+    blocks = re.findall(r"-----BEGIN ([A-Z0-9 ]+)-----\n(.+?)\n-----END", text, re.S)
+    if blocks:
+        return [
+            line
+            for banner, body in blocks
+            if "PRIVATE KEY" in banner
+            for line in body.splitlines()
+            if len(line) >= 40
+        ]
+    stripped = text.strip()
+    return [stripped] if 16 <= len(stripped) <= 256 else []
+
+
 def _secrets(lab: Lab) -> dict[str, str]:
     """Label -> secret text as it would appear anywhere (key files hold PEM base64)."""
     vault = KeyStore.open(prov.store_dir(lab.farm)).unlock(lab.passphrase)
@@ -588,6 +606,9 @@ def _secrets(lab: Lab) -> dict[str, str]:
     }
     for name, raw in vault.host_keys.items():
         secrets[f"{name}'s private key"] = body(pem.x25519_private_to_pem(raw))
+    for name, value in vault.extras.items():
+        for number, needle in enumerate(_extra_secret_needles(value), 1):
+            secrets[f"the farm secret {name} (line {number})"] = needle
     assert set(HOSTS) <= {k.split("'")[0] for k in secrets}
     return secrets
 

@@ -22,6 +22,7 @@ import pytest
 from farmhand.errors import LabError
 from farmhand.lab import OFFLINE_PACKAGES, ImageSpec, LabFarm, NatRouter, Underlay
 from farmhand.lab import system as lab_system
+from farmhand.lab.image import MARKER, prune_images
 from farmhand.lab.system import (
     mounts_under,
     pid_alive,
@@ -78,6 +79,40 @@ def test_image_name_follows_the_package_list() -> None:
     assert grown.name != spec.name
     reordered = ImageSpec(offline_packages=tuple(reversed(OFFLINE_PACKAGES)))
     assert reordered.name == spec.name
+
+
+def test_prune_keeps_the_current_image_and_images_in_use(tmp_path: Path) -> None:
+    images = tmp_path / "images"
+    current = images / ImageSpec().name
+    old = images / "bookworm-000000000000"
+    unfinished = images / "bookworm-111111111111"
+    busy = images / "bookworm-222222222222"
+    for folder in (current, old, busy):
+        (folder / "etc").mkdir(parents=True)
+        (folder / MARKER).write_text("{}")
+    (unfinished / "etc").mkdir(parents=True)
+    (images / "bookworm-000000000000.build.log").write_text("log")
+    other_suite = images / "trixie-333333333333"
+    other_suite.mkdir()
+    # A process whose command line names the image, as nspawn's --overlay=IMAGE:UPPER:/ does.
+    user = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", f"--overlay={busy.resolve()}:/x:/"]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while b"--overlay" not in Path(f"/proc/{user.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the stand-in container never started"
+            time.sleep(0.01)
+        removed = prune_images(images_dir=images)
+    finally:
+        user.kill()
+        user.wait()
+    assert sorted(p.name for p in removed) == [
+        "bookworm-000000000000",
+        "bookworm-000000000000.build.log",
+    ]
+    assert all(p.is_dir() for p in (current, busy, unfinished, other_suite))
+    assert not old.exists()
 
 
 def test_nat_ruleset_allows_udp_only_with_the_hub() -> None:

@@ -44,6 +44,7 @@ from farmhand.errors import BundleError
 from farmhand.hosts import host_model
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
 from farmhand.nebula.cert import certificate_from_pem
+from farmhand.queuefiles import GROUP_READABLE
 from farmhand.render import RenderedFile, render_host, write_tree
 
 HUB_ADDRESS = "198.51.100.7"
@@ -66,7 +67,16 @@ def tcp_from(port: int, group: str) -> Rule:
 
 
 NEBULA_RULES: dict[str, list[Rule]] = {
-    "hub": [OUT_ANY, ICMP_IN, tcp_from(445, "worker"), tcp_from(445, "boss"), tcp_from(22, "boss")],
+    "hub": [
+        OUT_ANY,
+        ICMP_IN,
+        tcp_from(445, "worker"),
+        tcp_from(445, "boss"),
+        tcp_from(22, "boss"),
+        # The render queue (Deadline's MongoDB by default): workers and bosses only.
+        tcp_from(27100, "worker"),
+        tcp_from(27100, "boss"),
+    ],
     "worker": [OUT_ANY, ICMP_IN, tcp_from(22, "boss")],
     "boss": [OUT_ANY, ICMP_IN],
 }
@@ -77,6 +87,8 @@ INBOUND = {
         {"port": 445, "proto": "tcp", "group": "worker"},
         {"port": 445, "proto": "tcp", "group": "boss"},
         {"port": 22, "proto": "tcp", "group": "boss"},
+        {"port": 27100, "proto": "tcp", "group": "worker"},
+        {"port": 27100, "proto": "tcp", "group": "boss"},
     ],
     "worker": [
         {"port": "any", "proto": "icmp", "host": "any"},
@@ -84,10 +96,15 @@ INBOUND = {
     ],
     "boss": [{"port": "any", "proto": "icmp", "host": "any"}],
 }
+QUEUE_SECRETS = {
+    f"/etc/farmhand/queue/{name}"
+    for name in ("mongod.pem", "client.pem", "client.pfx", "db.password", "create-user.js")
+}
 SECRETS_OF = {
-    "hub": {h.NEBULA_KEY, f"{h.FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY},
+    "hub": {h.NEBULA_KEY, f"{h.FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY, *QUEUE_SECRETS},
     "worker": {
         h.NEBULA_KEY,
+        "/etc/farmhand/queue/client.pfx",
         f"{h.FARMHAND_ETC}/smb-credentials",
         leases.CLAIM_KEY,
         *(f"{h.NEBULA_POOL}/{name}.key" for name in WORKER_NAMES),
@@ -338,7 +355,9 @@ def test_modes_secrets_and_no_key_outside_secret_files(
         if name.endswith(".key") or name in ("smb.password", "smb-credentials"):
             assert item.secret, f"{item.path} holds a secret but is not flagged"
         if item.secret:
-            assert item.mode == 0o600, f"{item.path} is {item.mode:04o}"
+            # Group-readable only for the service user that must read it (queuefiles.py).
+            wanted = 0o640 if item.path in GROUP_READABLE else 0o600
+            assert item.mode == wanted, f"{item.path} is {item.mode:04o}"
         elif item.mode & 0o111:
             assert item.mode == 0o755, item.path
     # No private key and no SMB password outside the files flagged secret, for any host.
@@ -574,6 +593,13 @@ PACKAGED_BINARIES = {
     "/usr/sbin/nft",
     "/usr/bin/python3",
 }
+# Installed from the render queue's pinned artifacts (tests/test_lab_queue.py runs them).
+PACKAGED_BINARIES |= {
+    "/opt/farmhand/mongodb/bin/mongod",
+    "/opt/Thinkbox/Deadline10/bin/deadlineworker",
+    "/opt/farmhand/flamenco/flamenco-manager",
+    "/opt/farmhand/flamenco/flamenco-worker",
+}
 EXEC_LINE = re.compile(r"^Exec\w+=[-@:+!]*(\S+)", re.MULTILINE)
 
 
@@ -753,7 +779,7 @@ def shell_scripts(tree: Path) -> list[Path]:
 def test_shell_scripts_parse(role: str, cli_trees: dict[str, Path], tmp_path: Path) -> None:
     scripts = shell_scripts(cli_trees[role])
     names = {p.name for p in scripts}
-    assert names == ({"wait-overlay"} if role == "hub" else set())
+    assert names == ({"wait-overlay"} if role == "hub" else {"farmhand-idle"})
     for script in scripts:
         result = run("sh", "-n", script)
         assert result.returncode == 0, output(result)

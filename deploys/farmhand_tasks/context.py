@@ -60,7 +60,8 @@ def load(role: Role) -> tuple[HostModel, dict[str, RenderedFile]]:
         host=host.data.get("farmhand_host") or "",
         hub_address=host.data.get("farmhand_hub_address") or "",
         distro=distro,
-        ssh_ports=(int(host.data.get("ssh_port") or 22),),
+        # farmhand_ssh_port: sshd's own port when we connect through a forward (Vagrant).
+        ssh_ports=(int(host.data.get("farmhand_ssh_port") or host.data.get("ssh_port") or 22),),
         key_logins_work=role is not Role.BOSS and _key_login_works(),
     )
     return model, {f.path: f for f in render_host(model)}

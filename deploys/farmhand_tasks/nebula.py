@@ -14,6 +14,7 @@ from farmhand import hosts as h
 from farmhand.errors import UsageError
 from farmhand.hosts import HostModel
 from farmhand.keystore.plan import Role
+from farmhand.nebula import release
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
@@ -24,18 +25,20 @@ def _binary(model: HostModel) -> None:
     if model.distro.nebula_from_package:
         packages.install(model, "nebula")
         return
-    # EL and Ubuntu 22.04 have no nebula package: the user supplies the pinned upstream release.
+    # EL and Ubuntu 22.04 have no nebula package: the pinned upstream release (or, with
+    # nebula_sha256 in farm.toml, the user's own archive), checked before it is unpacked.
+    pinned = release.ARCHIVES["linux-amd64"]
     artifacts = host.data.get("farmhand_artifacts")
-    sha256 = model.plan.extra.get("nebula_sha256")
-    if not artifacts or not sha256:
+    sha256 = str(model.plan.extra.get("nebula_sha256") or pinned.sha256)
+    if model.plan.extra.get("nebula_sha256") and not artifacts:
         raise UsageError(
-            f"{model.distro.id} {model.distro.major} has no nebula package: put "
-            "nebula-linux-amd64.tar.gz in a folder given as --artifacts and its sha256 as "
-            "nebula_sha256 in farm.toml"
+            "nebula_sha256 in farm.toml is for your own nebula archive: put "
+            f"{pinned.filename} in a folder given as --artifacts, or remove nebula_sha256 to "
+            f"use the pinned nebula {release.NEBULA_VERSION}"
         )
-    archive = "/var/lib/farmhand/artifacts/nebula-linux-amd64.tar.gz"
+    archive = f"/var/lib/farmhand/artifacts/{pinned.filename}"
     installed = host.get_fact(File, path=model.distro.nebula_binary)
-    source = f"{str(artifacts).rstrip('/')}/nebula-linux-amd64.tar.gz"
+    source = f"{str(artifacts).rstrip('/')}/{pinned.filename}" if artifacts else pinned.url
     if source.startswith(("https://", "http://")):
         files.directory(
             name="Artifacts folder", path=archive.rsplit("/", 1)[0], mode="755", present=True

@@ -8,9 +8,11 @@ from farmhand.keystore.plan import Role
 from farmhand_tasks import context
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.firewall import firewall
+from farmhand_tasks.idle import idle
 from farmhand_tasks.leases import hub_leases
 from farmhand_tasks.mounts import mounts
 from farmhand_tasks.nebula import nebula
+from farmhand_tasks.renderer import render_queue
 from farmhand_tasks.samba import samba
 from farmhand_tasks.ssh import ssh
 from farmhand_tasks.users import farm_user
@@ -26,6 +28,7 @@ def hub() -> None:
     samba(model, rendered, running)
     hub_leases(model, rendered)
     ssh(model, rendered)
+    render_queue(model, rendered)
 
 
 @deploy("farmhand worker")
@@ -37,6 +40,8 @@ def worker() -> None:
     nebula(model, rendered)
     mounts(model, rendered)
     ssh(model, rendered)
+    idle(model, rendered)
+    render_queue(model, rendered)
 
 
 @deploy("farmhand boss")

@@ -14,6 +14,7 @@ from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.queue import QUEUE_CLIENT_GROUPS, queue_service
 
 NEBULA_DIR = "/etc/nebula/farmhand"
 NEBULA_CONFIG = f"{NEBULA_DIR}/config.yml"
@@ -126,6 +127,8 @@ class HostModel:
                 FirewallRule(str(SMB_PORT), "tcp", "boss"),
                 FirewallRule(str(SSH_PORT), "tcp", "boss"),
             ]
+            queue = queue_service(self.bundle.plan)
+            rules += [FirewallRule(str(queue.port), "tcp", g) for g in QUEUE_CLIENT_GROUPS]
         elif self.role is Role.WORKER:
             rules.append(FirewallRule(str(SSH_PORT), "tcp", "boss"))
         return tuple(rules)

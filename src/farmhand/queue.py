@@ -1,7 +1,9 @@
-"""The render queue the farm runs: which manager, and where its service listens on the hub.
+"""The render queue the farm runs: which manager and renderer, and where the queue listens.
 
-The farm plan's ``render_manager`` (farm.toml) chooses it; deploys open the Nebula firewall
-for exactly this port, and ``farmhand status`` checks it.
+The farm plan (farm.toml) chooses them: ``render_manager = "deadline" | "flamenco"`` and
+``renderer = "blender" | "bella"``. Deploys open the Nebula firewall for exactly the queue's
+port and only to the groups that use it; ``farmhand status`` checks it with
+:func:`queue_service`.
 """
 
 from __future__ import annotations
@@ -18,9 +20,30 @@ class RenderManager(str, Enum):
     FLAMENCO = "flamenco"
 
 
+class Renderer(str, Enum):
+    BLENDER = "blender"
+    BELLA = "bella"
+
+
 DEFAULT_MANAGER = RenderManager.DEADLINE
+DEFAULT_RENDERER = Renderer.BLENDER
 QUEUE_PORTS = {RenderManager.DEADLINE: 27100, RenderManager.FLAMENCO: 8080}
 """MongoDB for Deadline (always passed explicitly: DESIGN.md §7), Flamenco's manager API."""
+
+QUEUE_CLIENT_GROUPS = ("worker", "boss")
+"""Nebula groups that may reach the queue port on the hub; nobody else."""
+
+DEADLINE_VERSION = "10.4.0.10"
+DEADLINE_PREFIX = "/opt/Thinkbox/Deadline10"
+DEADLINE_DB_NAME = "deadline10db"
+DEADLINE_DB_USER = "deadline"
+MONGODB_USER = "farmhand-mongodb"
+QUEUE_ETC = "/etc/farmhand/queue"
+MONGODB_DATA = "/var/lib/farmhand-mongodb"
+MONGODB_RUN = "/run/farmhand-mongodb"
+FLAMENCO_MANAGER_DIR = "/var/lib/farmhand/flamenco-manager"
+FLAMENCO_WORKER_DIR = "/var/lib/farmhand/flamenco-worker"
+OPT = "/opt/farmhand"
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,15 @@ def render_manager(plan: FarmPlan) -> RenderManager:
     except ValueError:
         choices = ", ".join(m.value for m in RenderManager)
         raise UsageError(f"render_manager {value!r} in farm.toml: choose {choices}") from None
+
+
+def renderer(plan: FarmPlan) -> Renderer:
+    value = str(plan.extra.get("renderer", DEFAULT_RENDERER.value))
+    try:
+        return Renderer(value)
+    except ValueError:
+        choices = ", ".join(r.value for r in Renderer)
+        raise UsageError(f"renderer {value!r} in farm.toml: choose {choices}") from None
 
 
 def queue_service(plan: FarmPlan) -> QueueService:

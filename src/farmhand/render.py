@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import jinja2
 
 from farmhand import hosts as h
-from farmhand import leases
+from farmhand import idle, leases
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.hosts import HostModel
 from farmhand.keystore.extras import LEASE_HOST_KEY
@@ -67,23 +67,42 @@ def unit_name_for_path(path: str, suffix: str) -> str:
     return "-".join(escaped) + suffix
 
 
-def render_host(model: HostModel) -> list[RenderedFile]:
+def nebula_paths(nebula_dir: str = h.NEBULA_DIR, sep: str = "/") -> dict[str, str]:
+    """Where a host's Nebula config, CA, certificate and key live (``sep``: the host's OS)."""
+    return {
+        "dir": nebula_dir,
+        "config": f"{nebula_dir}{sep}config.yml",
+        "ca": f"{nebula_dir}{sep}ca.crt",
+        "cert": f"{nebula_dir}{sep}host.crt",
+        "key": f"{nebula_dir}{sep}host.key",
+        "pool": f"{nebula_dir}{sep}pool",
+    }
+
+
+def render_join_files(
+    model: HostModel, nebula_dir: str, *, sep: str = "/", tun_dev: str = h.NEBULA_DEV
+) -> list[RenderedFile]:
+    """A boss's Nebula config, CA, certificate and key under ``nebula_dir`` (``farmhand join``
+    keeps them in the user's config folder, on Linux, macOS or Windows), from the same
+    templates as ``render_host``."""
+    paths = nebula_paths(nebula_dir, sep)
+    files = render_host(model, paths=paths, tun_dev=tun_dev)
+    wanted = {paths["config"], paths["ca"], paths["cert"], paths["key"]}
+    return [f for f in files if f.path in wanted]
+
+
+def render_host(
+    model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = h.NEBULA_DEV
+) -> list[RenderedFile]:
     """Every file farmhand installs on ``model``'s host, as the host has them once running."""
     env = _environment()
     plan = model.bundle.plan
-    paths = {
-        "dir": h.NEBULA_DIR,
-        "config": h.NEBULA_CONFIG,
-        "ca": h.NEBULA_CA,
-        "cert": h.NEBULA_CERT,
-        "key": h.NEBULA_KEY,
-        "pool": h.NEBULA_POOL,
-    }
+    paths = paths or nebula_paths()
     context = {
         "host": model,
         "plan": plan,
         "paths": paths,
-        "tuning": Tuning(mtu=plan.mtu),
+        "tuning": Tuning(mtu=plan.mtu, dev=tun_dev),
         "blocklist": model.blocklist,
         "lighthouse_endpoints": model.lighthouse_endpoints,
         "listen_port": model.listen_port,
@@ -101,11 +120,11 @@ def render_host(model: HostModel) -> list[RenderedFile]:
 
     chosen = model.certificate
     files = [
-        RenderedFile(h.NEBULA_CONFIG, render("nebula/config.yml.j2"), 0o600),
-        RenderedFile(h.NEBULA_CA, model.bundle.ca_pem, 0o644),
-        RenderedFile(h.NEBULA_CERT, chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
+        RenderedFile(paths["config"], render("nebula/config.yml.j2"), 0o600),
+        RenderedFile(paths["ca"], model.bundle.ca_pem, 0o644),
+        RenderedFile(paths["cert"], chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
         RenderedFile(
-            h.NEBULA_KEY, chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
+            paths["key"], chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
         ),
         RenderedFile(
             f"{SYSTEMD_DIR}/farmhand-nebula.service", render("systemd/farmhand-nebula.service.j2")
@@ -115,6 +134,7 @@ def render_host(model: HostModel) -> list[RenderedFile]:
     if model.role is Role.BOSS:
         return files
     files += _firewall(model, render)
+    files += queue_files(model, render)
     if model.key_logins_work:
         files.append(
             RenderedFile(
@@ -153,6 +173,7 @@ def render_host(model: HostModel) -> list[RenderedFile]:
                 secret=True,
             ),
         ]
+        files += _idle_shutdown(model, render)
         for share in model.shares:
             files.append(
                 RenderedFile(
@@ -253,6 +274,13 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
     return files
 
 
+def queue_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """The render queue's files (farmhand.queuefiles chooses them; Jinja2 runs here)."""
+    from farmhand.queuefiles import queue_files as chosen  # it imports RenderedFile from here
+
+    return chosen(model, render)
+
+
 def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[RenderedFile]:
     if model.distro.firewall == "nftables":
         return [
@@ -269,6 +297,31 @@ def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[Rendered
             "/etc/firewalld/zones/farmhand-overlay.xml", render("firewall/farmhand-overlay.xml.j2")
         )
     ]
+
+
+def _idle_shutdown(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
+    extra = {
+        "idle": idle.IdleSettings.from_farm(model.plan.extra),
+        "idle_env": idle.IDLE_ENV,
+        "idle_local_env": idle.IDLE_LOCAL_ENV,
+        "idle_script": idle.IDLE_SCRIPT,
+    }
+    units = "systemd/farmhand-idle"
+    return [
+        RenderedFile(idle.IDLE_SCRIPT, render("farmhand/idle-check.sh.j2", **extra), 0o755),
+        RenderedFile(idle.IDLE_ENV, render("farmhand/idle-settings.env.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{idle.IDLE_SERVICE}", render(f"{units}.service.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{idle.IDLE_TIMER}", render(f"{units}.timer.j2", **extra)),
+    ]
+
+
+def render_text(template: str, **context: object) -> str:
+    """One template outside a host's files (cloud-init user-data), with the same settings."""
+    try:
+        return _environment().get_template(template).render(**context)
+    except jinja2.TemplateError as exc:
+        raise FarmhandError(f"template {template} failed to render: {exc}") from None
 
 
 def _farm_json(model: HostModel) -> bytes:
@@ -295,3 +348,11 @@ def write_tree(files: list[RenderedFile], out: Path) -> list[Path]:
         atomic_write(target, item.content, item.mode)
         written.append(target)
     return written
+
+
+def render_template(template: str, **context: object) -> bytes:
+    """One template from templates/ with ``context`` (farmhand join's service files)."""
+    try:
+        return _environment().get_template(template).render(**context).encode()
+    except jinja2.TemplateError as exc:
+        raise FarmhandError(f"template {template} failed to render: {exc}") from None

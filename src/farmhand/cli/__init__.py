@@ -11,11 +11,17 @@ import sys
 import typer
 
 from farmhand import __version__
+from farmhand.cli.bootstrap import bootstrap_command, cloud_init_command
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, render
+from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
+from farmhand.cli.queue import queue_app
+from farmhand.cli.status import status
+from farmhand.cli.vagrant import vagrant_inventory
+from farmhand.cli.verify import verify
 from farmhand.errors import FarmhandError
 
 app = typer.Typer(
@@ -28,9 +34,16 @@ app = typer.Typer(
 app.command("keygen")(keygen)
 app.command("render")(render)
 app.command("deploy")(deploy)
+app.command("verify")(verify)
+app.command("vagrant-inventory")(vagrant_inventory)
+app.command("bootstrap")(bootstrap_command)
+app.command("cloud-init")(cloud_init_command)
+app.command("join")(join)
+app.command("status")(status)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")
+app.add_typer(queue_app, name="queue")
 
 
 def _version(value: bool) -> None:

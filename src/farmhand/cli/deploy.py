@@ -114,11 +114,16 @@ def deploy(
         bool, typer.Option(help="Refresh apt indexes (off for offline sites with a seeded cache).")
     ] = True,
     artifacts: Annotated[
-        Path | None,
-        typer.Option(help="Folder with release archives for hosts without packages (EL nebula)."),
+        str | None,
+        typer.Option(
+            help="Folder (or URL) with the pinned release archives (nebula, the queue's)."
+        ),
     ] = None,
     mounts: Annotated[
         bool, typer.Option(help="Start the workers' share automounts (off where no CIFS).")
+    ] = True,
+    queue: Annotated[
+        bool, typer.Option(help="Install the render queue and renderer (pinned artifacts).")
     ] = True,
     passphrase_file: PassphraseFile = None,
 ) -> None:
@@ -137,11 +142,16 @@ def deploy(
     opened = open_bundle(path, secret)  # fail fast on a wrong passphrase or role
     if opened.role is not role:
         raise UsageError(f"{path} is a {opened.role.value} bundle, not a {role.value} one")
-    data: dict[str, Any] = {"farmhand_apt_update": apt_update, "farmhand_mounts": mounts}
+    data: dict[str, Any] = {
+        "farmhand_apt_update": apt_update,
+        "farmhand_mounts": mounts,
+        "farmhand_queue": queue,
+    }
     if hub_address:
         data["farmhand_hub_address"] = hub_address
     if artifacts is not None:
-        data["farmhand_artifacts"] = str(artifacts.resolve())
+        is_url = artifacts.startswith(("https://", "http://"))
+        data["farmhand_artifacts"] = artifacts if is_url else str(Path(artifacts).resolve())
     rows: dict[str, dict[str, Any]] = {
         t.label: {"done": 0, "changed": 0, "status": "connecting", "operations": 0} for t in parsed
     }
@@ -168,7 +178,7 @@ def deploy(
         for name, result in report.hosts.items():
             if name in rows:
                 rows[name]["changed"] = result.changed
-                if not rows[name]["status"].startswith("failed"):
+                if not rows[name]["status"].startswith(("failed", "unreachable")):
                     rows[name]["status"] = "failed" if result.failed else "ok"
         live.update(_progress_table(rows), refresh=True)
     console.print()
@@ -177,6 +187,9 @@ def deploy(
 
 def _summary(report: DeployReport) -> None:
     for name, result in report.hosts.items():
+        if not result.connected:
+            console.print(f"{name}: not reached, nothing changed")
+            continue
         console.print(
             f"{name}: {result.changed} changed, {result.unchanged} unchanged"
             f"{', ' + str(result.errors) + ' failed' if result.errors else ''}"

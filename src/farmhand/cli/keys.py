@@ -262,6 +262,20 @@ def revoke(
     console.print("redeploy the hub and the other hosts so they refuse it")
 
 
+@keys_app.command("rebundle")
+def rebundle(
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Rebuild every keybundle after editing farm.toml, so hosts get the new settings."""
+    store = KeyStore.open(store_dir)
+    secret = passphrase(passphrase_file)
+    result = pki.rebundle(store, secret)
+    for path in result.bundles:
+        console.print(f"rewrote {path}")
+    console.print("redeploy the hosts (or re-run their bootstrap) to apply farm.toml's settings")
+
+
 @keys_app.command("verify")
 def verify(store_dir: StoreDir = DEFAULT_STORE) -> None:
     """Check every certificate against the CA, the register and the plan; warn before expiry."""

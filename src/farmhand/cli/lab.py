@@ -12,6 +12,7 @@ from farmhand.cli.common import console
 from farmhand.errors import FarmhandError
 from farmhand.lab import provision
 from farmhand.lab.farm import LabFarm
+from farmhand.lab.image import prune_images
 
 lab_app = typer.Typer(
     help="The whole farm in systemd-nspawn containers on this machine (root).", no_args_is_help=True
@@ -48,6 +49,16 @@ def up(
     failed = [c for c in checks if not c.passed]
     if failed:
         raise FarmhandError(f"{len(failed)} of {len(checks)} lab checks failed")
+
+
+@lab_app.command("prune")
+def prune() -> None:
+    """Delete cached base images that the current farmhand no longer uses (~0.5 GB each)."""
+    removed = prune_images()
+    for path in removed:
+        console.print(f"removed {path}")
+    if not removed:
+        console.print("no unused lab images")
 
 
 @lab_app.command("status")

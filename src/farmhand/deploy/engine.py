@@ -16,6 +16,7 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 from collections import deque
 from pathlib import Path
@@ -63,8 +64,19 @@ def _op_name(state: State, op_hash: str) -> str:
     return sorted(names)[0] if names else op_hash
 
 
-def _callbacks(events: _Events, logs: _RecentLogs) -> type[BaseStateCallback]:
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _callbacks(
+    events: _Events, logs: _RecentLogs, connect_errors: dict[str, str]
+) -> type[BaseStateCallback]:
     class Callbacks(BaseStateCallback):
+        @staticmethod
+        def host_connect_error(state: State, host: Host, error: Exception) -> None:
+            # pyinfra's own wording, e.g. "Could not connect ([Errno 111] Connection refused)".
+            reason = _ANSI.sub("", str(error.args[0] if error.args else error)).strip()
+            connect_errors[host.name] = reason[:1].lower() + reason[1:]
+
         @staticmethod
         def operation_host_success(
             state: State, host: Host, op_hash: str, retry_count: int = 0
@@ -104,7 +116,8 @@ def run(request: dict[str, Any], events: _Events) -> int:
     config = Config()
     config.FAIL_PERCENT = 100
     state = State(inventory, config)
-    state.add_callback_handler(_callbacks(events, logs)())
+    connect_errors: dict[str, str] = {}
+    state.add_callback_handler(_callbacks(events, logs, connect_errors)())
     state.should_raise_failed_hosts = lambda _state: False
 
     # Every host failing to connect raises; each is reported just below.
@@ -116,7 +129,7 @@ def run(request: dict[str, Any], events: _Events) -> int:
             event="connected",
             host=host.name,
             ok=connected,
-            error="" if connected else "could not connect (see the message above)",
+            error="" if connected else connect_errors.get(host.name, "could not connect"),
         )
     if not state.activated_hosts:
         events.emit(event="fatal", message="no target could be reached over SSH")

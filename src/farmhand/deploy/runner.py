@@ -27,6 +27,7 @@ class DeployError(FarmhandError):
 class HostResult:
     name: str
     connected: bool = False
+    connect_error: str = ""
     failed: bool = True
     changed: int = 0
     unchanged: int = 0
@@ -64,7 +65,7 @@ class DeployReport:
                 return f"{result.name}: operation '{result.failed_op}' failed{detail}"
         for result in self.hosts.values():
             if not result.connected:
-                return f"{result.name}: could not connect"
+                return f"{result.name}: {result.connect_error or 'could not connect'}"
         return self.fatal or "the deploy failed"
 
 
@@ -115,8 +116,13 @@ def run_deploy(
         proc.wait()
         log.seek(0)
         report.log_tail = log.read().splitlines()[-20:]
-    if proc.returncode != 0 and report.ok:
-        report.fatal = f"the deploy engine exited with status {proc.returncode}"
+    if proc.returncode < 0:
+        report.fatal = f"the deploy engine was killed (signal {-proc.returncode})"
+    elif proc.returncode != 0 and report.ok:
+        last = next((line for line in reversed(report.log_tail) if line.strip()), "")
+        report.fatal = f"the deploy engine exited with status {proc.returncode}" + (
+            f": {last.strip()}" if last else ""
+        )
     return report
 
 
@@ -127,6 +133,7 @@ def _apply(report: DeployReport, event: Event) -> None:
         report.fatal = str(event.get("message", "deploy failed"))
     elif kind == "connected" and host is not None:
         host.connected = bool(event.get("ok"))
+        host.connect_error = str(event.get("error", ""))
     elif kind == "planned" and host is not None:
         host.operations = int(event.get("operations", 0))
     elif kind == "op" and host is not None and event.get("status") == "error":

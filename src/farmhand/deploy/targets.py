@@ -1,4 +1,5 @@
-"""Where a deploy goes: ``host``, ``user@host``, ``user@host:port`` or ``@local``."""
+"""Where a deploy goes: ``host``, ``user@host``, ``user@host:port``, ``@local`` or
+``@vagrant/NAME`` (a Vagrant machine, resolved by ``farmhand.vagrant``)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,9 @@ class Target:
     name: str = ""
     known_hosts: str = ""
     strict_host_keys: str = "accept-new"
+    sshd_port: int = 0
+    """The port sshd listens on at the host, when it differs from ``port`` (a port forward,
+    as Vagrant's VirtualBox 127.0.0.1:2222 -> 22): the host firewall must keep that one open."""
 
     @property
     def label(self) -> str:
@@ -46,6 +50,8 @@ class Target:
             data["ssh_known_hosts_file"] = self.known_hosts
         if self.user != "root":
             data["_sudo"] = True
+        if self.sshd_port:
+            data["farmhand_ssh_port"] = self.sshd_port
         return self.label, data
 
 
@@ -54,9 +60,15 @@ def parse_target(
 ) -> Target:
     if text == "@local":
         return Target(host="localhost", local=True, name="@local")
+    if text.startswith("@vagrant/"):
+        from farmhand.vagrant import resolve_target  # runs `vagrant ssh-config NAME`
+
+        return resolve_target(text)
     match = _TARGET.match(text.strip())
     if not match:
-        raise UsageError(f"invalid target {text!r}: use HOST, USER@HOST or USER@HOST:PORT")
+        raise UsageError(
+            f"invalid target {text!r}: use HOST, USER@HOST, USER@HOST:PORT or @vagrant/NAME"
+        )
     target_port = int(match["port"]) if match["port"] else (port or 22)
     if not 1 <= target_port <= 65535:
         raise UsageError(f"invalid port in target {text!r}")

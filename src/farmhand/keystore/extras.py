@@ -12,11 +12,12 @@ In the vault and in bundles they live as ``extras/NAME`` (private, 0600) and
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
+from farmhand import queuetls
 from farmhand.keystore.plan import Role
 
 PREFIX = "extras/"
@@ -32,6 +33,10 @@ class ExtraSecret:
     private_roles: frozenset[Role]
     public_roles: frozenset[Role] = frozenset()
     public: Callable[[bytes], bytes] | None = None
+    parts: Mapping[Role, Callable[[bytes], bytes]] = field(
+        default_factory=dict, hash=False, compare=False
+    )
+    """Private parts derived for other roles (a client key), carried as ``NAME.ROLE``, 0600."""
 
 
 def _openssh_private(key: ed25519.Ed25519PrivateKey | ec.EllipticCurvePrivateKey) -> bytes:
@@ -72,7 +77,16 @@ LEASE_HOST_KEY = ExtraSecret(
 """An extra ECDSA P-384 host key for the hub's sshd that workers pin (no trust on first use);
 no distribution makes a P-384 host key, so the keys users already know stay as they are."""
 
-EXTRA_SECRETS: tuple[ExtraSecret, ...] = (LEASE_CLAIM_KEY, LEASE_HOST_KEY)
+
+QUEUE_TLS = ExtraSecret(
+    name=queuetls.NAME,
+    make=queuetls.make,
+    private_roles=frozenset({Role.HUB}),
+    parts={Role.WORKER: queuetls.client_part, Role.BOSS: queuetls.client_part},
+)
+"""The render queue's CA, server key, client certificate and database password (queuetls)."""
+
+EXTRA_SECRETS: tuple[ExtraSecret, ...] = (QUEUE_TLS, LEASE_CLAIM_KEY, LEASE_HOST_KEY)
 """Every declared farm-wide secret (features add theirs here)."""
 
 
@@ -100,6 +114,8 @@ def for_role(
             out[spec.name] = value
         if role in spec.public_roles and spec.public is not None:
             out[spec.name + PUBLIC_SUFFIX] = spec.public(value)
+        if role in spec.parts:
+            out[f"{spec.name}.{role.value}"] = spec.parts[role](value)
     return out
 
 

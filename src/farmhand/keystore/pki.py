@@ -378,6 +378,25 @@ def revoke(store: KeyStore, name: str, passphrase: str, now: int | None = None) 
     return Result(issued=(), bundles=tuple(written), register=register)
 
 
+def rebundle(store: KeyStore, passphrase: str, now: int | None = None) -> Result:
+    """Rebuild every keybundle from the store as it is, e.g. after farm.toml was edited
+    (artifact checksums, prices, idle settings travel to hosts inside the bundles)."""
+    now = int(time.time()) if now is None else now
+    with store.changing() as current:
+        vault, upgraded = current.unlock(passphrase).completed()
+        register = current.register
+        change = Change(
+            root=current.root,
+            passphrase=passphrase,
+            register=register,
+            vault=vault if upgraded else None,
+            vault_mtime=now,
+            bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
+        )
+        written = change.apply()
+    return Result(issued=(), bundles=tuple(written), register=register)
+
+
 def _revoked(entry: Entry, now: int) -> Entry:
     return replace(entry, revoked_at=now)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from farmhand.lab.system import (
     lab_root,
     pids_using,
+    process_argv,
     remove_tree,
     require_host,
     run,
@@ -65,6 +66,8 @@ OFFLINE_PACKAGES: tuple[str, ...] = (
     "iperf3",
     "python3-venv",
     "python3-pip",
+    "blender",  # the render queue's default renderer (a real frame in the lab tests)
+    "file",  # Deadline's worker needs it (DESIGN.md §7)
 )
 """Downloaded (with dependencies and recommends) but not installed: what deploys may install.
 
@@ -320,3 +323,41 @@ def _configure(root: Path, log: Path) -> None:
     # No resolver inside: containers have no internet and must not try the host's one.
     (etc / "resolv.conf").write_text("# farmhand lab: no DNS\n", encoding="utf-8")
     (etc / "apt/apt.conf.d/90farmhand-lab").write_text(_APT_OFFLINE_CONF, encoding="utf-8")
+
+
+def _in_use(path: Path) -> bool:
+    """A container booted from ``path`` (its path is in nspawn's --overlay) or a chroot in it."""
+    needle = str(path.resolve())
+    if pids_using(path):
+        return True
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and any(needle in arg for arg in process_argv(int(entry.name))):
+            return True
+    return False
+
+
+def prune_images(keep: ImageSpec | None = None, images_dir: Path | None = None) -> list[Path]:
+    """Remove cached images other than ``keep``'s, except those a running container uses.
+
+    Every change to the image recipe or package list makes a new ~0.5 GB image; old ones are
+    never used again.
+    """
+    images_dir = images_dir or default_images_dir()
+    spec = keep or ImageSpec()
+    kept = image_path(spec, images_dir).name
+    removed: list[Path] = []
+    if not images_dir.is_dir():
+        return removed
+    with _build_lock(images_dir):
+        for candidate in sorted(images_dir.iterdir()):
+            name = candidate.name.removesuffix(".build.log")
+            if name == kept or not name.startswith(f"{spec.suite}-"):
+                continue
+            if candidate.is_dir() and (not image_is_complete(candidate) or _in_use(candidate)):
+                continue
+            if candidate.is_dir():
+                remove_tree(candidate)
+            else:
+                candidate.unlink()
+            removed.append(candidate)
+    return removed

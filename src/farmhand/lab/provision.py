@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
@@ -26,7 +26,10 @@ from farmhand.lab.farm import LabFarm
 
 Say = Callable[[str], None]
 LAB_FARM_NAME = "lab"
-LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False}
+LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False, "farmhand_queue": False}
+LAB_PLAN_SETTINGS = {"idle_after_minutes": 0, "idle_max_uptime_minutes": 0}
+"""Lab workers never power themselves off: a container sees the whole machine's CPU, and a
+user exploring the lab should not find workers gone after half an hour."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ def ensure_keys(farm: LabFarm, workers: int, say: Say) -> KeyStore:
     if not is_store(root):
         say(f"keygen: CA, hub, {workers} workers and boss1 into {root}")
         plan = new_plan(name=LAB_FARM_NAME, hub_address=str(farm.address("hub")))
+        plan = replace(plan, extra={**plan.extra, **LAB_PLAN_SETTINGS})
         pki.create_farm(root, plan, workers, ["boss1"], lab_passphrase(farm))
     return KeyStore.open(root)
 

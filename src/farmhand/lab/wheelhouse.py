@@ -98,6 +98,13 @@ def copy_wheelhouse(farm: LabFarm, name: str, wheelhouse: Path) -> str:
 def install_farmhand(farm: LabFarm, name: str, wheelhouse: Path | None = None) -> str:
     """farmhand installed in a venv on lab host ``name`` from the wheelhouse; returns its path."""
     remote = copy_wheelhouse(farm, name, wheelhouse or build_wheelhouse())
+    # From the image's seeded apt cache: lab hosts have no internet.
+    farm.exec(
+        name,
+        ["sh", "-c", "DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-download "
+         "python3-venv >/dev/null"],
+        check=True,
+    )  # fmt: skip
     farm.exec(name, ["python3", "-m", "venv", REMOTE_VENV], check=True)
     farm.exec(
         name,

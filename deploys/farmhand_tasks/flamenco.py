@@ -1,0 +1,47 @@
+"""Flamenco 3: the manager on the hub (overlay only), workers as the farm user."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import files, systemd
+from pyinfra.operations.util import any_changed
+
+from farmhand import artifacts as a
+from farmhand.hosts import HostModel
+from farmhand.keystore.plan import Role
+from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT
+from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
+from farmhand.render import RenderedFile
+from farmhand_tasks import files as farm_files
+from farmhand_tasks.installers import take, unpack
+
+
+@deploy("Flamenco")
+def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    part = "manager" if model.role is Role.HUB else "worker"
+    workdir = FLAMENCO_MANAGER_DIR if part == "manager" else FLAMENCO_WORKER_DIR
+    unit_name = FLAMENCO_MANAGER_UNIT if part == "manager" else FLAMENCO_WORKER_UNIT
+    archive, _ = take(model, a.FLAMENCO)
+    top = a.FLAMENCO.filename.removesuffix(".tar.gz")
+    unpack(archive, top, OPT, f"{OPT}/flamenco", f"flamenco-{part}")
+    # Its own state (SQLite, worker credentials) lives here, owned by the farm user.
+    files.directory(
+        name=f"Flamenco {part} folder {workdir}",
+        path=workdir,
+        mode="750",
+        user=model.farm_user,
+        group=model.farm_user,
+        present=True,
+    )
+    config = farm_files.install([rendered[f"{workdir}/flamenco-{part}.yaml"]])
+    unit = farm_files.install([rendered[f"/etc/systemd/system/{unit_name}"]])
+    systemd.daemon_reload(name="Reload systemd units (flamenco)", _if=any_changed(*unit))
+    started = systemd.service(
+        name=f"{unit_name} running and enabled", service=unit_name, enabled=True, running=True
+    )
+    systemd.service(
+        name=f"Restart {unit_name} after its configuration changed",
+        service=unit_name,
+        restarted=True,
+        _if=lambda: any_changed(*config, *unit)() and not started.did_change(),
+    )

@@ -1,0 +1,31 @@
+"""A worker's idle shutdown: the decision script, its settings, and the timer that runs it."""
+
+from __future__ import annotations
+
+from pyinfra.api import deploy
+from pyinfra.operations import systemd
+from pyinfra.operations.util import any_changed
+
+from farmhand import idle as settings
+from farmhand.hosts import HostModel
+from farmhand.render import SYSTEMD_DIR, RenderedFile
+from farmhand_tasks import files as farm_files
+
+
+@deploy("Idle shutdown")
+def idle(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    paths = (
+        settings.IDLE_SCRIPT,
+        settings.IDLE_ENV,
+        f"{SYSTEMD_DIR}/{settings.IDLE_SERVICE}",
+        f"{SYSTEMD_DIR}/{settings.IDLE_TIMER}",
+    )
+    installed = farm_files.install(rendered[path] for path in paths)
+    systemd.daemon_reload(name="Reload systemd units (idle shutdown)", _if=any_changed(*installed))
+    # Only the timer is enabled: it starts the check; the check itself is a oneshot.
+    systemd.service(
+        name="Idle shutdown timer running and enabled",
+        service=settings.IDLE_TIMER,
+        enabled=True,
+        running=True,
+    )

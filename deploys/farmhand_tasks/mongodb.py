@@ -1,0 +1,123 @@
+"""MongoDB for Deadline on the hub: its own user, overlay-only, TLS and access control."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.api.operation import OperationMeta
+from pyinfra.facts.server import Command
+from pyinfra.operations import files, server, systemd
+from pyinfra.operations.util import any_changed
+
+from farmhand import artifacts as a
+from farmhand.hosts import HostModel
+from farmhand.queue import MONGODB_DATA, MONGODB_RUN, MONGODB_USER, OPT, QUEUE_ETC, queue_service
+from farmhand.queuefiles import MONGODB_UNIT
+from farmhand.render import RenderedFile
+from farmhand_tasks import files as farm_files
+from farmhand_tasks.installers import take, unpack
+
+USER_STAMP = "/var/lib/farmhand/mongodb-user.sha256"
+
+
+def group_readable(item: RenderedFile, group: str) -> OperationMeta:
+    """A secret a service user must read: 0640, root-owned, the service's group."""
+    return files.put(
+        name=f"Install {item.path}",
+        src=io.BytesIO(item.content),
+        dest=item.path,
+        mode=f"{item.mode:o}",
+        user="root",
+        group=group,
+        create_remote_dir=True,
+        _temp_dir=farm_files.SECRET_UPLOADS,
+    )
+
+
+@deploy("MongoDB (Deadline database)")
+def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    server.user(
+        name=f"System user {MONGODB_USER} (the database never runs as root)",
+        user=MONGODB_USER,
+        system=True,
+        home=MONGODB_DATA,
+        shell="/usr/sbin/nologin",
+        create_home=False,
+        present=True,
+    )
+    files.directory(
+        name=f"Database folder {MONGODB_DATA}",
+        path=MONGODB_DATA,
+        mode="750",
+        user=MONGODB_USER,
+        group=MONGODB_USER,
+        present=True,
+    )
+    for artifact, link, binary in (
+        (a.mongodb(model.distro), f"{OPT}/mongodb", "bin/mongod"),
+        (a.mongosh(model.distro), f"{OPT}/mongosh", "bin/mongosh"),
+    ):
+        archive, _ = take(model, artifact)
+        top = artifact.filename.removesuffix(".tgz")
+        unpack(archive, top, OPT, link, binary)
+    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
+    changed = farm_files.install(
+        rendered[p]
+        for p in (
+            f"{QUEUE_ETC}/ca.crt",
+            f"{QUEUE_ETC}/mongod.conf",
+            f"/etc/systemd/system/{MONGODB_UNIT}",
+        )
+    )
+    changed.append(group_readable(rendered[f"{QUEUE_ETC}/mongod.pem"], MONGODB_USER))
+    secrets = farm_files.install(
+        rendered[p]
+        for p in (
+            f"{QUEUE_ETC}/db.password",
+            f"{QUEUE_ETC}/create-user.js",
+            f"{QUEUE_ETC}/client.pem",
+        )
+    )
+    systemd.daemon_reload(name="Reload systemd units (mongodb)", _if=any_changed(*changed))
+    started = systemd.service(
+        name=f"{MONGODB_UNIT} running and enabled",
+        service=MONGODB_UNIT,
+        enabled=True,
+        running=True,
+    )
+    systemd.service(
+        name=f"Restart {MONGODB_UNIT} after its configuration or keys changed",
+        service=MONGODB_UNIT,
+        restarted=True,
+        _if=lambda: any_changed(*changed)() and not started.did_change(),
+    )
+    _database_user(model, secrets)
+
+
+def _database_user(model: HostModel, secrets: list[OperationMeta]) -> None:
+    """Deadline's database user, once, over root's local socket (the password is in a 0600
+    script file, never on a command line)."""
+    password = rendered_password_digest(model)
+    applied = host.get_fact(Command, command=f"cat {USER_STAMP} 2>/dev/null || true")
+    if (applied or "").strip() == password:
+        return
+    port = queue_service(model.plan).port
+    socket = f"{MONGODB_RUN}/mongodb-{port}.sock"
+    uri = "mongodb://" + socket.replace("/", "%2F") + "/admin"
+    server.shell(
+        name="Deadline's database user (created once)",
+        commands=[
+            f"for i in $(seq 60); do [ -S {socket} ] && break; sleep 1; done",
+            f"{OPT}/mongosh/bin/mongosh --quiet '{uri}' {QUEUE_ETC}/create-user.js",
+            f"echo {password} > {USER_STAMP} && chmod 600 {USER_STAMP}",
+        ],
+    )
+
+
+def rendered_password_digest(model: HostModel) -> str:
+    from farmhand.queuefiles import tls
+
+    return hashlib.sha256(tls(model).db_password.encode()).hexdigest()

@@ -1,0 +1,90 @@
+"""The render queue on a host (the plan's manager) and the renderer on workers."""
+
+from __future__ import annotations
+
+from pyinfra import host
+from pyinfra.api import deploy
+from pyinfra.facts.server import Command
+from pyinfra.operations import files, server
+
+from farmhand import artifacts as a
+from farmhand.hosts import HostModel
+from farmhand.keystore.plan import Role
+from farmhand.queue import OPT, Renderer, RenderManager, render_manager, renderer
+from farmhand.queuefiles import FETCH
+from farmhand.render import RenderedFile
+from farmhand_tasks import deadline, flamenco, mongodb, packages
+from farmhand_tasks import files as farm_files
+from farmhand_tasks.installers import cache_on_hub, take, unpack
+
+
+@deploy("Render queue")
+def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    if not host.data.get("farmhand_queue", True):
+        return  # `farmhand deploy --no-queue`: the overlay and shares only
+    farm_files.install([rendered[FETCH]])
+    if model.role is Role.WORKER:
+        # Workers take artifacts from the hub's share with smbclient (no mount needed).
+        packages.install(model, "smbclient" if not model.distro.selinux else "samba-client")
+    if model.distro.selinux:
+        _selinux_contexts()
+    if model.role is Role.HUB:
+        # Everything the farm's choices need lands in the installers share first (once).
+        for artifact in a.needed(model.plan, model.distro):
+            cache_on_hub(model, artifact)
+    if render_manager(model.plan) is RenderManager.FLAMENCO:
+        flamenco.flamenco(model, rendered)
+    elif model.role is Role.HUB:
+        mongodb.mongodb(model, rendered)
+        deadline.repository(model, rendered)
+    else:
+        deadline.client(model, rendered)
+    if model.role is Role.WORKER:
+        render_engine(model)
+
+
+def render_engine(model: HostModel) -> None:
+    """Blender from the distribution where it has a package, else the pinned release; or Bella."""
+    if renderer(model.plan) is Renderer.BELLA:
+        archive, _ = take(model, a.BELLA)
+        top = a.BELLA.filename.removesuffix(".tar.gz")
+        files.directory(name=f"Folder {OPT}/{top}", path=f"{OPT}/{top}", mode="755")
+        unpack(archive, ".", f"{OPT}/{top}", f"{OPT}/bella", "bella_cli")
+        files.link(
+            name="/usr/local/bin/bella_cli", path="/usr/local/bin/bella_cli",
+            target=f"{OPT}/bella/bella_cli",
+        )  # fmt: skip
+        return
+    if a.blender_from_package(model.distro):
+        packages.install(model, "blender")
+        return
+    archive, _ = take(model, a.BLENDER)
+    unpack(archive, a.BLENDER.filename.removesuffix(".tar.xz"), OPT, f"{OPT}/blender", "blender")
+    files.link(
+        name="/usr/local/bin/blender", path="/usr/local/bin/blender",
+        target=f"{OPT}/blender/blender",
+    )  # fmt: skip
+
+
+SELINUX_RULES = (
+    ("bin_t", f"{OPT}/[^/]+/bin(/.*)?"),
+    ("bin_t", f"{OPT}/flamenco-[^/]+/flamenco-(manager|worker)"),
+    ("bin_t", f"{OPT}/blender-[^/]+/blender"),
+    ("bin_t", "/opt/Thinkbox/Deadline10/bin(/.*)?"),
+)
+
+
+def _selinux_contexts() -> None:
+    """Persistent labels (semanage fcontext + restorecon, never chcon) for what we unpack."""
+    listing = host.get_fact(Command, command="semanage fcontext -l -C 2>/dev/null || true") or ""
+    missing = [(t, p) for t, p in SELINUX_RULES if p not in listing]
+    if missing:
+        server.shell(
+            name="SELinux: label the queue's binaries bin_t (persistent)",
+            commands=[f"semanage fcontext -a -t {t} '{p}'" for t, p in missing],
+        )
+    server.shell(
+        name="SELinux: restorecon the queue's folders",
+        commands=[f"restorecon -R {OPT} /opt/Thinkbox 2>/dev/null || restorecon -R {OPT}"],
+        _if=lambda: bool(missing),
+    )

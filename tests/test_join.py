@@ -1,0 +1,549 @@
+"""`farmhand join` without a lab: bad input leaves the config folder exactly as it was, the
+service plans for macOS and Windows are the exact files and commands we would run there, and
+the foreground mode stops cleanly on SIGINT/SIGTERM (real nebula in a network namespace of
+the test's own, talking to nothing but its loopback).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import plistlib
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conftest import (
+    PASSPHRASE,
+    SESSION_BOSS,
+    WITH_PASSPHRASE,
+    WITH_WRONG_PASSPHRASE,
+    Farm,
+    assert_cli_error,
+    run_cli,
+    snapshot,
+)
+from farmhand.hosts import host_model
+from farmhand.join import JoinError
+from farmhand.join.nebula import ReleaseDownload, fetch_release, locate
+from farmhand.join.platforms import OS
+from farmhand.join.services import (
+    LAUNCHD_LABEL,
+    LAUNCHD_LOG,
+    LAUNCHD_PLIST,
+    SYSTEMD_PATH,
+    Step,
+    service_plan,
+    windows_owner_only,
+)
+from farmhand.join.shares import share_hints
+from farmhand.keystore.bundle import open_bundle
+from farmhand.nebula.release import ARCHIVES, ReleaseArchive
+from farmhand.render import render_join_files
+
+BOSS_BUNDLE = f"boss-{SESSION_BOSS}.keybundle.age"
+NETNS = "fhjoin-fg"
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    """A config folder that already holds something of the user's: it must survive."""
+    root = tmp_path / "config"
+    root.mkdir()
+    (root / "keep.txt").write_text("the user's own file\n")
+    return root
+
+
+def _env(config: Path, **extra: str) -> dict[str, str]:
+    return {**WITH_PASSPHRASE, "FARMHAND_CONFIG_DIR": str(config / "farmhand"), **extra}
+
+
+# --- bad input: one line each, nothing half-configured ------------------------------------
+
+
+def test_a_wrong_passphrase_is_one_line_and_writes_nothing(farm: Farm, config: Path) -> None:
+    before = snapshot(config)
+    result = run_cli(
+        "join",
+        "--bundle",
+        farm.root / BOSS_BUNDLE,
+        "--hub-address",
+        "203.0.113.7",
+        env={**_env(config), **WITH_WRONG_PASSPHRASE},
+    )
+    assert_cli_error(result, "wrong passphrase")
+    assert snapshot(config) == before
+
+
+def test_a_worker_bundle_is_refused(farm: Farm, config: Path) -> None:
+    before = snapshot(config)
+    result = run_cli(
+        "join",
+        "--bundle",
+        farm.root / "workers.keybundle.age",
+        "--hub-address",
+        "203.0.113.7",
+        env=_env(config),
+    )
+    assert_cli_error(result, "is the worker keybundle", "boss keybundle", code=2)
+    assert snapshot(config) == before
+
+
+def test_nebula_missing_and_not_installable(farm: Farm, config: Path, tmp_path: Path) -> None:
+    empty = tmp_path / "bin"  # a PATH with no nebula, no apt-get
+    empty.mkdir()
+    before = snapshot(config)
+    result = run_cli(
+        "join",
+        "--bundle",
+        farm.root / BOSS_BUNDLE,
+        "--hub-address",
+        "203.0.113.7",
+        env=_env(config, PATH=str(empty)),
+    )
+    assert_cli_error(result, "nebula is not installed", "--nebula PATH")
+    assert snapshot(config) == before
+
+
+def test_a_nebula_that_is_not_nebula_is_refused(farm: Farm, config: Path) -> None:
+    before = snapshot(config)
+    result = run_cli(
+        "join",
+        "--bundle",
+        farm.root / BOSS_BUNDLE,
+        "--hub-address",
+        "203.0.113.7",
+        "--nebula",
+        "/bin/true",
+        env=_env(config),
+    )
+    assert_cli_error(result, "does not run as nebula")
+    assert snapshot(config) == before
+
+
+def test_service_and_foreground_together_are_a_usage_error(config: Path) -> None:
+    result = run_cli("join", "--service", "--foreground", env=_env(config))
+    assert_cli_error(result, "choose one of --service and --foreground", code=2)
+
+
+def test_status_before_joining_says_how_to_join(config: Path) -> None:
+    result = run_cli("status", env=_env(config))
+    assert_cli_error(result, "has not joined a farm", "farmhand join", code=2)
+
+
+def test_leave_without_a_join_changes_nothing(config: Path) -> None:
+    before = snapshot(config)
+    result = run_cli("join", "--leave", env=_env(config))
+    assert result.returncode == 0, result.stderr
+    assert "nothing to leave" in result.stdout
+    assert snapshot(config) == before
+
+
+def _nobody() -> pwd.struct_passwd | None:
+    try:
+        return pwd.getpwnam("nobody")
+    except KeyError:
+        return None
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="needs root")
+@pytest.mark.parametrize("mode", ["--service", "--foreground"])
+def test_no_admin_rights_is_one_line_naming_the_step(farm: Farm, mode: str) -> None:
+    """An unprivileged user whom sudo will not help: refused before anything is written."""
+    user = _nobody()
+    if user is None:
+        pytest.skip("no user 'nobody'")
+    home = Path(f"/tmp/fhjoin-noadmin-{os.getpid()}")  # nobody cannot enter pytest's tmp
+    shutil.rmtree(home, ignore_errors=True)
+    try:
+        (home / "config").mkdir(parents=True)
+        (home / "config" / "keep.txt").write_text("the user's own file\n")
+        shutil.copy(farm.root / BOSS_BUNDLE, home / BOSS_BUNDLE)
+        for path in (home, home / "config", home / "config" / "keep.txt", home / BOSS_BUNDLE):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        before = snapshot(home / "config")
+        argv = [
+            "setpriv",
+            f"--reuid={user.pw_uid}",
+            f"--regid={user.pw_gid}",
+            "--clear-groups",
+            sys.executable,
+            "-m",
+            "farmhand",
+            "join",
+            mode,
+            "--bundle",
+            str(home / BOSS_BUNDLE),
+            "--hub-address",
+            "203.0.113.7",
+        ]
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(home),
+            "FARMHAND_CONFIG_DIR": str(home / "config" / "farmhand"),
+            "FARMHAND_PASSPHRASE": PASSPHRASE,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"),
+            "COLUMNS": "200",
+        }
+        result = subprocess.run(
+            argv,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        what = "installing nebula as the systemd unit" if mode == "--service" else "starting nebula"
+        assert_cli_error(result, what, "needs administrator rights")
+        assert snapshot(home / "config") == before
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+# --- the service on each OS ---------------------------------------------------------------
+
+
+def test_the_macos_launchd_plist_and_commands() -> None:
+    config = "/Users/al & co/Library/Application Support/farmhand/join/config.yml"
+    plan = service_plan(
+        OS.MACOS,
+        nebula="/opt/homebrew/bin/nebula",
+        config=config,
+        join_dir="/Users/al & co/Library/Application Support/farmhand/join",
+        farm="studio",
+        boss="alice",
+    )
+    (plist_file,) = plan.files
+    assert plist_file.name == "farmhand.join.plist"
+    plist = plistlib.loads(plist_file.content)
+    assert plist == {
+        "Label": LAUNCHD_LABEL,
+        "ProgramArguments": ["/opt/homebrew/bin/nebula", "-config", config],
+        "RunAtLoad": True,
+        "KeepAlive": True,
+        "ThrottleInterval": 5,
+        "StandardOutPath": LAUNCHD_LOG,
+        "StandardErrorPath": LAUNCHD_LOG,
+    }
+    staged = "/Users/al & co/Library/Application Support/farmhand/join/farmhand.join.plist"
+    assert [s.argv for s in plan.install] == [
+        ("install", "-m", "0644", "-o", "root", "-g", "wheel", staged, LAUNCHD_PLIST),
+        ("launchctl", "bootstrap", "system", LAUNCHD_PLIST),
+    ]
+    assert [s.argv for s in plan.remove] == [
+        ("launchctl", "bootout", "system/farmhand.join"),
+        ("rm", "-f", LAUNCHD_PLIST, LAUNCHD_LOG),
+    ]
+    assert all(s.admin for s in plan.install + plan.remove)
+    assert LAUNCHD_PLIST == "/Library/LaunchDaemons/farmhand.join.plist"
+
+
+def test_the_windows_service_commands_and_key_acl() -> None:
+    nebula = r"C:\Program Files\Nebula\nebula.exe"
+    config = r"C:\Users\alice\AppData\Local\farmhand\join\config.yml"
+    plan = service_plan(
+        OS.WINDOWS,
+        nebula=nebula,
+        config=config,
+        join_dir=r"C:\Users\alice\AppData\Local\farmhand\join",
+        farm="studio",
+        boss="alice",
+    )
+    assert plan.files == ()
+    assert [s.argv for s in plan.install] == [
+        (nebula, "-service", "install", "-config", config),
+        (nebula, "-service", "start"),
+    ]
+    assert [s.argv for s in plan.remove] == [
+        (nebula, "-service", "stop"),
+        (nebula, "-service", "uninstall"),
+    ]
+    assert [s.check for s in plan.remove] == [False, True]
+    key = r"C:\Users\alice\AppData\Local\farmhand\join\host.key"
+    acl = windows_owner_only(key, r"LAPTOP\alice")
+    assert acl.argv == (
+        "icacls",
+        key,
+        "/inheritance:r",
+        "/grant:r",
+        r"LAPTOP\alice:F",
+        "/grant:r",
+        "*S-1-5-18:R",
+    )
+    assert acl.admin is False
+
+
+def test_the_linux_unit_and_its_removal() -> None:
+    plan = service_plan(
+        OS.LINUX,
+        nebula="/usr/bin/nebula",
+        config="/home/al/.config/farmhand/join/config.yml",
+        join_dir="/home/al/.config/farmhand/join",
+        farm="studio",
+        boss="alice",
+    )
+    (unit,) = plan.files
+    text = unit.content.decode()
+    assert 'ExecStart="/usr/bin/nebula" -config "/home/al/.config/farmhand/join/config.yml"' in text
+    assert "WantedBy=multi-user.target" in text
+    assert [s.argv for s in plan.install] == [
+        (
+            "install",
+            "-m",
+            "0644",
+            "/home/al/.config/farmhand/join/farmhand-join.service",
+            SYSTEMD_PATH,
+        ),
+        ("systemctl", "daemon-reload"),
+        ("systemctl", "enable", "--now", "farmhand-join.service"),
+    ]
+    assert ("rm", "-f", SYSTEMD_PATH) in [s.argv for s in plan.remove]
+    # Steps survive join.json unchanged (leave runs exactly what join recorded).
+    assert [Step.from_json(s.to_json()) for s in plan.remove] == list(plan.remove)
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("os_", [OS.LINUX, OS.MACOS, OS.WINDOWS])
+def test_the_boss_nebula_config_per_os(farm: Farm, tmp_path: Path, os_: OS) -> None:
+    bundle = open_bundle(farm.root / BOSS_BUNDLE, PASSPHRASE)
+    model = host_model(bundle, hub_address="203.0.113.7")
+    folder = str(tmp_path) if os_ is not OS.WINDOWS else r"C:\Users\alice\farmhand\join"
+    files = render_join_files(model, folder, sep=os_.sep, tun_dev=os_.tun_dev)
+    by_name = {f.path.rsplit(os_.sep, 1)[-1]: f for f in files}
+    assert set(by_name) == {"config.yml", "ca.crt", "host.crt", "host.key"}
+    assert by_name["host.key"].mode == 0o600
+    assert by_name["config.yml"].mode == 0o600
+    text = by_name["config.yml"].text
+    assert f"key: {folder}{os_.sep}host.key" in text
+    assert f"dev: {'utun' if os_ is OS.MACOS else 'nebula1'}" in text
+    assert '"10.87.0.1": ["203.0.113.7:42042"]' in text
+    if os_ is not OS.WINDOWS:  # the real nebula accepts it (paths exist here)
+        for f in files:
+            Path(f.path).write_bytes(f.content)
+        test = subprocess.run(
+            ["nebula", "-test", "-config", str(tmp_path / "config.yml")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert test.returncode == 0, test.stdout + test.stderr
+
+
+def test_share_hints_speak_each_os() -> None:
+    assert share_hints(OS.MACOS, "10.87.0.1", "farmhand", ["farm"], "/p")[0].startswith(
+        "farm: Finder > Go > Connect to Server: smb://farmhand@10.87.0.1/farm"
+    )
+    windows = share_hints(OS.WINDOWS, "10.87.0.1", "farmhand", ["farm"], "C:\\p")
+    assert "\\\\10.87.0.1\\farm" in windows[0]
+    assert "/user:farmhand" in windows[0]
+    linux = share_hints(OS.LINUX, "10.87.0.1", "farmhand", ["farm", "queue"], "/p")
+    assert "gio mount smb://farmhand@10.87.0.1/queue" in linux[1]
+    assert "mount -t cifs //10.87.0.1/farm" in linux[0]
+    assert linux[-1] == "SMB user farmhand; the password is in /p (readable only by you)"
+
+
+# --- foreground: real nebula in a namespace of our own --------------------------------------
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    if os.geteuid() != 0 or shutil.which("ip") is None or shutil.which("nebula") is None:
+        pytest.skip("needs root, ip and nebula")
+    subprocess.run(["ip", "netns", "del", NETNS], capture_output=True, check=False)
+    subprocess.run(["ip", "netns", "add", NETNS], check=True)
+    subprocess.run(["ip", "-n", NETNS, "link", "set", "lo", "up"], check=True)
+    try:
+        yield NETNS
+    finally:
+        subprocess.run(["ip", "netns", "del", NETNS], check=False)
+
+
+def _has_nebula1(ns: str) -> bool:
+    shown = subprocess.run(["ip", "-n", ns, "link", "show", "nebula1"], capture_output=True)
+    return shown.returncode == 0
+
+
+def _nebula_pids(config_dir: Path) -> list[int]:
+    """nebula processes running with a config under ``config_dir``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                argv = (entry / "cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0].endswith(b"nebula") and str(config_dir).encode() in b" ".join(argv):
+                found.append(int(entry.name))
+    return found
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("how", ["SIGINT", "SIGTERM", "leave"])
+def test_foreground_stops_cleanly_and_leaves_no_nebula(
+    farm: Farm, config: Path, netns: str, how: str
+) -> None:
+    """Ctrl-C, a SIGTERM, or `farmhand join --leave` from another terminal."""
+    signum = signal.SIGINT if how == "SIGINT" else signal.SIGTERM
+    env = {**os.environ, **_env(config), "COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
+    env = {k: v for k, v in env.items() if k != "FARMHAND_KEYS"}
+    argv = [
+        "ip",
+        "netns",
+        "exec",
+        netns,
+        sys.executable,
+        "-m",
+        "farmhand",
+        "join",
+        "--foreground",
+        "--bundle",
+        str(farm.root / BOSS_BUNDLE),
+        "--hub-address",
+        "127.0.0.1",
+    ]
+    child = subprocess.Popen(
+        argv,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        lines = []
+        nebula_pid = 0
+        deadline = time.monotonic() + 60
+        while not nebula_pid and time.monotonic() < deadline:
+            line = child.stdout.readline()
+            assert line, f"join ended early: {lines} {child.stderr.read() if child.stderr else ''}"
+            lines.append(line)
+            found = re.search(r"nebula started \(pid (\d+)\)", line)
+            nebula_pid = int(found.group(1)) if found else 0
+        assert nebula_pid, lines
+        deadline = time.monotonic() + 20
+        while not _has_nebula1(netns):
+            assert time.monotonic() < deadline, "nebula never made its device"
+            time.sleep(0.1)
+        assert _nebula_pids(config) == [nebula_pid]
+        waiting = child.stdout.readline()
+        assert "waiting for the hub 10.87.0.1" in waiting  # the live status line (no tty)
+
+        # status from the same namespace: the hub does not answer -> non-zero, still a report.
+        status = subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                netns,
+                sys.executable,
+                "-m",
+                "farmhand",
+                "status",
+                "--json",
+                "--timeout",
+                "0.5",
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 1, status.stderr
+        assert '"reachable": false' in status.stdout
+        assert "Traceback" not in status.stderr
+
+        if how == "leave":
+            left = run_cli("join", "--leave", env=_env(config))
+            assert left.returncode == 0, left.stderr
+            assert "removed the running foreground nebula" in left.stdout
+        else:
+            child.send_signal(signum)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, out + err
+    assert f"nebula stopped (signal {signum})" in out
+    assert "Traceback" not in err
+    assert not Path(f"/proc/{nebula_pid}").exists()
+    assert _nebula_pids(config) == []
+    assert not _has_nebula1(netns)
+    if how != "leave":
+        # The config stays for the next `farmhand join`; --leave removes it, and only it.
+        assert (config / "farmhand" / "join" / "host.key").stat().st_mode & 0o777 == 0o600
+        assert not (config / "farmhand" / "join" / "foreground.pid").exists()
+        left = run_cli("join", "--leave", env=_env(config))
+        assert left.returncode == 0, left.stderr
+    assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+# --- the pinned upstream release (macOS, Windows; any OS given the archive) -----------------
+
+
+def test_an_archive_that_is_not_the_pinned_release_is_refused(
+    farm: Farm, config: Path, tmp_path: Path
+) -> None:
+    """Refused after the folder was staged: the rollback leaves the config folder as it was."""
+    fake = tmp_path / "nebula-linux-amd64.tar.gz"
+    with tarfile.open(fake, "w:gz") as tar:
+        tar.add("/usr/bin/nebula", arcname="nebula")
+    before = snapshot(config)
+    result = run_cli(
+        "join",
+        "--bundle",
+        farm.root / BOSS_BUNDLE,
+        "--hub-address",
+        "203.0.113.7",
+        "--nebula",
+        fake,
+        env=_env(config),
+    )
+    assert_cli_error(result, "nebula-linux-amd64.tar.gz", "not the pinned", "refusing")
+    assert snapshot(config) == before
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_a_verified_archive_is_unpacked_and_runs(tmp_path: Path, kind: str) -> None:
+    """The unpack path with a real nebula inside (the pin is this archive's own sha256)."""
+    archive = tmp_path / f"nebula-test.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zipped:
+            zipped.write("/usr/bin/nebula", "nebula")
+            zipped.writestr("dist/windows/wintun/bin/arm64/wintun.dll", b"not this one")
+    else:
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add("/usr/bin/nebula", arcname="nebula")
+    pin = ReleaseArchive("test", archive.name, hashlib.sha256(archive.read_bytes()).hexdigest())
+    os_ = OS.MACOS if kind == "zip" else OS.LINUX
+    binary = fetch_release(ReleaseDownload(pin, str(archive)), tmp_path / "bin", os_)
+    assert binary.path == str(tmp_path / "bin" / "nebula")
+    assert re.fullmatch(r"\d+\.\d+\.\d+", binary.version)
+    assert sorted(p.name for p in (tmp_path / "bin").iterdir()) == ["nebula"]
+    tampered = ReleaseArchive("test", archive.name, "0" * 64)
+    with pytest.raises(JoinError, match="refusing to use it"):
+        fetch_release(ReleaseDownload(tampered, str(archive)), tmp_path / "bin2", os_)
+    assert not (tmp_path / "bin2").exists()
+
+
+def test_macos_and_windows_fall_back_to_the_pinned_release(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    for os_, platform in ((OS.MACOS, "darwin"), (OS.WINDOWS, "windows-amd64")):
+        choice = locate(os_)
+        assert isinstance(choice, ReleaseDownload)
+        assert choice.archive == ARCHIVES[platform]
+        assert choice.source == ARCHIVES[platform].url
+        assert choice.source.startswith("https://github.com/slackhq/nebula/releases/download/v")

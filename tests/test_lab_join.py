@@ -1,0 +1,253 @@
+"""End to end: a boss joins the lab farm with `farmhand join --service` and checks it with
+`farmhand status` (issue 6, "Tests that must exist").
+
+ONE lab (prefix ``fhjoin``): hub, worker0001, worker0002 and boss1. Keys are made with a worker
+price in farm.toml; the hub and workers get the real deploys, boss1 does NOT get the boss deploy:
+farmhand is installed on it from a wheelhouse and joins by itself, the way a person's laptop
+would (it even installs nebula from the distribution's package, offline from the image's cache).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from farmhand.keystore import pki
+from farmhand.keystore.bundle import bundle_filename
+from farmhand.keystore.plan import Role, new_plan
+from farmhand.lab import LabFarm
+from farmhand.lab import provision as prov
+from farmhand.lab.system import why_unavailable
+from farmhand.lab.wheelhouse import build_wheelhouse, install_farmhand
+
+PREFIX = "fhjoin"
+LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "ssh")
+HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
+PRICE = 0.35
+CONFIG_DIR = "/root/.config/farmhand"
+UNIT = "/etc/systemd/system/farmhand-join.service"
+BUNDLE = "/root/boss1.keybundle.age"
+PASSFILE = "/root/farm-passphrase"
+
+_NO_LAB = why_unavailable(LAB_TOOLS)
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+
+
+@dataclass
+class JoinLab:
+    farm: LabFarm
+    farmhand: str
+
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``farmhand ARGS`` on boss1 (as root, the way `sudo farmhand` would run)."""
+        return self.farm.host(BOSS).exec([self.farmhand, *args])
+
+    def sh(self, name: str, script: str, input: str | None = None) -> str:
+        result = self.farm.exec(name, ["sh", "-c", script], input=input)
+        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
+        return result.stdout.strip()
+
+    def status(self) -> tuple[int, dict[str, Any]]:
+        result = self.run("status", "--json", "--timeout", "3")
+        assert "Traceback" not in result.stderr, result.stderr
+        return result.returncode, json.loads(result.stdout)
+
+
+def _put_file(farm: LabFarm, name: str, path: str, data: bytes) -> None:
+    """A file onto a lab host over ssh stdin (secrets never in a command line), mode 0600."""
+    result = subprocess.run(
+        farm.host(name).ssh_argv(["sh", "-c", f"umask 077 && cat > {path}"]),
+        input=data,
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
+    if _NO_LAB is not None:
+        pytest.skip(_NO_LAB)
+    farm = LabFarm(tmp_path_factory.mktemp("join-state"), prefix=PREFIX, progress=print)
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            wheels = pool.submit(build_wheelhouse)  # PyPI work while the containers boot
+            farm.up(workers=2, bosses=1)
+            wheelhouse = wheels.result()
+        plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
+        plan = dataclasses.replace(plan, extra={"worker_hourly_price": PRICE, "currency": "EUR"})
+        pki.create_farm(prov.store_dir(farm), plan, 2, [BOSS], prov.lab_passphrase(farm))
+
+        def boss_setup() -> str:
+            return install_farmhand(farm, BOSS, wheelhouse)
+
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            hub = pool.submit(prov.deploy_role, farm, Role.HUB, [HUB])
+            workers = pool.submit(prov.deploy_role, farm, Role.WORKER, [W1, W2])
+            farmhand = pool.submit(boss_setup)
+            hub.result()
+            workers.result()
+            path = farmhand.result()
+        store = prov.store_dir(farm)
+        _put_file(farm, BOSS, BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
+        _put_file(farm, BOSS, PASSFILE, prov.lab_passphrase(farm).encode() + b"\n")
+        yield JoinLab(farm, path)
+    finally:
+        farm.down()
+
+
+def test_the_boss_joins_as_a_service_and_reaches_the_hub(lab: JoinLab) -> None:
+    assert lab.sh(BOSS, "command -v nebula || echo none") == "none"  # join must install it
+    result = lab.run("join", "--service", "--bundle", BUNDLE, "--passphrase-file", PASSFILE)
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "joined farm 'lab' as boss1 (10.87.10.1)" in out
+    assert "the hub 10.87.0.1 answers in" in out
+    assert "gio mount smb://farmhand@10.87.0.1/farm" in out
+    assert f"password is in {CONFIG_DIR}/join/smb.password" in out
+    assert lab.sh(BOSS, "systemctl is-active farmhand-join.service") == "active"
+    assert lab.sh(BOSS, "systemctl is-enabled farmhand-join.service") == "enabled"
+    modes = lab.sh(BOSS, f"stat -c '%n %a' {CONFIG_DIR}/join/*").splitlines()
+    modes_by_name = dict(line.rsplit(" ", 1) for line in modes)
+    assert modes_by_name[f"{CONFIG_DIR}/join/host.key"] == "600"
+    assert modes_by_name[f"{CONFIG_DIR}/join/smb.password"] == "600"
+    assert modes_by_name[f"{CONFIG_DIR}/join/config.yml"] == "600"
+    assert lab.sh(BOSS, f"stat -c %a {CONFIG_DIR}/join") == "700"
+    # The password never leaves the 0600 file: not in the unit, the state or the output.
+    password = lab.sh(BOSS, f"cat {CONFIG_DIR}/join/smb.password")
+    assert password not in out + result.stderr
+    assert password not in lab.sh(BOSS, f"cat {UNIT} {CONFIG_DIR}/join/join.json")
+    assert lab.sh(BOSS, "ping -c 1 -W 2 10.87.0.1 >/dev/null && echo ok") == "ok"
+
+
+def _write_leases(lab: JoinLab, leases: list[dict[str, Any]]) -> None:
+    now = int(time.time())
+    table = {"updated": now, "ttl": 300, "leases": leases}
+    folder = "/srv/farmhand/farm/.farmhand"
+    lab.sh(
+        HUB,
+        f"mkdir -p {folder} && cat > {folder}/leases.json && chown -R farmhand:farmhand {folder}",
+        input=json.dumps(table),
+    )
+
+
+def test_status_reports_the_hub_every_live_worker_leases_and_cost(lab: JoinLab) -> None:
+    code, report = lab.status()
+    assert code == 0, report
+    assert report["leases"]["available"] is False
+    assert "no lease table" in report["leases"]["reason"]
+
+    now = int(time.time())
+    _write_leases(
+        lab,
+        [
+            {
+                "name": W1,
+                "ip": "10.87.99.1",
+                "machine": "m-one",
+                "hostname": "worker0001",
+                "since": now - 7200,
+                "renewed": now,
+                "expires": now + 300,
+            },
+            {
+                "name": W2,
+                "ip": "10.87.99.2",
+                "machine": "m-two",
+                "hostname": "clone-b",
+                "since": now - 3600,
+                "renewed": now,
+                "expires": now + 300,
+            },
+            {
+                "name": "worker0077",
+                "ip": "10.87.99.77",
+                "machine": "m-x",
+                "hostname": "old",
+                "since": now - 60,
+                "renewed": now,
+                "expires": now + 300,
+            },
+        ],
+    )
+    code, report = lab.status()
+    assert code == 0, report
+    assert report["farm"] == "lab"
+    assert report["member"] == {"name": BOSS, "ip": "10.87.10.1"}
+    hub = report["hub"]
+    assert hub["reachable"] is True
+    assert hub["ip"] == "10.87.0.1"
+    assert 0 < hub["rtt_ms"] < 1000
+    assert report["nebula"]["version"]  # the package join installed answers -version
+    assert {s["name"]: s["reachable"] for s in report["shares"]} == {"farm": True, "queue": True}
+    assert report["queue"]["port"] == 27100  # no queue is deployed in this lab: not reachable
+    assert report["queue"]["reachable"] is False
+    workers = {w["name"]: w for w in report["workers"]}
+    assert sorted(workers) == [W1, W2]
+    assert all(w["reachable"] for w in workers.values()), workers
+    assert workers[W1]["ip"] == "10.87.99.1"
+    assert workers[W1]["lease"]["machine"] == "m-one"
+    assert workers[W2]["lease"]["hostname"] == "clone-b"
+    assert report["leases"]["available"] is True
+    assert [x["name"] for x in report["revoked"]["seen_online"]] == ["worker0077"]
+    assert report["certificates"]["expiring"] == []
+    assert report["certificates"]["ca"][0]["days_left"] > 1000
+    cost = report["cost"]
+    assert cost["currency"] == "EUR"
+    assert cost["running_workers"] == 2
+    assert cost["per_hour"] == pytest.approx(2 * PRICE)
+    assert cost["since_boot"] == pytest.approx(PRICE * 3, abs=0.05)  # 2 h + 1 h
+
+    human = lab.run("status")
+    assert human.returncode == 0, human.stderr
+    assert "clone-b" in human.stdout  # the machine holding worker0002's certificate
+    assert "0.70 EUR/hour" in human.stdout
+
+
+def test_status_shows_a_powered_off_worker_down(lab: JoinLab) -> None:
+    lab.farm.stop(W2)
+    code, report = lab.status()
+    assert code == 0, report  # the hub answers: a missing worker is news, not a failure
+    workers = {w["name"]: w for w in report["workers"]}
+    assert workers[W1]["reachable"] is True
+    assert workers[W2]["reachable"] is False
+    assert workers[W2]["probe"] == "timeout"
+    assert report["cost"]["running_workers"] == 1
+
+
+def test_leave_removes_the_unit_the_config_and_the_keys(lab: JoinLab) -> None:
+    result = lab.run("join", "--leave")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "left the farm" in result.stdout
+    assert lab.sh(BOSS, f"test -e {UNIT} && echo left || echo gone") == "gone"
+    assert lab.sh(BOSS, f"test -e {CONFIG_DIR} && echo left || echo gone") == "gone"
+    units = lab.sh(BOSS, "systemctl list-units --all --no-legend 'farmhand*' | wc -l")
+    assert units == "0"
+    assert lab.sh(BOSS, "pgrep -x nebula || echo none") == "none"
+    assert lab.sh(BOSS, "command -v nebula || echo none") == "none"  # join's package went too
+    assert lab.sh(BOSS, "ip link show nebula1 2>/dev/null || echo none") == "none"
+    # Without the overlay, status says the hub is unreachable and exits non-zero.
+    failed = lab.run("status", "--bundle", BUNDLE, "--passphrase-file", PASSFILE, "--timeout", "1")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "does not answer" in failed.stdout
+
+
+def test_a_linux_laptop_can_instead_deploy_the_boss_role_on_itself(lab: JoinLab) -> None:
+    """`farmhand deploy boss @local`: the push deploy's code path, run on the laptop itself."""
+    args = ("deploy", "boss", "@local", "--bundle", BUNDLE, "--passphrase-file", PASSFILE)
+    first = lab.run(*args, "--no-apt-update")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert lab.sh(BOSS, "systemctl is-active farmhand-nebula.service") == "active"
+    assert lab.sh(BOSS, "ping -c 1 -W 5 10.87.0.1 >/dev/null && echo ok") == "ok"
+    again = lab.run(*args, "--no-apt-update")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "@local: 0 changed" in again.stdout

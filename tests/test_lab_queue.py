@@ -1,0 +1,230 @@
+"""The render queue deployed for real on the container lab, with STAND-IN artifacts (issue 5).
+
+One lab (prefix ``fhq``): hub, worker0001, boss1. The plan chooses Deadline; the Deadline,
+MongoDB and mongosh archives are the stand-ins of tests/standins/ (they record how they were
+called and lay down what a real install leaves), pinned by their sha256 in farm.toml like real
+ones. The hub is deployed with ``--artifacts``; the worker is not: it must take the files from
+the hub's installers share. Then a real frame: the worker renders a scene from the hub's share
+with Debian's Blender into renders/, and boss1 reads the image back over SMB.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from farmhand import artifacts as a
+from farmhand import deadline as d
+from farmhand.deploy.runner import DeployReport, run_deploy
+from farmhand.keystore import pki
+from farmhand.keystore.bundle import bundle_filename
+from farmhand.keystore.plan import Role, new_plan
+from farmhand.lab import LabFarm
+from farmhand.lab import provision as prov
+from farmhand.lab.system import why_unavailable
+from farmhand.queue import QUEUE_ETC
+
+sys.path.insert(0, str(Path(__file__).parent))
+from standins.archives import build
+
+PREFIX = "fhq"
+HUB, W1, BOSS = "hub", "worker0001", "boss1"
+LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
+RECORDS = "/var/lib/farmhand-standin"
+PORT = d.PORT
+
+_NO_LAB = why_unavailable(LAB_TOOLS)
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+
+
+@dataclass
+class QueueLab:
+    farm: LabFarm
+    passphrase: str
+    artifacts: Path
+    first: dict[str, DeployReport]
+
+    def deploy(self, role: Role, names: list[str], **data: object) -> DeployReport:
+        bundle = bundle_filename(role, names[0] if role is Role.BOSS else "")
+        return run_deploy(
+            role,
+            prov.store_dir(self.farm) / bundle,
+            self.passphrase,
+            prov.targets(self.farm, names),
+            data={**prov.LAB_DEPLOY_DATA, "farmhand_queue": True, **data},
+            netns=self.farm.desk_namespace,
+        )
+
+    def sh(self, name: str, script: str) -> str:
+        result = self.farm.exec(name, ["sh", "-c", script])
+        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
+        return result.stdout.strip()
+
+    def records(self, name: str, standin: str) -> list[dict[str, object]]:
+        text = self.sh(name, f"cat {RECORDS}/{standin}.jsonl 2>/dev/null || true")
+        return [json.loads(line) for line in text.splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueLab]:
+    if _NO_LAB is not None:
+        pytest.skip(_NO_LAB)
+    state = tmp_path_factory.mktemp("queue-state")
+    artifacts = tmp_path_factory.mktemp("standin-artifacts")
+    sums = build(artifacts)
+    farm = LabFarm(state, prefix=PREFIX, progress=print)
+    try:
+        farm.up(workers=1, bosses=1)
+        for name in (HUB, W1):  # the stand-ins record here, whichever user runs them
+            farm.exec(name, ["install", "-d", "-m", "1777", RECORDS], check=True)
+        plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
+        extra = {
+            "render_manager": "deadline",
+            "renderer": "blender",
+            "artifacts": {key: {"sha256": value} for key, value in sums.items()},
+        }
+        plan = dataclasses.replace(plan, extra=extra)
+        pki.create_farm(prov.store_dir(farm), plan, 1, [BOSS], prov.lab_passphrase(farm))
+        lab = QueueLab(farm, prov.lab_passphrase(farm), artifacts, {})
+        # A corrupted artifact is refused before anything reaches the hub.
+        corrupt = tmp_path_factory.mktemp("corrupt")
+        for item in artifacts.iterdir():
+            shutil.copy(item, corrupt / item.name)
+        with (corrupt / a.DEADLINE.filename).open("ab") as handle:
+            handle.write(b"tampered")
+        lab.first["corrupt"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(corrupt))
+        lab.first["hub"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(artifacts))
+        assert lab.first["hub"].ok, lab.first["hub"].failure_message()
+        lab.first["worker"] = lab.deploy(Role.WORKER, [W1])
+        assert lab.first["worker"].ok, lab.first["worker"].failure_message()
+        lab.first["boss"] = lab.deploy(Role.BOSS, [BOSS])
+        assert lab.first["boss"].ok, lab.first["boss"].failure_message()
+        yield lab
+    finally:
+        farm.down()
+
+
+def test_a_corrupted_artifact_is_refused(lab: QueueLab) -> None:
+    report = lab.first["corrupt"]
+    assert not report.ok
+    message = report.failure_message()
+    assert "does not match the sha256" in message, message
+    assert a.DEADLINE.filename in message
+    assert "[artifacts.deadline]" in message
+
+
+def test_the_hub_caches_artifacts_and_the_worker_takes_them_from_it(lab: QueueLab) -> None:
+    cached = lab.sh(HUB, f"sha256sum {a.DEADLINE.cached} | cut -d' ' -f1")
+    taken = lab.sh(W1, f"sha256sum {a.DEADLINE.local} | cut -d' ' -f1")
+    assert cached == taken == a.sha256_for(_plan(lab), a.DEADLINE)
+    # The worker was given no --artifacts: its copy came over SMB from the hub.
+    assert lab.sh(HUB, f"stat -c %U {a.DEADLINE.cached}") == "farmhand"
+
+
+def test_installer_flags_are_exactly_the_documented_ones(lab: QueueLab) -> None:
+    (repo,) = lab.records(HUB, d.REPOSITORY_INSTALLER)
+    hub_ip = prov.overlay_ip(lab.farm, HUB)
+    assert repo["argv"] == d.repository_args(__import__("ipaddress").IPv4Address(hub_ip))
+    assert repo["env_names"] == [d.PASSWORD_ENV]  # the password came by environment
+    password = lab.sh(HUB, f"cat {QUEUE_ETC}/db.password")
+    assert password not in json.dumps(repo)
+    (client,) = lab.records(W1, d.CLIENT_INSTALLER)
+    assert client["argv"] == d.client_args("/mnt/farmhand/queue", "farmhand")
+    # The installer's leftovers (uid 1000) belong to the farm user afterwards.
+    owners = lab.sh(HUB, f"find {d.REPOSITORY_DIR} -printf '%U\\n' | sort -u")
+    assert owners == "2042"
+    ini = lab.sh(HUB, f"cat {d.REPOSITORY_DIR}/settings/connection.ini")
+    assert f"Hostname={hub_ip}" in ini
+    assert f"Port={PORT}" in ini
+
+
+def test_units_and_configs_are_rendered_and_valid(lab: QueueLab) -> None:
+    for name, unit in ((HUB, "farmhand-mongodb.service"), (W1, "farmhand-deadline-worker.service")):
+        lab.sh(name, f"systemd-analyze verify /etc/systemd/system/{unit}")
+        assert lab.sh(name, f"systemctl is-active {unit}") == "active"
+    conf = lab.sh(HUB, f"cat {QUEUE_ETC}/mongod.conf")
+    assert f"bindIp: {prov.overlay_ip(lab.farm, HUB)}\n" in conf + "\n"
+    assert "mode: requireTLS" in conf
+    assert "authorization: enabled" in conf
+    modes = lab.sh(HUB, f"stat -c '%a %U %G %n' {QUEUE_ETC}/*")
+    assert f"640 root farmhand-mongodb {QUEUE_ETC}/mongod.pem" in modes
+    assert f"600 root root {QUEUE_ETC}/db.password" in modes
+    (mongosh,) = lab.records(HUB, "mongosh")
+    assert mongosh["argv"][-1] == f"{QUEUE_ETC}/create-user.js"
+    (mongod,) = lab.records(HUB, "mongod")[:1]
+    assert mongod["uid"] != 0, "MongoDB must not run as root"
+
+
+def test_the_worker_service_runs_as_the_farm_user(lab: QueueLab) -> None:
+    records = lab.records(W1, "deadlineworker")
+    assert records
+    assert records[-1]["argv"] == ["-nogui"]
+    assert records[-1]["uid"] == 2042
+    pid = lab.sh(W1, "systemctl show -p MainPID --value farmhand-deadline-worker.service")
+    assert lab.sh(W1, f"stat -c %u /proc/{pid}") == "2042"
+
+
+def test_the_database_port_is_reachable_over_the_overlay_only(lab: QueueLab) -> None:
+    hub_overlay = prov.overlay_ip(lab.farm, HUB)
+    for name in (W1, BOSS):
+        assert prov.ping(lab.farm, name, hub_overlay)
+        assert prov.tcp_open(lab.farm, name, hub_overlay, PORT), f"{name} cannot reach {PORT}"
+    assert not prov.desk_tcp_open(lab.farm, str(lab.farm.address(HUB)), PORT)
+    assert not prov.tcp_open(lab.farm, W1, str(lab.farm.address(HUB)), PORT)
+
+
+def test_a_second_deploy_changes_nothing(lab: QueueLab) -> None:
+    hub = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(lab.artifacts))
+    worker = lab.deploy(Role.WORKER, [W1])
+    assert hub.ok
+    assert worker.ok
+    assert hub.changed == 0, hub.hosts[HUB].changed_ops
+    assert worker.changed == 0, worker.hosts[W1].changed_ops
+
+
+SCENE = """
+import bpy
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.device = "CPU"
+scene.cycles.samples = 4
+scene.cycles.use_denoising = False  # Debian builds Blender without OpenImageDenoise
+scene.render.resolution_x, scene.render.resolution_y = 64, 48
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+bpy.ops.wm.save_as_mainfile(filepath="/tmp/scene.blend")
+"""
+
+
+def test_a_worker_renders_a_frame_from_the_share_and_the_boss_reads_it(lab: QueueLab) -> None:
+    # The scene (the factory cube, camera and light) is made once and put on the hub's share.
+    lab.sh(W1, "blender -b --factory-startup --python-expr " + _quote(SCENE) + " >/dev/null")
+    prov.smb(lab.farm, W1, "cd scenes; put /tmp/scene.blend cube.blend")
+    lab.sh(W1, "rm -f /tmp/scene.blend /tmp/frame*")
+    # The render: from the share, with the installed Blender, into renders/.
+    prov.smb(lab.farm, W1, "cd scenes; get cube.blend /tmp/cube.blend")
+    lab.sh(W1, "blender -b /tmp/cube.blend -o /tmp/frame#### -F PNG -f 1 >/dev/null")
+    prov.smb(lab.farm, W1, "cd renders; put /tmp/frame0001.png frame0001.png")
+    prov.ensure_smbclient(lab.farm, BOSS)
+    prov.smb(lab.farm, BOSS, "cd renders; get frame0001.png /tmp/frame0001.png")
+    header = lab.sh(BOSS, "od -An -tx1 -N24 /tmp/frame0001.png | tr -d ' \\n'")
+    assert header.startswith("89504e470d0a1a0a"), header  # a PNG
+    width, height = int(header[32:40], 16), int(header[40:48], 16)
+    assert (width, height) == (64, 48)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def _plan(lab: QueueLab) -> object:
+    from farmhand.keystore.store import KeyStore
+
+    return KeyStore.open(prov.store_dir(lab.farm)).plan
