@@ -173,9 +173,7 @@ def run(args: argparse.Namespace, farm: LabFarm) -> int:
     print(f"  6 clones, slowest       {slowest:6.1f} s   target <= {TARGET_SIX:.0f} s  ", end="")
     print("PASS" if ok_six else "FAIL")
     print("\nA freed certificate reused by a waiting clone (pool exhausted)")
-    print(
-        f"  hard power-off ({hard_name}) {hard:6.1f} s   (lease: {ttl} s after last renewal)"
-    )
+    print(f"  hard power-off ({hard_name}) {hard:6.1f} s   (lease: {ttl} s after last renewal)")
     print(f"  clean poweroff ({clean_name}) {clean:6.1f} s   (released at shutdown)")
     # The lease ends one TTL after its last renewal, which came up to a third of a TTL before
     # the power-off.
