@@ -204,7 +204,7 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
     if missing:
         raise UsageError(
             f"the {model.role.value} bundle has no certificate-lease keys ({', '.join(missing)}): "
-            "it comes from an older farmhand; any `farmhand keys` change re-makes the bundles"
+            "it comes from an older farmhand: run `farmhand keys rebundle`"
         )
     if model.role is Role.HUB:
         pool = {
