@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -103,6 +103,16 @@ def popen_cli(
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_until(what: str, check: Callable[[], bool], within: float, every: float = 0.5) -> float:
+    """Poll ``check`` until it holds; fail after ``within`` seconds. Returns the time taken."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > within:
+            pytest.fail(f"{what}: still not true after {within:.0f} s")
+        time.sleep(every)
+    return time.monotonic() - started
 
 
 def assert_cli_error(

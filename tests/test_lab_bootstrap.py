@@ -14,13 +14,14 @@ from __future__ import annotations
 import shlex
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from farmhand.keystore import pki
 from farmhand.keystore.plan import new_plan
 from farmhand.keystore.store import KeyStore
@@ -66,18 +67,6 @@ class Lab:
         return self.run(name, f"env {env} {runner}sh {SCRIPT} {args}")
 
 
-def put(farm: LabFarm, name: str, path: str, data: bytes, mode: str) -> None:
-    script = f"umask 077 && cat > {path} && chmod {mode} {path}"
-    result = subprocess.run(
-        farm.host(name).ssh_argv(["sh", "-c", script]),
-        input=data,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     if _NO_LAB is not None:
@@ -105,7 +94,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         def provision(name: str) -> str:
             remote = copy_wheelhouse(farm, name, wheelhouse)
             for path, (data, mode) in files.items():
-                put(farm, name, path, data, mode)
+                farm.put(name, path, data, int(mode, 8))
             return remote
 
         with ThreadPoolExecutor(max_workers=3) as pool:
@@ -114,15 +103,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(farm, overlay, wheel, remote)
     finally:
         farm.down()
-
-
-def wait_until(what: str, check: Callable[[], bool], within: float, every: float = 0.5) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > within:
-            pytest.fail(f"{what}: still not true after {within:.0f} s")
-        time.sleep(every)
-    return time.monotonic() - started
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> str:
@@ -256,10 +236,10 @@ FAST_TIMER = (
 
 def fast_idle(lab: Lab, name: str) -> None:
     """Per-worker overrides, as a user would write them: the local env file, a timer drop-in."""
-    put(lab.farm, name, "/etc/farmhand/idle.local.env", FAST_IDLE.encode(), "644")
+    lab.farm.put(name, "/etc/farmhand/idle.local.env", FAST_IDLE.encode(), 0o644)
     lab.sh(name, "mkdir -p /etc/systemd/system/farmhand-idle.timer.d")
     dropin = "/etc/systemd/system/farmhand-idle.timer.d/fast.conf"
-    put(lab.farm, name, dropin, FAST_TIMER.encode(), "644")
+    lab.farm.put(name, dropin, FAST_TIMER.encode(), 0o644)
     lab.sh(name, "systemctl daemon-reload && systemctl restart farmhand-idle.timer")
 
 

@@ -17,12 +17,13 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import pytest
 
+from conftest import wait_until
 from farmhand import leases
 from farmhand.hosts import NEBULA_CERT
 from farmhand.keystore import pki
@@ -81,15 +82,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(farm, {})
     finally:
         farm.down()
-
-
-def wait_until(what: str, check: Callable[[], bool], within: float, every: float = 0.5) -> float:
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > within:
-            pytest.fail(f"{what}: still not true after {within:.0f} s")
-        time.sleep(every)
-    return time.monotonic() - started
 
 
 def holds(lab: Lab, name: str) -> str:

@@ -33,6 +33,7 @@ import testinfra
 from testinfra.backend.base import CommandResult
 from testinfra.backend.ssh import SshBackend
 
+from conftest import wait_until
 from farmhand.deploy.runner import DeployReport, Event, run_deploy
 from farmhand.hosts import NEBULA_CONFIG, SMB_PORT, SSH_PORT
 from farmhand.keystore import pki
@@ -153,16 +154,6 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 # --- probes ------------------------------------------------------------------------------
-
-
-def wait_until(what: str, check: Callable[[], bool], within: float, every: float = 0.2) -> float:
-    """Poll ``check`` until it holds; fail after ``within`` seconds. Returns the time taken."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > within:
-            pytest.fail(f"{what}: still not true after {within:.0f} s")
-        time.sleep(every)
-    return time.monotonic() - started
 
 
 def pings(lab: Lab, source: str, address: str) -> bool:

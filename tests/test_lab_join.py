@@ -61,18 +61,6 @@ class JoinLab:
         return result.returncode, json.loads(result.stdout)
 
 
-def _put_file(farm: LabFarm, name: str, path: str, data: bytes) -> None:
-    """A file onto a lab host over ssh stdin (secrets never in a command line), mode 0600."""
-    result = subprocess.run(
-        farm.host(name).ssh_argv(["sh", "-c", f"umask 077 && cat > {path}"]),
-        input=data,
-        capture_output=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
     if _NO_LAB is not None:
@@ -98,8 +86,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
             workers.result()
             path = farmhand.result()
         store = prov.store_dir(farm)
-        _put_file(farm, BOSS, BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
-        _put_file(farm, BOSS, PASSFILE, prov.lab_passphrase(farm).encode() + b"\n")
+        farm.put(BOSS, BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
+        farm.put(BOSS, PASSFILE, prov.lab_passphrase(farm).encode() + b"\n")
         yield JoinLab(farm, path)
     finally:
         farm.down()

@@ -439,6 +439,10 @@ class LabFarm:
         """Run ``argv`` as root on host ``name`` over ssh from the desk."""
         return self.host(name).exec(argv, input=input, check=check)
 
+    def put(self, name: str, path: str, data: bytes, mode: int = 0o600) -> None:
+        """Write a file onto host ``name`` over ssh's stdin, with ``mode``."""
+        self.host(name).put(path, data, mode)
+
     def desk_argv(self, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped to run in the desk namespace (e.g. a pyinfra command line)."""
         return netns_argv(self.desk_namespace, argv)

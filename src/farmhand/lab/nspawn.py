@@ -357,6 +357,20 @@ class NspawnHost:
             )
         return result
 
+    def put(self, path: str, data: bytes, mode: int = 0o600, timeout: float = 300) -> None:
+        """Write ``data`` to ``path`` on the host through ssh's stdin (never in a command line:
+        bundles and passphrases travel this way), created with ``mode`` from the start."""
+        script = (
+            f"umask 077 && cat > {shlex.quote(path)}.new && chmod {mode:o} {shlex.quote(path)}.new"
+            f" && mv -f {shlex.quote(path)}.new {shlex.quote(path)}"
+        )
+        result = subprocess.run(
+            self.ssh_argv(["sh", "-c", script]),
+            input=data, capture_output=True, timeout=timeout, check=False,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise LabError(f"{self.name}: writing {path} failed: {result.stderr.decode().strip()}")
+
     def ssh_ready(self, timeout: float = 5) -> bool:
         """True when sshd answers and accepts the lab key."""
         try:

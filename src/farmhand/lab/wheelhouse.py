@@ -84,14 +84,16 @@ def copy_wheelhouse(farm: LabFarm, name: str, wheelhouse: Path) -> str:
     with tarfile.open(fileobj=raw, mode="w") as tar:
         for wheel in sorted(wheelhouse.glob("*.whl")):
             tar.add(wheel, arcname=wheel.name)
+    archive = f"{REMOTE_WHEELHOUSE}.tar"
+    farm.exec(name, ["mkdir", "-p", REMOTE_WHEELHOUSE.rsplit("/", 1)[0]], check=True)
+    farm.put(name, archive, raw.getvalue(), 0o644)
     where = REMOTE_WHEELHOUSE
-    script = f"rm -rf {where} && mkdir -p {where} && tar -x -C {where}"
-    result = subprocess.run(
-        farm.host(name).ssh_argv(["sh", "-c", script]),
-        input=raw.getvalue(), capture_output=True, timeout=300, check=False,
+    farm.exec(
+        name,
+        ["sh", "-c", f"rm -rf {where} && mkdir -p {where} && tar -x -C {where} -f {archive} "
+         f"&& rm -f {archive}"],
+        check=True,
     )  # fmt: skip
-    if result.returncode != 0:
-        raise LabError(f"{name}: copying the wheelhouse failed: {result.stderr.decode().strip()}")
     return REMOTE_WHEELHOUSE
 
 
