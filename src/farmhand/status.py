@@ -320,7 +320,8 @@ def gather(
             "manager": queue.manager.value,
             "label": queue.label,
             "port": queue.port,
-            "reachable": queue_probe.reachable,
+            # A service is up only when it accepts: a reset means the hub is there, not the queue.
+            "reachable": queue_probe.state == "open",
             "probe": queue_probe.state,
         },
         "leases": leases_info,
