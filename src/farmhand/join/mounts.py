@@ -169,10 +169,10 @@ def mount_report(os_: OS, plan: MountPlan, result: MountResult, password_file: s
     if not plan.automatic:
         return list(plan.manual)
     if not result.mounted:
-        return [
-            f"could not mount {plan.share}: {result.reason}",
-            "the lines above still reach it by hand",
-        ]
+        lines = [f"could not mount {plan.share}: {result.reason}"]
+        if os_ is OS.LINUX:
+            lines.append(f"gio mounts smb:// in a desktop session with {LINUX_PACKAGES}")
+        return [*lines, "the lines above still reach it by hand"]
     if result.reason:
         return [f"{plan.share}: {result.reason} ({plan.where})"]
     if os_ is OS.MACOS:
