@@ -7,6 +7,7 @@ the test's own, talking to nothing but its loopback).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import plistlib
 import pwd
@@ -35,7 +36,10 @@ from conftest import (
 )
 from farmhand.hosts import host_model
 from farmhand.join import JoinError
+from farmhand.join.admin import Elevation
+from farmhand.join.mounts import MountPlan, MountResult, mount_plan, mount_report, should_mount
 from farmhand.join.nebula import ReleaseDownload, fetch_release, locate
+from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
 from farmhand.join.services import (
     LAUNCHD_LABEL,
@@ -46,6 +50,7 @@ from farmhand.join.services import (
     service_plan,
     windows_owner_only,
 )
+from farmhand.join.setup import Joined, JoinState, load_state, mount_share, save_state
 from farmhand.join.shares import share_hints
 from farmhand.keystore.bundle import open_bundle
 from farmhand.nebula.release import ARCHIVES, ReleaseArchive
@@ -547,3 +552,164 @@ def test_macos_and_windows_fall_back_to_the_pinned_release(monkeypatch: pytest.M
         assert choice.archive == ARCHIVES[platform]
         assert choice.source == ARCHIVES[platform].url
         assert choice.source.startswith("https://github.com/slackhq/nebula/releases/download/v")
+
+
+# --- mounting the farm share: per-OS plans, the password only on stdin, --leave unmounts ----
+
+SECRET = "s3cret-smb-pass word"
+
+
+def _joined_here(config: Path, os_: OS = OS.LINUX) -> Joined:
+    """A join.json and smb.password as join leaves them (no nebula needed to mount or leave)."""
+    paths = JoinPaths(config / "farmhand")
+    paths.dir.mkdir(parents=True, mode=0o700)
+    fd = os.open(paths.smb_password, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{SECRET}\n")
+    state = JoinState(
+        os=os_,
+        farm="studio",
+        boss="alice",
+        overlay_ip="10.87.0.100",
+        hub_overlay_ip="10.87.0.1",
+        smb_user="farmhand",
+        shares=["farm", "queue"],
+        nebula="/usr/bin/nebula",
+        nebula_version="1.6.1",
+        mode="foreground",
+        service="systemd unit farmhand-join.service",
+        install=[],
+        remove=[],
+    )
+    save_state(paths, state)
+    return Joined(state, paths, Elevation())
+
+
+def _every_argv(plan: MountPlan) -> list[tuple[str, ...]]:
+    return [s.argv for s in plan.mount + plan.unmount]
+
+
+def test_the_macos_mount_is_finder_opening_the_share() -> None:
+    plan = mount_plan(OS.MACOS, hub="10.87.0.1", user="farmhand")
+    assert _every_argv(plan) == [
+        ("open", "smb://farmhand@10.87.0.1/farm"),
+        ("diskutil", "unmount", "/Volumes/farm"),
+    ]
+    assert plan.password_on_stdin is False  # Finder asks for it; farmhand never handles it
+    assert not any(s.admin for s in plan.mount + plan.unmount)
+    assert [s.check for s in plan.unmount] == [False]
+
+
+def test_the_windows_mount_is_net_use_asking_on_stdin() -> None:
+    plan = mount_plan(OS.WINDOWS, hub="10.87.0.1", user="farmhand")
+    assert _every_argv(plan) == [
+        ("net", "use", r"\\10.87.0.1\farm", "*", "/user:farmhand", "/persistent:no"),
+        ("net", "use", r"\\10.87.0.1\farm", "/delete", "/y"),
+    ]
+    assert plan.password_on_stdin is True
+    assert plan.where == r"\\10.87.0.1\farm"
+
+
+def test_the_linux_mount_is_gio_when_gio_is_here() -> None:
+    plan = mount_plan(OS.LINUX, hub="10.87.0.1", user="farmhand", gio="/usr/bin/gio")
+    url = "smb://FARMHAND;farmhand@10.87.0.1/farm"  # user and domain given: gvfs asks only
+    assert _every_argv(plan) == [  # for the password, one line on stdin
+        ("/usr/bin/gio", "mount", url),
+        ("/usr/bin/gio", "mount", "-u", url),
+    ]
+    assert plan.password_on_stdin is True
+
+
+def test_without_gio_linux_gets_the_packages_and_the_lines_not_an_error() -> None:
+    plan = mount_plan(OS.LINUX, hub="10.87.0.1", user="farmhand", gio=None)
+    assert not plan.automatic
+    assert plan.mount == plan.unmount == ()
+    text = "\n".join(plan.manual)
+    assert "gvfs-backends" in text
+    assert "cifs-utils" in text
+    assert "gio mount 'smb://FARMHAND;farmhand@10.87.0.1/farm'" in text
+    assert "mount -t cifs //10.87.0.1/farm /mnt/farm -o username=farmhand" in text
+    report = mount_report(OS.LINUX, plan, MountResult(False), "/p")
+    assert report == list(plan.manual)
+
+
+def test_the_mount_offer_never_waits_without_a_terminal() -> None:
+    def no_question(_q: str) -> bool:
+        raise AssertionError("asked without a terminal")
+
+    assert should_mount(None, interactive=False, ask=no_question) is False
+    assert should_mount(True, interactive=False, ask=no_question) is True
+    assert should_mount(False, interactive=True, ask=no_question) is False
+    asked: list[str] = []
+    assert should_mount(None, interactive=True, ask=lambda q: asked.append(q) or False) is False
+    assert asked == ["Mount the farm share now?"]
+    assert should_mount(None, interactive=True, ask=lambda _q: True) is True
+
+
+def test_leave_takes_no_mount_option(config: Path) -> None:
+    result = run_cli("join", "--leave", "--mount", env=_env(config))
+    assert_cli_error(result, "--leave takes no other option", code=2)
+
+
+def _recorder(tmp_path: Path) -> Path:
+    """A stand-in for gio that records what it was given (argv, stdin) and succeeds: what the
+    real gio receives, without a desktop session to mount into."""
+    tool = tmp_path / "gio"
+    log = tmp_path / "gio.log"
+    tool.write_text(
+        "#!/bin/sh\n"
+        f'printf "argv:%s\\n" "$*" >> "{log}"\n'
+        f'printf "stdin:%s\\n" "$(cat)" >> "{log}"\n'
+        'echo "Password: "\n'
+    )
+    tool.chmod(0o755)
+    return tool
+
+
+def test_the_password_travels_on_stdin_and_leave_unmounts(config: Path, tmp_path: Path) -> None:
+    joined = _joined_here(config)
+    gio = _recorder(tmp_path)
+    plan, result = mount_share(joined, gio=str(gio))
+    assert result == MountResult(True)
+    url = "smb://FARMHAND;farmhand@10.87.0.1/farm"
+    log = (tmp_path / "gio.log").read_text()
+    assert log == f"argv:mount {url}\nstdin:{SECRET}\n"
+    assert all(SECRET not in arg for argv in _every_argv(plan) for arg in argv)
+    # join.json records the unmount (and never the password); a second offer mounts nothing.
+    recorded = (joined.paths.state).read_text()
+    assert SECRET not in recorded
+    state = load_state(joined.paths)
+    assert state.mounted == [url]
+    assert [s.argv for s in state.unmount] == [(str(gio), "mount", "-u", url)]
+    assert mount_share(joined, gio=str(gio))[1].reason == "already mounted by an earlier join"
+
+    left = run_cli("join", "--leave", env=_env(config))
+    assert left.returncode == 0, left.stderr
+    assert f"removed the mount of {url}" in left.stdout
+    assert SECRET not in left.stdout + left.stderr
+    assert (tmp_path / "gio.log").read_text() == log + f"argv:mount -u {url}\nstdin:\n"
+    assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.interop
+@pytest.mark.skipif(shutil.which("gio") is None, reason="needs gio (libglib2.0-bin)")
+def test_a_failed_mount_is_a_reason_not_an_error(config: Path) -> None:
+    """The real gio without a desktop session (no gvfs) cannot mount: join says why, keeps
+    nothing to unmount, and the password is nowhere in what it says."""
+    joined = _joined_here(config)
+    plan, result = mount_share(joined, gio=shutil.which("gio"))
+    assert result.mounted is False
+    assert result.reason.startswith("mounting smb://FARMHAND;farmhand@10.87.0.1/farm failed: ")
+    assert SECRET not in result.reason
+    state = load_state(joined.paths)
+    assert state.mounted == []
+    assert state.unmount == []
+    report = mount_report(OS.LINUX, plan, result, str(joined.paths.smb_password))
+    assert report[0].startswith("could not mount farm: ")
+
+
+def test_a_join_json_from_before_mounts_still_loads(config: Path) -> None:
+    joined = _joined_here(config)
+    data = json.loads(joined.paths.state.read_text())
+    del data["mounted"], data["unmount"]
+    assert JoinState.from_json(data).mounted == []

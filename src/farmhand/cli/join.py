@@ -10,9 +10,10 @@ import typer
 
 from farmhand.cli.common import PassphraseFile, console, err_console, passphrase
 from farmhand.join.foreground import run_foreground
+from farmhand.join.mounts import mount_report, should_mount
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import current_os
-from farmhand.join.setup import JoinOptions
+from farmhand.join.setup import Joined, JoinOptions, mount_share
 from farmhand.join.setup import join as do_join
 from farmhand.join.setup import leave as do_leave
 
@@ -24,6 +25,21 @@ def _out(line: str) -> None:
 
 def _say(line: str) -> None:
     err_console.print(line, highlight=False, soft_wrap=True)
+
+
+def _ask(question: str) -> bool:
+    return typer.confirm(question, default=False, err=True)
+
+
+def _offer_mount(joined: Joined, choice: bool | None) -> None:
+    """Mount the farm share when asked to (``--mount``, or yes at the terminal)."""
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if not should_mount(choice, interactive=interactive, ask=_ask):
+        return
+    plan, result = mount_share(joined)
+    password_file = str(joined.paths.smb_password)
+    for line in mount_report(joined.state.os, plan, result, password_file):
+        _out(line)
 
 
 def join(
@@ -62,6 +78,14 @@ def join(
     wait: Annotated[
         float, typer.Option("--wait", help="Seconds to wait for the hub to answer.", min=1)
     ] = 60.0,
+    mount: Annotated[
+        bool | None,
+        typer.Option(
+            "--mount/--no-mount",
+            help="Mount the farm share once the hub answers (default: ask at a terminal, else no).",
+            show_default=False,
+        ),
+    ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Join the farm from this machine: Nebula config and keys in your config folder, nebula in
@@ -69,7 +93,7 @@ def join(
     os_ = current_os()
     paths = JoinPaths.default()
     if leave:
-        if service or foreground or bundle or nebula or hub_address:
+        if service or foreground or bundle or nebula or hub_address or mount is not None:
             raise typer.BadParameter("--leave takes no other option", param_hint="--leave")
         removed = do_leave(os_=os_, paths=paths, say=_say)
         if not removed:
@@ -96,10 +120,18 @@ def join(
         f"config and keys in {paths.dir}"
     )
     if options.mode == "foreground":
-        run_foreground(joined, sys.stdout)
+        offered: list[bool] = []
+
+        def on_hub(hinted: Joined) -> None:
+            if not offered:  # once per run, not on every reconnect
+                offered.append(True)
+                _offer_mount(hinted, mount)
+
+        run_foreground(joined, sys.stdout, on_hub=on_hub)
         return
     hub = joined.hub
     rtt = f" in {hub.rtt_ms} ms" if hub is not None else ""
     _out(f"nebula runs as the {state.service}; the hub {state.hub_overlay_ip} answers{rtt}")
     for hint in joined.hints:
         _out(hint)
+    _offer_mount(joined, mount)

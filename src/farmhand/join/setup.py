@@ -24,6 +24,7 @@ from farmhand.errors import UsageError
 from farmhand.hosts import SHARES, SMB_PORT, host_model
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation, elevate
+from farmhand.join.mounts import MountPlan, MountResult, mount_plan, run_mount
 from farmhand.join.nebula import (
     NebulaBinary,
     PackageInstall,
@@ -77,6 +78,9 @@ class JoinState:
     package: str = ""
     service_installed: bool = False
     joined_at: int = field(default_factory=lambda: int(time.time()))
+    mounted: list[str] = field(default_factory=list)
+    """Shares join mounted (their addresses); ``unmount`` undoes them on --leave."""
+    unmount: list[Step] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -97,6 +101,8 @@ class JoinState:
             "package": self.package,
             "service_installed": self.service_installed,
             "joined_at": self.joined_at,
+            "mounted": self.mounted,
+            "unmount": [s.to_json() for s in self.unmount],
         }
 
     @classmethod
@@ -120,6 +126,8 @@ class JoinState:
             package=str(data.get("package", "")),
             service_installed=bool(data.get("service_installed", False)),
             joined_at=int(data.get("joined_at", 0)),
+            mounted=[str(m) for m in data.get("mounted", [])],
+            unmount=[Step.from_json(s) for s in data.get("unmount", [])],
         )
 
 
@@ -400,6 +408,43 @@ def hub_hints(joined: Joined, probe: Probe) -> Joined:
     return Joined(state, joined.paths, joined.elevation, probe, tuple(hints))
 
 
+def mount_share(joined: Joined, *, gio: str | None = None) -> tuple[MountPlan, MountResult]:
+    """Mount the farm share the way this OS does (``mounts``), recording how to unmount it in
+    join.json first, so --leave undoes even a mount that half happened. ``gio``: Linux's gio
+    binary (default: the one on PATH)."""
+    state = joined.state
+    if state.os is OS.LINUX and gio is None:
+        gio = shutil.which("gio")
+    plan = mount_plan(state.os, hub=state.hub_overlay_ip, user=state.smb_user, gio=gio)
+    if not plan.automatic:
+        return plan, MountResult(False)
+    if plan.where in state.mounted:
+        return plan, MountResult(True, "already mounted by an earlier join")
+    state.mounted.append(plan.where)
+    state.unmount.extend(plan.unmount)
+    save_state(joined.paths, state)
+    result = run_mount(plan, joined.paths.smb_password)
+    if not result.mounted:
+        state.mounted.remove(plan.where)
+        state.unmount = [s for s in state.unmount if s not in plan.unmount]
+        save_state(joined.paths, state)
+    return plan, result
+
+
+def unmount_shares(state: JoinState, paths: JoinPaths, say: Say) -> list[str]:
+    """Run the unmount steps join recorded (best effort: a share the person already ejected
+    is fine); returns what was unmounted."""
+    if not state.mounted:
+        return []
+    for step in state.unmount:
+        say(step.what)
+        run_step(step, Elevation())
+    done = [f"the mount of {where}" for where in state.mounted]
+    state.mounted, state.unmount = [], []
+    save_state(paths, state)
+    return done
+
+
 def _rejoin(
     options: JoinOptions, *, os_: OS, paths: JoinPaths, say: Say, interactive: bool | None
 ) -> Joined:
@@ -442,6 +487,9 @@ def leave(*, os_: OS, paths: JoinPaths, say: Say, interactive: bool | None = Non
     state: JoinState | None = None
     from farmhand.join.foreground import stop_running  # foreground imports this module
 
+    if paths.state.is_file():  # unmount while the hub may still answer
+        with contextlib.suppress(JoinError):  # a damaged join.json is reported below
+            removed += unmount_shares(load_state(paths), paths, say)
     if stop_running(paths.foreground_pid):
         say("stopped the running 'farmhand join --foreground'")
         removed.append("the running foreground nebula")
