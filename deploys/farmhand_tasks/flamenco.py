@@ -15,6 +15,9 @@ from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.installers import take, unpack
 
+STORAGE = "flamenco-manager-storage"
+"""``local_manager_storage_path`` in our flamenco-manager.yaml."""
+
 
 @deploy("Flamenco")
 def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
@@ -33,6 +36,8 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         group=model.farm_user,
         present=True,
     )
+    if part == "manager":
+        _manager_storage(model, f"{OPT}/{top}", workdir)
     config = farm_files.install([rendered[f"{workdir}/flamenco-{part}.yaml"]])
     unit = farm_files.install([rendered[f"/etc/systemd/system/{unit_name}"]])
     systemd.daemon_reload(name="Reload systemd units (flamenco)", _if=any_changed(*unit))
@@ -44,4 +49,25 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         service=unit_name,
         restarted=True,
         _if=lambda: any_changed(*config, *unit)() and not started.did_change(),
+    )
+
+
+def _manager_storage(model: HostModel, unpacked: str, workdir: str) -> None:
+    """The manager keeps task logs and last-rendered images in ``local_manager_storage_path``
+    resolved next to its executable (in root's /opt), whatever the path says: point that name
+    at a folder the farm user owns, beside its database."""
+    storage = f"{workdir}/{STORAGE}"
+    files.directory(
+        name=f"Flamenco manager storage {storage}",
+        path=storage,
+        mode="750",
+        user=model.farm_user,
+        group=model.farm_user,
+        present=True,
+    )
+    files.link(
+        name=f"{unpacked}/{STORAGE} -> {storage}",
+        path=f"{unpacked}/{STORAGE}",
+        target=storage,
+        present=True,
     )
