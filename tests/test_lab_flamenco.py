@@ -77,6 +77,13 @@ class FlamencoLab:
         text = self.sh(name, f"cat {RECORDS}/{standin}.jsonl 2>/dev/null || true")
         return [json.loads(line) for line in text.splitlines() if line]
 
+    def started(self, name: str, standin: str, unit: str) -> list[dict[str, Any]]:
+        """The stand-in's records; none means it never started: show why."""
+        records = self.records(name, standin)
+        status = f"systemctl status {unit} --no-pager -l; journalctl -u {unit} -n 20 --no-pager"
+        assert records, f"{standin} never started on {name}:\n" + self.sh(name, status + "; true")
+        return records
+
     def yaml(self, name: str, path: str) -> dict[str, Any]:
         loaded = yaml.safe_load(self.sh(name, f"cat {path}"))
         assert isinstance(loaded, dict), f"{name}:{path} is not a YAML mapping"
@@ -160,10 +167,10 @@ def test_the_configs_are_rendered_valid_and_overlay_only(lab: FlamencoLab) -> No
     worker = lab.yaml(W1, WORKER_YAML)
     assert worker["manager_url"] == f"http://{hub_overlay}:{PORT}/"
     # What the stand-ins read from their working directory is exactly these files.
-    (read,) = lab.records(HUB, "flamenco-manager")[:1]
+    read = lab.started(HUB, "flamenco-manager", FLAMENCO_MANAGER_UNIT)[0]
     assert read["config"] == MANAGER_YAML
     assert read["listen"] == f"{hub_overlay}:{PORT}"
-    (read,) = lab.records(W1, "flamenco-worker")[:1]
+    read = lab.started(W1, "flamenco-worker", FLAMENCO_WORKER_UNIT)[0]
     assert read["config"] == WORKER_YAML
     assert read["manager_url"] == f"http://{hub_overlay}:{PORT}/"
 
@@ -180,8 +187,7 @@ def test_both_run_as_the_farm_user_with_state_they_can_write(lab: FlamencoLab) -
         (HUB, FLAMENCO_MANAGER_UNIT, "flamenco-manager"),
         (W1, FLAMENCO_WORKER_UNIT, "flamenco-worker"),
     ):
-        records = lab.records(name, standin)
-        assert records, f"{standin} never started on {name}"
+        records = lab.started(name, standin, unit)
         assert records[-1]["uid"] == FARM_UID, f"{standin} must run as the farm user"
         assert records[-1]["argv"] == []
         pid = lab.sh(name, f"systemctl show -p MainPID --value {unit}")

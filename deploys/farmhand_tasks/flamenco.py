@@ -15,6 +15,7 @@ from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.installers import take, unpack
 
+STATE_PARENT = FLAMENCO_MANAGER_DIR.rsplit("/", 1)[0]
 STORAGE = "flamenco-manager-storage"
 """``local_manager_storage_path`` in our flamenco-manager.yaml."""
 
@@ -27,7 +28,17 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     archive, _ = take(model, a.FLAMENCO)
     top = a.FLAMENCO.filename.removesuffix(".tar.gz")
     unpack(archive, top, OPT, f"{OPT}/flamenco", f"flamenco-{part}")
-    # Its own state (SQLite, worker credentials) lives here, owned by the farm user.
+    # Its own state (SQLite, worker credentials) lives here, owned by the farm user. The parent
+    # is root's and may be made 0700 elsewhere: the farm user may pass through it (0711: no
+    # listing; its other folders keep their own modes), or systemd cannot chdir there.
+    files.directory(
+        name=f"Let the farm user pass through {STATE_PARENT} (0711)",
+        path=STATE_PARENT,
+        mode="711",
+        user="root",
+        group="root",
+        present=True,
+    )
     files.directory(
         name=f"Flamenco {part} folder {workdir}",
         path=workdir,
