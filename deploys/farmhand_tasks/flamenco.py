@@ -15,6 +15,10 @@ from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.installers import take, unpack
 
+STATE_PARENT = FLAMENCO_MANAGER_DIR.rsplit("/", 1)[0]
+STORAGE = "flamenco-manager-storage"
+"""``local_manager_storage_path`` in our flamenco-manager.yaml."""
+
 
 @deploy("Flamenco")
 def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
@@ -24,7 +28,17 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     archive, _ = take(model, a.FLAMENCO)
     top = a.FLAMENCO.filename.removesuffix(".tar.gz")
     unpack(archive, top, OPT, f"{OPT}/flamenco", f"flamenco-{part}")
-    # Its own state (SQLite, worker credentials) lives here, owned by the farm user.
+    # Its own state (SQLite, worker credentials) lives here, owned by the farm user. The parent
+    # is root's and may be made 0700 elsewhere: the farm user may pass through it (0711: no
+    # listing; its other folders keep their own modes), or systemd cannot chdir there.
+    files.directory(
+        name=f"Let the farm user pass through {STATE_PARENT} (0711)",
+        path=STATE_PARENT,
+        mode="711",
+        user="root",
+        group="root",
+        present=True,
+    )
     files.directory(
         name=f"Flamenco {part} folder {workdir}",
         path=workdir,
@@ -33,6 +47,8 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         group=model.farm_user,
         present=True,
     )
+    if part == "manager":
+        _manager_storage(model, f"{OPT}/{top}", workdir)
     config = farm_files.install([rendered[f"{workdir}/flamenco-{part}.yaml"]])
     unit = farm_files.install([rendered[f"/etc/systemd/system/{unit_name}"]])
     systemd.daemon_reload(name="Reload systemd units (flamenco)", _if=any_changed(*unit))
@@ -44,4 +60,25 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         service=unit_name,
         restarted=True,
         _if=lambda: any_changed(*config, *unit)() and not started.did_change(),
+    )
+
+
+def _manager_storage(model: HostModel, unpacked: str, workdir: str) -> None:
+    """The manager keeps task logs and last-rendered images in ``local_manager_storage_path``
+    resolved next to its executable (in root's /opt), whatever the path says: point that name
+    at a folder the farm user owns, beside its database."""
+    storage = f"{workdir}/{STORAGE}"
+    files.directory(
+        name=f"Flamenco manager storage {storage}",
+        path=storage,
+        mode="750",
+        user=model.farm_user,
+        group=model.farm_user,
+        present=True,
+    )
+    files.link(
+        name=f"{unpacked}/{STORAGE} -> {storage}",
+        path=f"{unpacked}/{STORAGE}",
+        target=storage,
+        present=True,
     )

@@ -7,7 +7,8 @@ import sys
 RECORDS = "/var/lib/farmhand-standin"
 
 
-def record(name: str) -> None:
+def record(name: str, **extra: object) -> None:
+    """One JSON line; ``extra`` adds what a stand-in found (the config it read, where it wrote)."""
     os.makedirs(RECORDS, mode=0o755, exist_ok=True)
     entry = {
         "standin": name,
@@ -15,6 +16,7 @@ def record(name: str) -> None:
         "uid": os.getuid(),
         "cwd": os.getcwd(),
         "env_names": sorted(k for k in os.environ if k.startswith("FARMHAND_")),
+        **extra,
     }
     with open(f"{RECORDS}/{name}.jsonl", "a", encoding="utf-8") as out:
         out.write(json.dumps(entry) + "\n")

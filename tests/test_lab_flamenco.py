@@ -1,0 +1,231 @@
+"""The Flamenco stack deployed for real on the container lab, with STAND-IN artifacts (issue 5).
+
+One lab (prefix ``fhfl``): hub, worker0001, boss1. The plan chooses Flamenco; its release archive
+is the stand-in of tests/standins/ (``flamenco-manager`` and ``flamenco-worker`` record their
+argv, uid and the config they read; the manager listens where its YAML says), pinned by its
+sha256 in farm.toml like a real one. The hub is deployed with ``--artifacts``; the worker is
+not: it must take the archive from the hub's installers share. What tests/test_lab_queue.py
+proves for Deadline, this proves for Flamenco.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from farmhand import artifacts as a
+from farmhand.deploy.runner import DeployReport, run_deploy
+from farmhand.hosts import MOUNTS_ROOT, SHARES_ROOT
+from farmhand.keystore import pki
+from farmhand.keystore.bundle import bundle_filename
+from farmhand.keystore.plan import Role, new_plan
+from farmhand.lab import LabFarm
+from farmhand.lab import provision as prov
+from farmhand.lab.system import why_unavailable
+from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, QUEUE_PORTS, RenderManager
+from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
+
+sys.path.insert(0, str(Path(__file__).parent))
+from standins.archives import build
+
+PREFIX = "fhfl"
+HUB, W1, BOSS = "hub", "worker0001", "boss1"
+LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
+RECORDS = "/var/lib/farmhand-standin"
+PORT = QUEUE_PORTS[RenderManager.FLAMENCO]
+FARM_UID = 2042
+MANAGER_YAML = f"{FLAMENCO_MANAGER_DIR}/flamenco-manager.yaml"
+WORKER_YAML = f"{FLAMENCO_WORKER_DIR}/flamenco-worker.yaml"
+
+_NO_LAB = why_unavailable(LAB_TOOLS)
+pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+
+
+@dataclass
+class FlamencoLab:
+    farm: LabFarm
+    passphrase: str
+    artifacts: Path
+    first: dict[str, DeployReport]
+
+    def deploy(self, role: Role, names: list[str], **data: object) -> DeployReport:
+        bundle = bundle_filename(role, names[0] if role is Role.BOSS else "")
+        return run_deploy(
+            role,
+            prov.store_dir(self.farm) / bundle,
+            self.passphrase,
+            prov.targets(self.farm, names),
+            data={**prov.LAB_DEPLOY_DATA, "farmhand_queue": True, **data},
+            netns=self.farm.desk_namespace,
+        )
+
+    def sh(self, name: str, script: str) -> str:
+        result = self.farm.exec(name, ["sh", "-c", script])
+        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
+        return result.stdout.strip()
+
+    def records(self, name: str, standin: str) -> list[dict[str, Any]]:
+        text = self.sh(name, f"cat {RECORDS}/{standin}.jsonl 2>/dev/null || true")
+        return [json.loads(line) for line in text.splitlines() if line]
+
+    def started(self, name: str, standin: str, unit: str) -> list[dict[str, Any]]:
+        """The stand-in's records; none means it never started: show why."""
+        records = self.records(name, standin)
+        status = f"systemctl status {unit} --no-pager -l; journalctl -u {unit} -n 20 --no-pager"
+        assert records, f"{standin} never started on {name}:\n" + self.sh(name, status + "; true")
+        return records
+
+    def yaml(self, name: str, path: str) -> dict[str, Any]:
+        loaded = yaml.safe_load(self.sh(name, f"cat {path}"))
+        assert isinstance(loaded, dict), f"{name}:{path} is not a YAML mapping"
+        return loaded
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlamencoLab]:
+    if _NO_LAB is not None:
+        pytest.skip(_NO_LAB)
+    state = tmp_path_factory.mktemp("flamenco-state")
+    artifacts = tmp_path_factory.mktemp("standin-artifacts")
+    sums = build(artifacts)
+    farm = LabFarm(state, prefix=PREFIX, progress=print)
+    try:
+        farm.up(workers=1, bosses=1)
+        for name in (HUB, W1):  # the stand-ins record here, whichever user runs them
+            farm.exec(name, ["install", "-d", "-m", "1777", RECORDS], check=True)
+        plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
+        extra = {
+            "render_manager": "flamenco",
+            "renderer": "blender",
+            "artifacts": {"flamenco": {"sha256": sums["flamenco"]}},
+        }
+        plan = dataclasses.replace(plan, extra=extra)
+        pki.create_farm(prov.store_dir(farm), plan, 1, [BOSS], prov.lab_passphrase(farm))
+        lab = FlamencoLab(farm, prov.lab_passphrase(farm), artifacts, {})
+        # A corrupted archive is refused before anything reaches the hub.
+        corrupt = tmp_path_factory.mktemp("corrupt")
+        shutil.copy(artifacts / a.FLAMENCO.filename, corrupt / a.FLAMENCO.filename)
+        with (corrupt / a.FLAMENCO.filename).open("ab") as handle:
+            handle.write(b"tampered")
+        lab.first["corrupt"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(corrupt))
+        lab.first["hub"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(artifacts))
+        assert lab.first["hub"].ok, lab.first["hub"].failure_message()
+        lab.first["worker"] = lab.deploy(Role.WORKER, [W1])
+        assert lab.first["worker"].ok, lab.first["worker"].failure_message()
+        lab.first["boss"] = lab.deploy(Role.BOSS, [BOSS])
+        assert lab.first["boss"].ok, lab.first["boss"].failure_message()
+        yield lab
+    finally:
+        farm.down()
+
+
+def test_a_corrupted_archive_is_refused(lab: FlamencoLab) -> None:
+    report = lab.first["corrupt"]
+    assert not report.ok
+    message = report.failure_message()
+    assert "does not match the sha256" in message, message
+    assert a.FLAMENCO.filename in message
+    assert "[artifacts.flamenco]" in message
+
+
+def test_the_worker_takes_the_archive_from_the_hubs_cache(lab: FlamencoLab) -> None:
+    cached = lab.sh(HUB, f"sha256sum {a.FLAMENCO.cached} | cut -d' ' -f1")
+    taken = lab.sh(W1, f"sha256sum {a.FLAMENCO.local} | cut -d' ' -f1")
+    assert cached == taken == _plan(lab).extra["artifacts"]["flamenco"]["sha256"]
+    assert lab.sh(HUB, f"stat -c %U {a.FLAMENCO.cached}") == "farmhand"
+    # The worker was given no --artifacts, and the hub's cache is the only copy it could reach.
+    assert lab.sh(W1, f"test -e {a.FLAMENCO.cached} && echo yes || echo no") == "no"
+
+
+def test_the_configs_are_rendered_valid_and_overlay_only(lab: FlamencoLab) -> None:
+    hub_overlay = prov.overlay_ip(lab.farm, HUB)
+    manager = lab.yaml(HUB, MANAGER_YAML)
+    assert manager["_meta"] == {"version": 3}
+    assert manager["listen"] == f"{hub_overlay}:{PORT}"
+    assert manager["autodiscoverable"] is False
+    assert manager["shaman"] == {"enabled": False}
+    assert manager["shared_storage_path"] == f"{SHARES_ROOT}/farm"
+    farm_var = manager["variables"]["farm"]
+    assert farm_var["is_twoway"] is True
+    values = {v["platform"]: v["value"] for v in farm_var["values"]}
+    assert values == {
+        "linux": f"{MOUNTS_ROOT}/farm",
+        "windows": f"\\\\{hub_overlay}\\farm",
+        "darwin": "/Volumes/farm",
+    }
+    blender = {v["platform"] for v in manager["variables"]["blender"]["values"]}
+    assert blender == {"linux", "windows", "darwin"}
+    worker = lab.yaml(W1, WORKER_YAML)
+    assert worker["manager_url"] == f"http://{hub_overlay}:{PORT}/"
+    # What the stand-ins read from their working directory is exactly these files.
+    read = lab.started(HUB, "flamenco-manager", FLAMENCO_MANAGER_UNIT)[0]
+    assert read["config"] == MANAGER_YAML
+    assert read["listen"] == f"{hub_overlay}:{PORT}"
+    read = lab.started(W1, "flamenco-worker", FLAMENCO_WORKER_UNIT)[0]
+    assert read["config"] == WORKER_YAML
+    assert read["manager_url"] == f"http://{hub_overlay}:{PORT}/"
+
+
+def test_the_units_are_valid_and_active(lab: FlamencoLab) -> None:
+    for name, unit in ((HUB, FLAMENCO_MANAGER_UNIT), (W1, FLAMENCO_WORKER_UNIT)):
+        lab.sh(name, f"systemd-analyze verify /etc/systemd/system/{unit}")
+        assert lab.sh(name, f"systemctl is-active {unit}") == "active"
+        assert lab.sh(name, f"systemctl is-enabled {unit}") == "enabled"
+
+
+def test_both_run_as_the_farm_user_with_state_they_can_write(lab: FlamencoLab) -> None:
+    for name, unit, standin in (
+        (HUB, FLAMENCO_MANAGER_UNIT, "flamenco-manager"),
+        (W1, FLAMENCO_WORKER_UNIT, "flamenco-worker"),
+    ):
+        records = lab.started(name, standin, unit)
+        assert records[-1]["uid"] == FARM_UID, f"{standin} must run as the farm user"
+        assert records[-1]["argv"] == []
+        pid = lab.sh(name, f"systemctl show -p MainPID --value {unit}")
+        assert lab.sh(name, f"stat -c %u /proc/{pid}") == str(FARM_UID)
+    # The manager's local storage (resolved next to its executable in root's /opt) and the
+    # worker's credentials ($FLAMENCO_HOME) land in folders the farm user owns.
+    manager = lab.records(HUB, "flamenco-manager")[-1]
+    assert manager["storage_writable"], manager
+    storage = lab.sh(HUB, f"realpath {manager['storage']}")
+    assert storage == f"{FLAMENCO_MANAGER_DIR}/flamenco-manager-storage"
+    worker = lab.records(W1, "flamenco-worker")[-1]
+    assert worker["credentials_writable"], worker
+    assert worker["flamenco_home"] == FLAMENCO_WORKER_DIR
+    owner = lab.sh(W1, f"stat -c %u {FLAMENCO_WORKER_DIR}/flamenco-worker-credentials.yaml")
+    assert owner == str(FARM_UID)
+
+
+def test_the_manager_port_is_reachable_over_the_overlay_only(lab: FlamencoLab) -> None:
+    hub_overlay = prov.overlay_ip(lab.farm, HUB)
+    for name in (W1, BOSS):
+        assert prov.ping(lab.farm, name, hub_overlay)
+        assert prov.tcp_open(lab.farm, name, hub_overlay, PORT), f"{name} cannot reach {PORT}"
+    listening = lab.sh(HUB, f"ss -Hltn 'sport = :{PORT}' | awk '{{print $4}}'")
+    assert listening == f"{hub_overlay}:{PORT}"
+    assert not prov.desk_tcp_open(lab.farm, str(lab.farm.address(HUB)), PORT)
+    assert not prov.tcp_open(lab.farm, W1, str(lab.farm.address(HUB)), PORT)
+
+
+def test_a_second_deploy_changes_nothing(lab: FlamencoLab) -> None:
+    hub = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(lab.artifacts))
+    worker = lab.deploy(Role.WORKER, [W1])
+    assert hub.ok, hub.failure_message()
+    assert worker.ok, worker.failure_message()
+    assert hub.changed == 0, hub.hosts[HUB].changed_ops
+    assert worker.changed == 0, worker.hosts[W1].changed_ops
+
+
+def _plan(lab: FlamencoLab) -> Any:
+    from farmhand.keystore.store import KeyStore
+
+    return KeyStore.open(prov.store_dir(lab.farm)).plan
