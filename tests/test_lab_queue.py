@@ -15,16 +15,13 @@ import json
 import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from farmhand import artifacts as a
 from farmhand import deadline as d
-from farmhand.deploy.runner import DeployReport, run_deploy
 from farmhand.keystore import pki
-from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
@@ -33,43 +30,15 @@ from farmhand.queue import QUEUE_ETC
 
 sys.path.insert(0, str(Path(__file__).parent))
 from standins.archives import build
+from standins.queue_lab import RECORDS, QueueLab
 
 PREFIX = "fhq"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
-RECORDS = "/var/lib/farmhand-standin"
 PORT = d.PORT
 
 _NO_LAB = why_unavailable(LAB_TOOLS)
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
-
-
-@dataclass
-class QueueLab:
-    farm: LabFarm
-    passphrase: str
-    artifacts: Path
-    first: dict[str, DeployReport]
-
-    def deploy(self, role: Role, names: list[str], **data: object) -> DeployReport:
-        bundle = bundle_filename(role, names[0] if role is Role.BOSS else "")
-        return run_deploy(
-            role,
-            prov.store_dir(self.farm) / bundle,
-            self.passphrase,
-            prov.targets(self.farm, names),
-            data={**prov.LAB_DEPLOY_DATA, "farmhand_queue": True, **data},
-            netns=self.farm.desk_namespace,
-        )
-
-    def sh(self, name: str, script: str) -> str:
-        result = self.farm.exec(name, ["sh", "-c", script])
-        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
-        return result.stdout.strip()
-
-    def records(self, name: str, standin: str) -> list[dict[str, object]]:
-        text = self.sh(name, f"cat {RECORDS}/{standin}.jsonl 2>/dev/null || true")
-        return [json.loads(line) for line in text.splitlines() if line]
 
 
 @pytest.fixture(scope="module")

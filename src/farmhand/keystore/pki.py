@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -362,19 +362,9 @@ def revoke(store: KeyStore, name: str, passphrase: str, now: int | None = None) 
     with store.changing() as current:
         entry = live_entry(current.register, name)
         check_revocable(entry)
-        vault, upgraded = current.unlock(passphrase).completed()
         register = current.register.replaced(_revoked(entry, now))
         removed = [bundle_filename(Role.BOSS, name)] if entry.role is Role.BOSS else []
-        change = Change(
-            root=current.root,
-            passphrase=passphrase,
-            register=register,
-            vault=vault if upgraded else None,
-            vault_mtime=now,
-            bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
-            removed=removed,
-        )
-        written = change.apply()
+        written = _every_bundle(current, register, passphrase, now, removed).apply()
     return Result(issued=(), bundles=tuple(written), register=register)
 
 
@@ -383,18 +373,25 @@ def rebundle(store: KeyStore, passphrase: str, now: int | None = None) -> Result
     (artifact checksums, prices, idle settings travel to hosts inside the bundles)."""
     now = int(time.time()) if now is None else now
     with store.changing() as current:
-        vault, upgraded = current.unlock(passphrase).completed()
-        register = current.register
-        change = Change(
-            root=current.root,
-            passphrase=passphrase,
-            register=register,
-            vault=vault if upgraded else None,
-            vault_mtime=now,
-            bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
-        )
-        written = change.apply()
-    return Result(issued=(), bundles=tuple(written), register=register)
+        written = _every_bundle(current, current.register, passphrase, now).apply()
+    return Result(issued=(), bundles=tuple(written), register=current.register)
+
+
+def _every_bundle(
+    current: KeyStore, register: Register, passphrase: str, now: int, removed: Sequence[str] = ()
+) -> Change:
+    """A change that rebuilds every role's bundle (and saves farm-wide secrets an older store
+    lacked) with no new certificates."""
+    vault, upgraded = current.unlock(passphrase).completed()
+    return Change(
+        root=current.root,
+        passphrase=passphrase,
+        register=register,
+        vault=vault if upgraded else None,
+        vault_mtime=now,
+        bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
+        removed=list(removed),
+    )
 
 
 def _revoked(entry: Entry, now: int) -> Entry:
