@@ -27,17 +27,16 @@ Exit status: 0 when every target passes, 1 when one fails, 2 when the benchmark 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
-from types import FrameType
 
+from bench.signals import interrupt_on_signals, uninterrupted
 from farmhand.durations import parse_duration
 from farmhand.errors import FarmhandError
 from farmhand.keystore import pki
@@ -193,26 +192,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         print("bench.clones runs the lab: it needs root on Linux", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_signals(signal.SIGTERM)
     state_dir: Path = args.state_dir or lab_root() / PREFIX
     farm = LabFarm(state_dir, prefix=PREFIX, progress=lambda line: say(f"lab: {line}"))
     if args.down:
@@ -227,7 +212,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nBENCHMARK INTERRUPTED {exc}".rstrip(), file=sys.stderr)
         code = 130
     finally:
-        with _uninterrupted():
+        with uninterrupted():
             if not args.keep:
                 farm.down()
     return code

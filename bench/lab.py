@@ -43,12 +43,12 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
+from bench.signals import interrupt_on_signals, uninterrupted
 from farmhand.deploy.runner import DeployReport
 from farmhand.distro import DEBIAN_12
 from farmhand.errors import FarmhandError
@@ -925,28 +925,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _interrupt(signum: int, _frame: FrameType | None) -> None:
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-@contextlib.contextmanager
-def _uninterrupted() -> Iterator[None]:
-    """Let teardown finish even if SIGINT/SIGTERM arrive again."""
-    previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if not sys.platform.startswith("linux") or os.geteuid() != 0:
         print("bench.lab runs the lab: it needs root on Linux (try: sudo -E ...)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGTERM, _interrupt)
-    signal.signal(signal.SIGHUP, _interrupt)
+    interrupt_on_signals(signal.SIGTERM, signal.SIGHUP)
     state_dir: Path = args.state_dir or lab_root() / PREFIX
     farm = LabFarm(state_dir, prefix=PREFIX, progress=lambda line: say(f"lab: {line}"))
     if args.down:
@@ -962,7 +946,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"\nBENCHMARK INTERRUPTED {exc}".rstrip(), file=sys.stderr)
         code = 130
     finally:
-        with _uninterrupted():
+        with uninterrupted():
             if args.keep:
                 print("\nThe lab stays up (--keep): remove it with `python -m bench.lab --down`")
             else:
