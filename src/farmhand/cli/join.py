@@ -88,8 +88,11 @@ def join(
     ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Join the farm from this machine: Nebula config and keys in your config folder, nebula in
-    the foreground or as a service, then how to reach the shares."""
+    """Join the farm from this machine (a boss): Nebula in the foreground or as a service.
+
+    Config and keys go to your config folder; once the hub answers, it prints how to reach the
+    shares and offers to mount them. --leave removes everything join installed.
+    """
     os_ = current_os()
     paths = JoinPaths.default()
     if leave:

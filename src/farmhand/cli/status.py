@@ -57,8 +57,10 @@ def status(
     ] = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """The hub, shares, queue and every worker certificate, reachable or not; expiring
-    certificates; what the running workers cost. Exits 1 when the hub does not answer."""
+    """The farm at a glance: hub, shares, queue, workers and who holds them, expiry, cost.
+
+    Run from any overlay member (after farmhand join). Exits 1 when the hub does not answer.
+    """
     opened = open_bundle(bundle, passphrase(passphrase_file)) if bundle is not None else None
     price_plan = None
     if store is not None and (store / "farm.toml").is_file():
