@@ -10,8 +10,6 @@ proves for Deadline, this proves for Flamenco.
 
 from __future__ import annotations
 
-import dataclasses
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,17 +20,14 @@ import yaml
 
 from farmhand import artifacts as a
 from farmhand.hosts import MOUNTS_ROOT, SHARES_ROOT
-from farmhand.keystore import pki
-from farmhand.keystore.plan import Role, new_plan
-from farmhand.lab import LabFarm
+from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
 from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, QUEUE_PORTS, RenderManager
 from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 
 sys.path.insert(0, str(Path(__file__).parent))
-from standins.archives import build
-from standins.queue_lab import RECORDS, QueueLab
+from standins.queue_lab import QueueLab, queue_farm
 
 PREFIX = "fhfl"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
@@ -64,38 +59,9 @@ class FlamencoLab(QueueLab):
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlamencoLab]:
     if _NO_LAB is not None:
         pytest.skip(_NO_LAB)
-    state = tmp_path_factory.mktemp("flamenco-state")
-    artifacts = tmp_path_factory.mktemp("standin-artifacts")
-    sums = build(artifacts)
-    farm = LabFarm(state, prefix=PREFIX, progress=print)
-    try:
-        farm.up(workers=1, bosses=1)
-        for name in (HUB, W1):  # the stand-ins record here, whichever user runs them
-            farm.exec(name, ["install", "-d", "-m", "1777", RECORDS], check=True)
-        plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
-        extra = {
-            "render_manager": "flamenco",
-            "renderer": "blender",
-            "artifacts": {"flamenco": {"sha256": sums["flamenco"]}},
-        }
-        plan = dataclasses.replace(plan, extra=extra)
-        pki.create_farm(prov.store_dir(farm), plan, 1, [BOSS], prov.lab_passphrase(farm))
-        lab = FlamencoLab(farm, prov.lab_passphrase(farm), artifacts, {})
-        # A corrupted archive is refused before anything reaches the hub.
-        corrupt = tmp_path_factory.mktemp("corrupt")
-        shutil.copy(artifacts / a.FLAMENCO.filename, corrupt / a.FLAMENCO.filename)
-        with (corrupt / a.FLAMENCO.filename).open("ab") as handle:
-            handle.write(b"tampered")
-        lab.first["corrupt"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(corrupt))
-        lab.first["hub"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(artifacts))
-        assert lab.first["hub"].ok, lab.first["hub"].failure_message()
-        lab.first["worker"] = lab.deploy(Role.WORKER, [W1])
-        assert lab.first["worker"].ok, lab.first["worker"].failure_message()
-        lab.first["boss"] = lab.deploy(Role.BOSS, [BOSS])
-        assert lab.first["boss"].ok, lab.first["boss"].failure_message()
-        yield lab
-    finally:
-        farm.down()
+    yield from queue_farm(
+        FlamencoLab, tmp_path_factory, PREFIX, "flamenco", ["flamenco"], a.FLAMENCO.filename
+    )
 
 
 def test_a_corrupted_archive_is_refused(lab: FlamencoLab) -> None:

@@ -10,9 +10,7 @@ with Debian's Blender into renders/, and boss1 reads the image back over SMB.
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,16 +19,13 @@ import pytest
 
 from farmhand import artifacts as a
 from farmhand import deadline as d
-from farmhand.keystore import pki
-from farmhand.keystore.plan import Role, new_plan
-from farmhand.lab import LabFarm
+from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
 from farmhand.queue import QUEUE_ETC
 
 sys.path.insert(0, str(Path(__file__).parent))
-from standins.archives import build
-from standins.queue_lab import RECORDS, QueueLab
+from standins.queue_lab import QueueLab, queue_farm
 
 PREFIX = "fhq"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
@@ -45,39 +40,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_N
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueLab]:
     if _NO_LAB is not None:
         pytest.skip(_NO_LAB)
-    state = tmp_path_factory.mktemp("queue-state")
-    artifacts = tmp_path_factory.mktemp("standin-artifacts")
-    sums = build(artifacts)
-    farm = LabFarm(state, prefix=PREFIX, progress=print)
-    try:
-        farm.up(workers=1, bosses=1)
-        for name in (HUB, W1):  # the stand-ins record here, whichever user runs them
-            farm.exec(name, ["install", "-d", "-m", "1777", RECORDS], check=True)
-        plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
-        extra = {
-            "render_manager": "deadline",
-            "renderer": "blender",
-            "artifacts": {key: {"sha256": value} for key, value in sums.items()},
-        }
-        plan = dataclasses.replace(plan, extra=extra)
-        pki.create_farm(prov.store_dir(farm), plan, 1, [BOSS], prov.lab_passphrase(farm))
-        lab = QueueLab(farm, prov.lab_passphrase(farm), artifacts, {})
-        # A corrupted artifact is refused before anything reaches the hub.
-        corrupt = tmp_path_factory.mktemp("corrupt")
-        for item in artifacts.iterdir():
-            shutil.copy(item, corrupt / item.name)
-        with (corrupt / a.DEADLINE.filename).open("ab") as handle:
-            handle.write(b"tampered")
-        lab.first["corrupt"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(corrupt))
-        lab.first["hub"] = lab.deploy(Role.HUB, [HUB], farmhand_artifacts=str(artifacts))
-        assert lab.first["hub"].ok, lab.first["hub"].failure_message()
-        lab.first["worker"] = lab.deploy(Role.WORKER, [W1])
-        assert lab.first["worker"].ok, lab.first["worker"].failure_message()
-        lab.first["boss"] = lab.deploy(Role.BOSS, [BOSS])
-        assert lab.first["boss"].ok, lab.first["boss"].failure_message()
-        yield lab
-    finally:
-        farm.down()
+    yield from queue_farm(QueueLab, tmp_path_factory, PREFIX, "deadline", None, a.DEADLINE.filename)
 
 
 def test_a_corrupted_artifact_is_refused(lab: QueueLab) -> None:
