@@ -50,15 +50,16 @@ from typing import Any
 
 from bench.signals import interrupt_on_signals, uninterrupted
 from farmhand.deploy.runner import DeployReport
-from farmhand.distro import DEBIAN_12
 from farmhand.errors import FarmhandError
-from farmhand.hosts import NEBULA_CONFIG, NEBULA_DEV, SMB_PORT, SOCKET_BUFFER, TX_QUEUE
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import DEFAULT_MTU, Role
 from farmhand.lab import provision
 from farmhand.lab.farm import LabFarm, worker_name
 from farmhand.lab.image import ImageSpec, ensure_base_image, image_is_complete, image_path
 from farmhand.lab.system import cgroup_roots, lab_root
+from farmhand.model.distro import DEBIAN_12
+from farmhand.model.host import NEBULA_DEV, SMB_PORT, SOCKET_BUFFER, TX_QUEUE
+from farmhand.model.paths import NEBULA_CONFIG
 
 PREFIX = "fhbench"
 """This benchmark's lab: its own namespaces, containers and cgroups, apart from other labs."""

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from farmhand import artifacts as a
-from farmhand.distro import DEBIAN_12, Distro, Family
 from farmhand.keystore.plan import new_plan
+from farmhand.model.distro import DEBIAN_12, Distro, Family
 
 ALMA9 = Distro("almalinux", 9, Family.EL)
 

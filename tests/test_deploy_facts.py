@@ -35,9 +35,9 @@ from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
 from conftest import BUNDLES, PASSPHRASE, Farm, decrypt_tars
-from farmhand import hosts as h
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
+from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SHARES_ROOT
 from farmhand.nebula import release
 from farmhand.resources import data_dir
 
@@ -565,9 +565,9 @@ def test_worker_picks_its_certificate_and_mounts_the_shares(
 ) -> None:
     plan = deploy("worker", distro)
     uploads = plan.uploads()
-    assert h.NEBULA_CERT not in uploads, "a worker's certificate is chosen at boot"
-    assert h.NEBULA_KEY not in uploads
-    assert {f"{h.NEBULA_POOL}/worker0001.crt", f"{h.NEBULA_POOL}/worker0005.key"} <= set(uploads)
+    assert NEBULA_CERT not in uploads, "a worker's certificate is chosen at boot"
+    assert NEBULA_KEY not in uploads
+    assert {f"{NEBULA_POOL}/worker0001.crt", f"{NEBULA_POOL}/worker0005.key"} <= set(uploads)
     assert plan.has("systemctl enable farmhand-pick-cert.service")
     assert plan.has("systemctl enable farmhand-lease-renew.timer")
     assert {"/etc/farmhand/lease/claim.key", "/etc/farmhand/lease.json"} <= set(uploads)
@@ -618,12 +618,12 @@ def test_farm_user_and_share_root_do_not_fight_over_ownership(
     """Each owner of /srv/farmhand would undo the other on every run: never idempotent."""
     for owner in ("root", "farmhand"):
         facts = ExistingFarmUser(distro)
-        facts.files[("Directory", h.SHARES_ROOT)] = {"user": owner, "group": owner, "mode": 755}
+        facts.files[("Directory", SHARES_ROOT)] = {"user": owner, "group": owner, "mode": 755}
         plan = deploy("hub", distro, facts)
         assert not plan.op("Farm user | User farmhand").commands
         assert not plan.op("Farm user | Group farmhand").commands
-        changes = [c for c in plan.shell if c.startswith("chown") and c.endswith(h.SHARES_ROOT)]
-        assert changes == ([] if owner == "root" else [f"chown root:root {h.SHARES_ROOT}"])
+        changes = [c for c in plan.shell if c.startswith("chown") and c.endswith(SHARES_ROOT)]
+        assert changes == ([] if owner == "root" else [f"chown root:root {SHARES_ROOT}"])
 
 
 # ------------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@ import pytest
 from conftest import PASSPHRASE, Farm
 from farmhand import idle
 from farmhand.errors import UsageError
-from farmhand.hosts import host_model
 from farmhand.keystore.bundle import Bundle, open_bundle
+from farmhand.model.host import host_model
 from farmhand.render import RenderedFile, render_host
 
 MIN = 60

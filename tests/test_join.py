@@ -34,7 +34,6 @@ from conftest import (
     run_cli,
     snapshot,
 )
-from farmhand.hosts import host_model
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
 from farmhand.join.mounts import MountPlan, MountResult, mount_plan, mount_report, should_mount
@@ -53,6 +52,7 @@ from farmhand.join.services import (
 from farmhand.join.setup import Joined, JoinState, load_state, mount_share, save_state
 from farmhand.join.shares import share_hints
 from farmhand.keystore.bundle import open_bundle
+from farmhand.model.host import host_model
 from farmhand.nebula.release import ARCHIVES, ReleaseArchive
 from farmhand.render import render_join_files
 

@@ -25,12 +25,12 @@ import pytest
 
 from conftest import wait_until
 from farmhand import leases
-from farmhand.hosts import NEBULA_CERT
 from farmhand.keystore import pki
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
+from farmhand.model.paths import NEBULA_CERT
 
 PREFIX = "fhcln"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")

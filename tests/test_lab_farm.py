@@ -35,7 +35,6 @@ from testinfra.backend.ssh import SshBackend
 
 from conftest import wait_until
 from farmhand.deploy.runner import DeployReport, Event, run_deploy
-from farmhand.hosts import NEBULA_CONFIG, SMB_PORT, SSH_PORT
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role
@@ -43,6 +42,8 @@ from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
 from farmhand.lab.system import process_argv, why_unavailable
+from farmhand.model.host import SMB_PORT, SSH_PORT
+from farmhand.model.paths import NEBULA_CONFIG
 from farmhand.nebula import pem
 
 PREFIX = "fhe2e"

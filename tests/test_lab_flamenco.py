@@ -19,10 +19,10 @@ import pytest
 import yaml
 
 from farmhand import artifacts as a
-from farmhand.hosts import MOUNTS_ROOT, SHARES_ROOT
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
+from farmhand.model.paths import MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, QUEUE_PORTS, RenderManager
 from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 

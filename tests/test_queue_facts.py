@@ -17,7 +17,7 @@ import pytest
 
 from conftest import Farm
 from farmhand import artifacts as a
-from farmhand.distro import Distro, Family
+from farmhand.model.distro import Distro, Family
 from farmhand.queue import QUEUE_ETC
 from test_deploy_facts import (  # noqa: F401 - fixtures
     BUNDLE_OF,

@@ -37,12 +37,21 @@ from conftest import (
     run_cli,
     snapshot,
 )
-from farmhand import hosts as h
 from farmhand import leases
-from farmhand.distro import distro_from_os_release
 from farmhand.errors import BundleError
-from farmhand.hosts import host_model
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
+from farmhand.model.distro import distro_from_os_release
+from farmhand.model.host import NEBULA_DEV, host_model
+from farmhand.model.paths import (
+    DEFAULT_SSH_HOST_KEYS,
+    FARMHAND_ETC,
+    NEBULA_CA,
+    NEBULA_CERT,
+    NEBULA_CONFIG,
+    NEBULA_DIR,
+    NEBULA_KEY,
+    NEBULA_POOL,
+)
 from farmhand.nebula.cert import certificate_from_pem
 from farmhand.queuefiles import GROUP_READABLE
 from farmhand.render import RenderedFile, render_host, write_tree
@@ -101,15 +110,15 @@ QUEUE_SECRETS = {
     for name in ("mongod.pem", "client.pem", "client.pfx", "db.password", "create-user.js")
 }
 SECRETS_OF = {
-    "hub": {h.NEBULA_KEY, f"{h.FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY, *QUEUE_SECRETS},
+    "hub": {NEBULA_KEY, f"{FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY, *QUEUE_SECRETS},
     "worker": {
-        h.NEBULA_KEY,
+        NEBULA_KEY,
         "/etc/farmhand/queue/client.pfx",
-        f"{h.FARMHAND_ETC}/smb-credentials",
+        f"{FARMHAND_ETC}/smb-credentials",
         leases.CLAIM_KEY,
-        *(f"{h.NEBULA_POOL}/{name}.key" for name in WORKER_NAMES),
+        *(f"{NEBULA_POOL}/{name}.key" for name in WORKER_NAMES),
     },
-    "boss": {h.NEBULA_KEY},
+    "boss": {NEBULA_KEY},
 }
 
 
@@ -324,18 +333,18 @@ def test_cli_and_library_render_the_same_files(
 
 def test_render_lays_out_each_role(rendered: dict[str, list[RenderedFile]]) -> None:
     paths = {role: {f.path for f in files} for role, files in rendered.items()}
-    common = {h.NEBULA_CONFIG, h.NEBULA_CA, h.NEBULA_CERT, h.NEBULA_KEY, "/etc/farmhand/farm.json"}
+    common = {NEBULA_CONFIG, NEBULA_CA, NEBULA_CERT, NEBULA_KEY, "/etc/farmhand/farm.json"}
     assert common | {"/etc/systemd/system/farmhand-nebula.service"} == paths["boss"]
     assert common < paths["hub"]
     assert common < paths["worker"]
     assert "/etc/samba/smb.conf" in paths["hub"]
     assert "/etc/systemd/system/smbd.service.d/farmhand.conf" in paths["hub"]
-    assert {f"{h.NEBULA_POOL}/{n}.crt" for n in WORKER_NAMES} < paths["worker"]
+    assert {f"{NEBULA_POOL}/{n}.crt" for n in WORKER_NAMES} < paths["worker"]
     assert "/etc/systemd/system/mnt-farmhand-farm.automount" in paths["worker"]
     assert "/etc/systemd/system/mnt-farmhand-queue.mount" in paths["worker"]
     assert not any("samba" in p for p in paths["worker"] | paths["boss"])
     at_boot = {f.path for f in rendered["worker"] if f.at_boot}
-    assert at_boot == {h.NEBULA_CERT, h.NEBULA_KEY}, "a worker chooses its certificate at boot"
+    assert at_boot == {NEBULA_CERT, NEBULA_KEY}, "a worker chooses its certificate at boot"
     assert not any(f.at_boot for f in rendered["hub"] + rendered["boss"])
 
 
@@ -379,11 +388,11 @@ def test_secret_files_hold_what_they_should(
     by_path = {role: {f.path: f for f in files} for role, files in rendered.items()}
     password = bundles["hub"].smb_password
     assert len(password) >= 24, "the SMB password is generated and long"
-    assert by_path["hub"][f"{h.FARMHAND_ETC}/smb.password"].text == password + "\n"
-    credentials = by_path["worker"][f"{h.FARMHAND_ETC}/smb-credentials"].text
+    assert by_path["hub"][f"{FARMHAND_ETC}/smb.password"].text == password + "\n"
+    credentials = by_path["worker"][f"{FARMHAND_ETC}/smb-credentials"].text
     assert credentials == f"username=farmhand\npassword={password}\n"
-    assert by_path["worker"][h.NEBULA_KEY].content == bundles["worker"].host(CHOSEN).key_pem
-    cert = certificate_from_pem(by_path["worker"][h.NEBULA_CERT].content)
+    assert by_path["worker"][NEBULA_KEY].content == bundles["worker"].host(CHOSEN).key_pem
+    cert = certificate_from_pem(by_path["worker"][NEBULA_CERT].content)
     assert cert.name == CHOSEN
 
 
@@ -430,8 +439,8 @@ def nebula_test(tree: Path, work: Path, config: bytes | None = None) -> tuple[An
 
     Returns the config as nebula printed it (parsed) and the firewall rules it loaded."""
     nebula = tool("nebula", "nebula")
-    text = (config or under(tree, h.NEBULA_CONFIG).read_bytes()).decode()
-    text = text.replace(f"{h.NEBULA_DIR}/", f"{under(tree, h.NEBULA_DIR)}/")
+    text = (config or under(tree, NEBULA_CONFIG).read_bytes()).decode()
+    text = text.replace(f"{NEBULA_DIR}/", f"{under(tree, NEBULA_DIR)}/")
     path = work / "nebula-config.yml"
     path.write_text(text)
     result = run(nebula, "-test", "-config", path)
@@ -471,9 +480,9 @@ def test_nebula_accepts_the_config_with_the_designed_firewall(
     assert len(rules) == len(NEBULA_RULES[role]), "a rule is duplicated"
     # What nebula read is exactly what we wrote (our reader agrees with nebula's).
     ours = parse_yaml(
-        under(cli_trees[role], h.NEBULA_CONFIG)
+        under(cli_trees[role], NEBULA_CONFIG)
         .read_text()
-        .replace(f"{h.NEBULA_DIR}/", f"{under(cli_trees[role], h.NEBULA_DIR)}/")
+        .replace(f"{NEBULA_DIR}/", f"{under(cli_trees[role], NEBULA_DIR)}/")
     )
     assert ours == printed
 
@@ -481,14 +490,14 @@ def test_nebula_accepts_the_config_with_the_designed_firewall(
 @pytest.mark.parametrize("role", ROLES)
 def test_nebula_config_content(role: str, cli_trees: dict[str, Path], tmp_path: Path) -> None:
     printed, _ = nebula_test(cli_trees[role], tmp_path)
-    config = parse_yaml(under(cli_trees[role], h.NEBULA_CONFIG).read_text())
+    config = parse_yaml(under(cli_trees[role], NEBULA_CONFIG).read_text())
     assert {k: v for k, v in printed.items() if k != "pki"} == {
         k: v for k, v in config.items() if k != "pki"
     }
     assert config["pki"] == {
-        "ca": h.NEBULA_CA,
-        "cert": h.NEBULA_CERT,
-        "key": h.NEBULA_KEY,
+        "ca": NEBULA_CA,
+        "cert": NEBULA_CERT,
+        "key": NEBULA_KEY,
         "disconnect_invalid": True,
     }, "no blocklist before any revocation"
     hub = role == "hub"
@@ -505,7 +514,7 @@ def test_nebula_config_content(role: str, cli_trees: dict[str, Path], tmp_path: 
         assert config["lighthouse"]["hosts"] == [HUB_OVERLAY]
         assert config["relay"]["relays"] == [HUB_OVERLAY]
         assert config["listen"]["port"] == 0
-    assert config["tun"]["dev"] == h.NEBULA_DEV
+    assert config["tun"]["dev"] == NEBULA_DEV
     assert config["tun"]["mtu"] == 1380
     assert config["firewall"]["inbound_action"] == "drop"
     assert config["firewall"]["outbound"] == [{"port": "any", "proto": "any", "host": "any"}]
@@ -514,7 +523,7 @@ def test_nebula_config_content(role: str, cli_trees: dict[str, Path], tmp_path: 
 
 def test_nebula_test_catches_a_broken_config(cli_trees: dict[str, Path], tmp_path: Path) -> None:
     tool("nebula", "nebula")
-    good = under(cli_trees["worker"], h.NEBULA_CONFIG).read_bytes()
+    good = under(cli_trees["worker"], NEBULA_CONFIG).read_bytes()
     broken = good.replace(b"proto: tcp", b"proto: tcpp", 1)
     assert broken != good
     with pytest.raises(AssertionError):
@@ -762,7 +771,7 @@ def test_nft_accepts_the_ruleset(role: str, cli_trees: dict[str, Path], tmp_path
         ("tcp", "{ 22 }"),
         *([("udp", str(PORT))] if role == "hub" else []),
     ]
-    assert f'iifname "{h.NEBULA_DEV}" accept' in text
+    assert f'iifname "{NEBULA_DEV}" accept' in text
     unit = under(cli_trees[role], "/etc/systemd/system/farmhand-firewall.service").read_text()
     assert "ExecStart=/usr/sbin/nft -f /etc/farmhand/nftables.conf" in unit
 
@@ -798,7 +807,7 @@ def test_lease_dropin_keeps_the_default_host_keys_first(
 ) -> None:
     dropin = under(cli_trees["hub"], "/etc/ssh/sshd_config.d/40-farmhand-lease.conf").read_text()
     listed = re.findall(r"^HostKey (\S+)$", dropin, re.MULTILINE)
-    assert listed == [*h.DEFAULT_SSH_HOST_KEYS, leases.HUB_HOST_KEY]
+    assert listed == [*DEFAULT_SSH_HOST_KEYS, leases.HUB_HOST_KEY]
     result, effective = sshd_check(dropin)
     assert result.returncode == 0, output(result)
     assert f"hostkey {leases.HUB_HOST_KEY}" in effective.splitlines()
@@ -838,7 +847,7 @@ def test_el_hub_files(distro: str, bundles: dict[str, Bundle], tmp_path: Path) -
     zone = ET.fromstring(files["/etc/firewalld/zones/farmhand-overlay.xml"].content)  # noqa: S314
     assert zone.tag == "zone"
     assert zone.get("target") == "ACCEPT"
-    assert [i.get("name") for i in zone.iter("interface")] == [h.NEBULA_DEV]
+    assert [i.get("name") for i in zone.iter("interface")] == [NEBULA_DEV]
     assert "/etc/systemd/system/smb.service.d/farmhand.conf" in files
     unit = files["/etc/systemd/system/farmhand-nebula.service"].text
     assert "ExecStart=/usr/local/bin/nebula -config" in unit
@@ -885,11 +894,11 @@ def test_a_revoked_worker_is_blocklisted_everywhere_and_left_out_of_the_pool(
     for role, bundle in reissued.items():
         trees[role] = tmp_path / role
         write_tree(library_render(bundle), trees[role])
-        config = parse_yaml(under(trees[role], h.NEBULA_CONFIG).read_text())
+        config = parse_yaml(under(trees[role], NEBULA_CONFIG).read_text())
         assert fingerprint in config["pki"]["blocklist"], role
         printed, _ = nebula_test(trees[role], tmp_path)
         assert printed["pki"]["blocklist"] == config["pki"]["blocklist"], role
-    pool_files = {p.name for p in under(trees["worker"], h.NEBULA_POOL).iterdir()}
+    pool_files = {p.name for p in under(trees["worker"], NEBULA_POOL).iterdir()}
     assert pool_files == {
         f"{n}.{kind}" for n in WORKER_NAMES if n != revoked for kind in ("crt", "key")
     }

@@ -8,11 +8,11 @@ from pathlib import Path
 from pyinfra import host, state
 from pyinfra.facts.server import Command, LinuxDistribution
 
-from farmhand.distro import distro_from_os_release
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.hosts import HostModel, host_model
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
+from farmhand.model.distro import distro_from_os_release
+from farmhand.model.host import HostModel, host_model
 from farmhand.passphrase import resolve_passphrase
 from farmhand.render import RenderedFile, render_host
 

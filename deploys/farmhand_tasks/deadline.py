@@ -15,8 +15,9 @@ from pyinfra.operations.util import any_changed
 
 from farmhand import artifacts as a
 from farmhand import deadline as d
-from farmhand.hosts import MOUNTS_ROOT, HostModel
 from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
+from farmhand.model.paths import MOUNTS_ROOT
 from farmhand.queue import QUEUE_ETC
 from farmhand.queuefiles import DEADLINE_HOME, DEADLINE_UNIT
 from farmhand.render import RenderedFile

@@ -8,7 +8,7 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages

@@ -7,8 +7,8 @@ from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
 from farmhand import artifacts as a
-from farmhand.hosts import HostModel
 from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
 from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT
 from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 from farmhand.render import RenderedFile

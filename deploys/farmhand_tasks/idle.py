@@ -7,7 +7,7 @@ from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
 from farmhand import idle as settings
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
 from farmhand.render import SYSTEMD_DIR, RenderedFile
 from farmhand_tasks import files as farm_files
 

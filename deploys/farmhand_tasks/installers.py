@@ -11,8 +11,8 @@ from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, server
 
 from farmhand import artifacts as a
-from farmhand.hosts import HostModel
 from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
 from farmhand.queuefiles import FETCH
 from farmhand_tasks import files as farm_files
 

@@ -12,23 +12,23 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import hosts as h
 from farmhand import leases
-from farmhand.distro import Family
-from farmhand.hosts import HostModel
+from farmhand.model.distro import Family
+from farmhand.model.host import HostModel
+from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, FARMHAND_LIB
 from farmhand.render import SYSTEMD_DIR, RenderedFile, render_host
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 
 LEASE_DROPIN = "/etc/ssh/sshd_config.d/40-farmhand-lease.conf"
-OLD_PICKER = f"{h.FARMHAND_LIB}/pick-cert"  # the hostname-only picker this replaces
+OLD_PICKER = f"{FARMHAND_LIB}/pick-cert"  # the hostname-only picker this replaces
 
 
 def _existing_host_keys() -> tuple[str, ...]:
     """The host's own default sshd host keys, as they are before our drop-in lists any."""
-    paths = " ".join(h.DEFAULT_SSH_HOST_KEYS)
+    paths = " ".join(DEFAULT_SSH_HOST_KEYS)
     listing = host.get_fact(Command, command=f"ls -1 {paths} 2>/dev/null || true") or ""
-    return tuple(line for line in listing.split() if line in h.DEFAULT_SSH_HOST_KEYS)
+    return tuple(line for line in listing.split() if line in DEFAULT_SSH_HOST_KEYS)
 
 
 @deploy("Certificate lease service")
@@ -72,7 +72,7 @@ def hub_leases(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         # No host key yet (sshd never started): make the distribution's defaults first, so ours
         # is never the only one.
         server.shell(name="Default sshd host keys", commands=["ssh-keygen -A"])
-        keys = h.DEFAULT_SSH_HOST_KEYS
+        keys = DEFAULT_SSH_HOST_KEYS
     dropin = {f.path: f for f in render_host(replace(model, ssh_host_keys=keys))}[LEASE_DROPIN]
     changed = farm_files.install([*farm_files.select(rendered, leases.HUB_HOST_KEY), dropin])
     # Listing HostKey turns sshd's defaults off: prove the whole config before sshd sees it,

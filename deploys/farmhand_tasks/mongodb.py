@@ -13,7 +13,7 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from farmhand import artifacts as a
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
 from farmhand.queue import MONGODB_DATA, MONGODB_RUN, MONGODB_USER, OPT, QUEUE_ETC, queue_service
 from farmhand.queuefiles import MONGODB_UNIT
 from farmhand.render import RenderedFile

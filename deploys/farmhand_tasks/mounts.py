@@ -7,8 +7,8 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import hosts as h
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
+from farmhand.model.paths import FARMHAND_ETC
 from farmhand.render import RenderedFile, unit_name_for_path
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
@@ -17,7 +17,7 @@ from farmhand_tasks import packages
 @deploy("Share mounts")
 def mounts(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     packages.install(model, *model.distro.mount_packages)
-    farm_files.install(farm_files.select(rendered, h.FARMHAND_ETC + "/smb-credentials"))
+    farm_files.install(farm_files.select(rendered, FARMHAND_ETC + "/smb-credentials"))
     units = farm_files.install(
         f for f in rendered.values() if f.path.endswith((".mount", ".automount"))
     )

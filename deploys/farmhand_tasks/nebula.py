@@ -10,10 +10,10 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import hosts as h
 from farmhand.errors import UsageError
-from farmhand.hosts import HostModel
 from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
+from farmhand.model.paths import FARMHAND_ETC, NEBULA_DIR, NEBULA_POOL
 from farmhand.nebula import release
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
@@ -71,11 +71,11 @@ def _binary(model: HostModel) -> None:
 
 def _prune_pool(rendered: dict[str, RenderedFile]) -> list[OperationMeta]:
     """Remove certificates the bundle no longer holds (revoked workers) from the pool."""
-    listing = host.get_fact(Command, command=f"ls -1 {h.NEBULA_POOL} 2>/dev/null || true")
+    listing = host.get_fact(Command, command=f"ls -1 {NEBULA_POOL} 2>/dev/null || true")
     stale = [
-        f"{h.NEBULA_POOL}/{name}"
+        f"{NEBULA_POOL}/{name}"
         for name in (listing or "").split()
-        if f"{h.NEBULA_POOL}/{name}" not in rendered
+        if f"{NEBULA_POOL}/{name}" not in rendered
     ]
     return [
         files.file(name=f"Remove {path} (not in the bundle)", path=path, present=False)
@@ -88,8 +88,8 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
     """Returns the operation that keeps farmhand-nebula running (for services that follow it)."""
     _binary(model)
     files.directory(
-        name=f"Nebula folder {h.NEBULA_DIR}",
-        path=h.NEBULA_DIR,
+        name=f"Nebula folder {NEBULA_DIR}",
+        path=NEBULA_DIR,
         mode="700",
         user="root",
         group="root",
@@ -99,13 +99,13 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
     if model.role is Role.WORKER:
         files.directory(
             name="Worker certificate pool",
-            path=h.NEBULA_POOL,
+            path=NEBULA_POOL,
             mode="700",
             user="root",
             group="root",
             present=True,
         )
-        pool = farm_files.install(farm_files.select(rendered, h.NEBULA_POOL))
+        pool = farm_files.install(farm_files.select(rendered, NEBULA_POOL))
         pool += _prune_pool(rendered)
         picker, picking = worker_leases(model, rendered)
         changes += [*pool, *picker]
@@ -120,8 +120,8 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
         )
     config = farm_files.install(
         f
-        for f in farm_files.select(rendered, h.NEBULA_DIR, h.FARMHAND_ETC + "/farm.json")
-        if not f.path.startswith(h.NEBULA_POOL)
+        for f in farm_files.select(rendered, NEBULA_DIR, FARMHAND_ETC + "/farm.json")
+        if not f.path.startswith(NEBULA_POOL)
     )
     unit = farm_files.install(
         farm_files.select(rendered, "/etc/systemd/system/farmhand-nebula.service")

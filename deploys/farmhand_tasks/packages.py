@@ -5,7 +5,7 @@ from __future__ import annotations
 from pyinfra import host
 from pyinfra.operations import apt, dnf
 
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
 
 # Wait for the dpkg lock instead of failing at once: it is held by the apt of a deploy that
 # was interrupted (Ctrl-C, a dropped connection) and still finishes on the host, or by

@@ -8,8 +8,8 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
 from farmhand import artifacts as a
-from farmhand.hosts import HostModel
 from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
 from farmhand.queue import OPT, Renderer, RenderManager, render_manager, renderer
 from farmhand.queuefiles import FETCH
 from farmhand.render import RenderedFile

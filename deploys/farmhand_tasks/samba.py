@@ -11,8 +11,8 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import hosts as h
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
+from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB, SHARES_ROOT
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
@@ -24,8 +24,8 @@ PASSWORD_STAMP = "/var/lib/farmhand/smb-password.sha256"
 def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: OperationMeta) -> None:
     packages.install(model, *model.distro.samba_packages)
     files.directory(
-        name=f"Share root {h.SHARES_ROOT}",
-        path=h.SHARES_ROOT,
+        name=f"Share root {SHARES_ROOT}",
+        path=SHARES_ROOT,
         mode="755",
         user="root",
         group="root",
@@ -44,10 +44,10 @@ def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: Operation
     if model.distro.selinux:
         _selinux_contexts()
     config = farm_files.install(
-        farm_files.select(rendered, "/etc/samba/", h.FARMHAND_LIB + "/wait-overlay")
+        farm_files.select(rendered, "/etc/samba/", FARMHAND_LIB + "/wait-overlay")
     )
     dropin = farm_files.install(farm_files.select(rendered, "/etc/systemd/system/smb"))
-    password = farm_files.install(farm_files.select(rendered, h.FARMHAND_ETC + "/smb.password"))
+    password = farm_files.install(farm_files.select(rendered, FARMHAND_ETC + "/smb.password"))
     _password(model)
     systemd.daemon_reload(name="Reload systemd units (samba)", _if=any_changed(*dropin))
     service = model.distro.samba_service
@@ -81,7 +81,7 @@ def _password(model: HostModel) -> None:
     applied = host.get_fact(Command, command=f"cat {PASSWORD_STAMP} 2>/dev/null || true")
     if (applied or "").strip() == digest:
         return
-    source = f"{h.FARMHAND_ETC}/smb.password"
+    source = f"{FARMHAND_ETC}/smb.password"
     server.shell(
         name=f"Samba password for {model.farm_user} (from {source})",
         commands=[
@@ -96,13 +96,13 @@ def _password(model: HostModel) -> None:
 def _selinux_contexts() -> None:
     """Persistent SELinux labels (semanage + restorecon, not chcon) so Samba may serve shares."""
     labelled = host.get_fact(
-        Command, command=f"semanage fcontext -l | grep -c '^{h.SHARES_ROOT}(/.\\*)?' || true"
+        Command, command=f"semanage fcontext -l | grep -c '^{SHARES_ROOT}(/.\\*)?' || true"
     )
     if (labelled or "0").strip() == "0":
         server.shell(
-            name=f"SELinux: label {h.SHARES_ROOT} samba_share_t",
+            name=f"SELinux: label {SHARES_ROOT} samba_share_t",
             commands=[
-                f"semanage fcontext -a -t samba_share_t '{h.SHARES_ROOT}(/.*)?'",
-                f"restorecon -R {h.SHARES_ROOT}",
+                f"semanage fcontext -a -t samba_share_t '{SHARES_ROOT}(/.*)?'",
+                f"restorecon -R {SHARES_ROOT}",
             ],
         )

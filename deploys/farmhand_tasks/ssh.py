@@ -6,7 +6,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 

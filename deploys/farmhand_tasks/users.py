@@ -7,9 +7,9 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Users
 from pyinfra.operations import server
 
-from farmhand import hosts as h
 from farmhand.errors import UsageError
-from farmhand.hosts import HostModel
+from farmhand.model.host import HostModel
+from farmhand.model.paths import SHARES_ROOT
 
 
 @deploy("Farm user")
@@ -32,7 +32,7 @@ def farm_user(model: HostModel) -> None:
         user=model.farm_user,
         uid=model.farm_uid,
         group=model.farm_user,
-        home=h.SHARES_ROOT,
+        home=SHARES_ROOT,
         shell="/usr/sbin/nologin",
         create_home=False,
         ensure_home=False,  # the share root stays root's; the farm user owns only the shares

@@ -22,10 +22,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from farmhand.distro import Distro, Family
 from farmhand.errors import FarmhandError
-from farmhand.hosts import SHARES_ROOT
 from farmhand.keystore.plan import FarmPlan
+from farmhand.model.distro import Distro, Family
+from farmhand.model.paths import SHARES_ROOT
 from farmhand.queue import DEADLINE_VERSION, Renderer, RenderManager, render_manager, renderer
 
 INSTALLERS = f"{SHARES_ROOT}/farm/installers"

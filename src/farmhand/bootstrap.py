@@ -19,10 +19,10 @@ from farmhand.deploy.runner import DeployReport, Event, run_deploy
 from farmhand.deploy.targets import parse_target
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.fetch import bundle_file, is_url
-from farmhand.hosts import host_model
 from farmhand.keystore import age
 from farmhand.keystore.bundle import Bundle, bundle_from_tar
 from farmhand.keystore.plan import Role
+from farmhand.model.host import host_model
 
 
 class NotRootError(FarmhandError):

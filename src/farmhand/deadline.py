@@ -9,7 +9,7 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from farmhand.errors import UsageError
-from farmhand.hosts import SHARES_ROOT
+from farmhand.model.paths import SHARES_ROOT
 from farmhand.queue import (
     DEADLINE_DB_NAME,
     DEADLINE_DB_USER,

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from farmhand import hosts as h
 from farmhand.artifacts import BLENDER, blender_from_package
 from farmhand.deadline import CLIENT_PFX
 from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
+from farmhand.model.paths import FARMHAND_LIB, MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import (
     DEADLINE_DB_USER,
     DEADLINE_PREFIX,
@@ -30,7 +31,7 @@ from farmhand.queuetls import QueueTls
 from farmhand.render import SYSTEMD_DIR, RenderedFile
 
 Render = Callable[..., bytes]
-FETCH = f"{h.FARMHAND_LIB}/fetch-artifact"
+FETCH = f"{FARMHAND_LIB}/fetch-artifact"
 MONGODB_UNIT = "farmhand-mongodb.service"
 DEADLINE_UNIT = "farmhand-deadline-worker.service"
 FLAMENCO_MANAGER_UNIT = "farmhand-flamenco-manager.service"
@@ -40,7 +41,7 @@ GROUP_READABLE = {CLIENT_PFX: "farm", f"{QUEUE_ETC}/mongod.pem": MONGODB_USER}
 """Secret files the service user must read (mode 0640): the group that owns them."""
 
 
-def tls(model: h.HostModel) -> QueueTls:
+def tls(model: HostModel) -> QueueTls:
     extras = model.bundle.extras
     blob = extras.get(TLS_NAME) or extras.get(f"{TLS_NAME}.{model.role.value}")
     if blob is None:
@@ -53,11 +54,11 @@ def tls(model: h.HostModel) -> QueueTls:
     return QueueTls.from_bytes(blob)
 
 
-def blender_path(model: h.HostModel) -> str:
+def blender_path(model: HostModel) -> str:
     return "/usr/bin/blender" if blender_from_package(model.distro) else f"{OPT}/blender/blender"
 
 
-def queue_files(model: h.HostModel, render: Render) -> list[RenderedFile]:
+def queue_files(model: HostModel, render: Render) -> list[RenderedFile]:
     """The queue's files for a hub or worker (bosses install their client themselves)."""
     if model.role is Role.BOSS:
         return []
@@ -67,8 +68,8 @@ def queue_files(model: h.HostModel, render: Render) -> list[RenderedFile]:
         "queue": queue,
         "queue_etc": QUEUE_ETC,
         "opt": OPT,
-        "shares_root": h.SHARES_ROOT,
-        "mounts_root": h.MOUNTS_ROOT,
+        "shares_root": SHARES_ROOT,
+        "mounts_root": MOUNTS_ROOT,
         "blender_linux": blender_path(model),
         "blender_version": BLENDER.version,
     }

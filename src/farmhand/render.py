@@ -9,13 +9,20 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from farmhand import hosts as h
 from farmhand import idle, leases
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.hosts import HostModel
 from farmhand.keystore.extras import LEASE_HOST_KEY
 from farmhand.keystore.fs import atomic_write
 from farmhand.keystore.plan import Role
+from farmhand.model.host import NEBULA_DEV, SMB_PORT, SOCKET_BUFFER, TX_QUEUE, HostModel
+from farmhand.model.paths import (
+    FARMHAND_ETC,
+    FARMHAND_LIB,
+    NEBULA_CERT,
+    NEBULA_DIR,
+    NEBULA_KEY,
+    NEBULA_POOL,
+)
 from farmhand.resources import data_dir
 
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -42,9 +49,9 @@ class Tuning:
     """Nebula's data-path settings (see bench/lab for the measurements behind them)."""
 
     mtu: int
-    dev: str = h.NEBULA_DEV
-    tx_queue: int = h.TX_QUEUE
-    socket_buffer: int = h.SOCKET_BUFFER
+    dev: str = NEBULA_DEV
+    tx_queue: int = TX_QUEUE
+    socket_buffer: int = SOCKET_BUFFER
 
 
 def _environment() -> jinja2.Environment:
@@ -67,7 +74,7 @@ def unit_name_for_path(path: str, suffix: str) -> str:
     return "-".join(escaped) + suffix
 
 
-def nebula_paths(nebula_dir: str = h.NEBULA_DIR, sep: str = "/") -> dict[str, str]:
+def nebula_paths(nebula_dir: str = NEBULA_DIR, sep: str = "/") -> dict[str, str]:
     """Where a host's Nebula config, CA, certificate and key live (``sep``: the host's OS)."""
     return {
         "dir": nebula_dir,
@@ -80,7 +87,7 @@ def nebula_paths(nebula_dir: str = h.NEBULA_DIR, sep: str = "/") -> dict[str, st
 
 
 def render_join_files(
-    model: HostModel, nebula_dir: str, *, sep: str = "/", tun_dev: str = h.NEBULA_DEV
+    model: HostModel, nebula_dir: str, *, sep: str = "/", tun_dev: str = NEBULA_DEV
 ) -> list[RenderedFile]:
     """A boss's Nebula config, CA, certificate and key under ``nebula_dir`` (``farmhand join``
     keeps them in the user's config folder, on Linux, macOS or Windows), from the same
@@ -92,7 +99,7 @@ def render_join_files(
 
 
 def render_host(
-    model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = h.NEBULA_DEV
+    model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = NEBULA_DEV
 ) -> list[RenderedFile]:
     """Every file farmhand installs on ``model``'s host, as the host has them once running."""
     env = _environment()
@@ -107,9 +114,9 @@ def render_host(
         "lighthouse_endpoints": model.lighthouse_endpoints,
         "listen_port": model.listen_port,
         "inbound": model.inbound_rules,
-        "lib": h.FARMHAND_LIB,
-        "etc": h.FARMHAND_ETC,
-        "smb_port": h.SMB_PORT,
+        "lib": FARMHAND_LIB,
+        "etc": FARMHAND_ETC,
+        "smb_port": SMB_PORT,
     }
 
     def render(template: str, **extra: object) -> bytes:
@@ -129,7 +136,7 @@ def render_host(
         RenderedFile(
             f"{SYSTEMD_DIR}/farmhand-nebula.service", render("systemd/farmhand-nebula.service.j2")
         ),
-        RenderedFile(f"{h.FARMHAND_ETC}/farm.json", _farm_json(model)),
+        RenderedFile(f"{FARMHAND_ETC}/farm.json", _farm_json(model)),
     ]
     if model.role is Role.BOSS:
         return files
@@ -150,10 +157,10 @@ def render_host(
                 render("systemd/samba-overlay.conf.j2"),
             ),
             RenderedFile(
-                f"{h.FARMHAND_LIB}/wait-overlay", render("farmhand/wait-overlay.sh.j2"), 0o755
+                f"{FARMHAND_LIB}/wait-overlay", render("farmhand/wait-overlay.sh.j2"), 0o755
             ),
             RenderedFile(
-                f"{h.FARMHAND_ETC}/smb.password",
+                f"{FARMHAND_ETC}/smb.password",
                 model.smb_password.encode() + b"\n",
                 0o600,
                 secret=True,
@@ -161,13 +168,13 @@ def render_host(
         ]
     else:
         for host in model.bundle.hosts:
-            files.append(RenderedFile(f"{h.NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
+            files.append(RenderedFile(f"{NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
             files.append(
-                RenderedFile(f"{h.NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True)
+                RenderedFile(f"{NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True)
             )
         files += [
             RenderedFile(
-                f"{h.FARMHAND_ETC}/smb-credentials",
+                f"{FARMHAND_ETC}/smb-credentials",
                 render("farmhand/smb-credentials.j2"),
                 0o600,
                 secret=True,
@@ -243,9 +250,9 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
         "renew_every": model.lease_renew_every,
         "claim_key": leases.CLAIM_KEY,
         "known_hosts": leases.KNOWN_HOSTS,
-        "pool_dir": h.NEBULA_POOL,
-        "cert": h.NEBULA_CERT,
-        "key": h.NEBULA_KEY,
+        "pool_dir": NEBULA_POOL,
+        "cert": NEBULA_CERT,
+        "key": NEBULA_KEY,
         "nebula_unit": "farmhand-nebula.service",
         "pick_unit": "farmhand-pick-cert.service",
         "connect_timeout": 10,
@@ -285,7 +292,7 @@ def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[Rendered
     if model.distro.firewall == "nftables":
         return [
             RenderedFile(
-                f"{h.FARMHAND_ETC}/nftables.conf", render("firewall/nftables.conf.j2"), 0o644
+                f"{FARMHAND_ETC}/nftables.conf", render("firewall/nftables.conf.j2"), 0o644
             ),
             RenderedFile(
                 f"{SYSTEMD_DIR}/farmhand-firewall.service",

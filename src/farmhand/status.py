@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from farmhand.errors import UsageError
-from farmhand.hosts import SHARES, SMB_PORT, SSH_PORT
 from farmhand.join.nebula import nebula_version
 from farmhand.join.paths import JoinPaths
 from farmhand.join.probe import Probe, tcp_probe
 from farmhand.keystore.bundle import Bundle, Peer
 from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.model.host import SHARES, SMB_PORT, SSH_PORT
 from farmhand.nebula import cert as nc
 from farmhand.queue import queue_service
 

@@ -22,17 +22,26 @@ import testinfra
 from testinfra.backend.local import LocalBackend
 from testinfra.backend.ssh import SshBackend
 
-from farmhand import hosts as h
 from farmhand.deploy.targets import Target
-from farmhand.distro import Distro, distro_from_os_release
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
+from farmhand.model.distro import Distro, distro_from_os_release
+from farmhand.model.host import NEBULA_DEV, SMB_PORT, SSH_PORT
+from farmhand.model.paths import (
+    FARMHAND_ETC,
+    NEBULA_CA,
+    NEBULA_CERT,
+    NEBULA_CONFIG,
+    NEBULA_DIR,
+    NEBULA_KEY,
+    NEBULA_POOL,
+)
 
 NEBULA_UNIT = "farmhand-nebula"
 NFT_TABLE = "inet farmhand"
-SMB_CREDENTIALS = f"{h.FARMHAND_ETC}/smb-credentials"
-SMB_PASSWORD = f"{h.FARMHAND_ETC}/smb.password"
-FARM_JSON = f"{h.FARMHAND_ETC}/farm.json"
+SMB_CREDENTIALS = f"{FARMHAND_ETC}/smb-credentials"
+SMB_PASSWORD = f"{FARMHAND_ETC}/smb.password"
+FARM_JSON = f"{FARMHAND_ETC}/farm.json"
 # DHCP clients keep a socket on the client port of the interface they configure.
 DHCP_CLIENTS = frozenset({"dhclient", "systemd-network", "NetworkManager", "dhcpcd", "udhcpc"})
 DHCP_CLIENT_PORTS = frozenset({68, 546})
@@ -230,7 +239,7 @@ def _nebula_binary(host: _Host) -> str:
 
 def _nebula_checks(host: _Host) -> list[Check]:
     binary = _nebula_binary(host)
-    tested = host.run(f"{shlex.quote(binary)} -test -config {h.NEBULA_CONFIG}")
+    tested = host.run(f"{shlex.quote(binary)} -test -config {NEBULA_CONFIG}")
     checks = [
         Check(
             "nebula config is valid (nebula -test)",
@@ -240,7 +249,7 @@ def _nebula_checks(host: _Host) -> list[Check]:
     ]
     folder = binary.rsplit("/", 1)[0] if "/" in binary else ""
     cert_tool = shlex.quote(f"{folder}/nebula-cert") if folder else "nebula-cert"
-    verified = host.run(f"{cert_tool} verify -ca {h.NEBULA_CA} -crt {h.NEBULA_CERT}")
+    verified = host.run(f"{cert_tool} verify -ca {NEBULA_CA} -crt {NEBULA_CERT}")
     checks.append(
         Check(
             "nebula certificate is signed by the farm CA and valid",
@@ -257,21 +266,21 @@ def _last_line(text: str) -> str:
 
 
 def _overlay(host: _Host, network: IPv4Network | None) -> tuple[Check, IPv4Address | None]:
-    out = host.run(f"ip -4 -o addr show dev {h.NEBULA_DEV}").stdout.split()
+    out = host.run(f"ip -4 -o addr show dev {NEBULA_DEV}").stdout.split()
     address = None
     if "inet" in out:
         address = IPv4Address(out[out.index("inet") + 1].split("/")[0])
     ok = address is not None and (network is None or address in network)
-    detail = f"{address}" if address else f"no address on {h.NEBULA_DEV}"
+    detail = f"{address}" if address else f"no address on {NEBULA_DEV}"
     if address and network is not None and address not in network:
         detail = f"{address} is outside {network}"
-    return Check(f"overlay interface {h.NEBULA_DEV} is up in the farm network", ok, detail), address
+    return Check(f"overlay interface {NEBULA_DEV} is up in the farm network", ok, detail), address
 
 
 def _sshd_ports(host: _Host) -> set[int]:
     out = host.run("sshd -T 2>/dev/null | grep -i '^port '").stdout
     ports = {int(line.split()[1]) for line in out.splitlines() if line.split()[1:2] != []}
-    return ports or {h.SSH_PORT}
+    return ports or {SSH_PORT}
 
 
 def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
@@ -290,7 +299,7 @@ def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
     zones = host.run("firewall-cmd --get-active-zones")
     checks.append(
         Check(
-            f"firewalld puts {h.NEBULA_DEV} in the farmhand-overlay zone",
+            f"firewalld puts {NEBULA_DEV} in the farmhand-overlay zone",
             zones.rc == 0 and "farmhand-overlay" in zones.stdout,
             _last_line(zones.stderr) if zones.rc else "",
         )
@@ -327,11 +336,11 @@ def _listener_checks(
                 ", ".join(str(s) for s in nebula) or "nebula has no udp socket",
             )
         )
-        smb = [s for s in listeners if s.proto == "tcp" and s.port in (h.SMB_PORT, 139)]
+        smb = [s for s in listeners if s.proto == "tcp" and s.port in (SMB_PORT, 139)]
         elsewhere = [s for s in smb if overlay_ip is None or _address(s.address) != overlay_ip]
         checks.append(
             Check(
-                f"SMB listens only on the overlay address ({overlay_ip}:{h.SMB_PORT})",
+                f"SMB listens only on the overlay address ({overlay_ip}:{SMB_PORT})",
                 bool(smb) and not elsewhere and overlay_ip is not None,
                 "; ".join(str(s) for s in elsewhere) or ("" if smb else "smbd does not listen"),
             )
@@ -368,16 +377,16 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
     overlay_check, overlay_ip = _overlay(host, network)
     checks.append(overlay_check)
     checks += _nebula_checks(host)
-    checks.append(_file_check(host, h.NEBULA_DIR, 0o700, directory=True))
-    checks.append(_file_check(host, h.NEBULA_CONFIG, 0o600))
-    checks.append(_file_check(host, h.NEBULA_KEY, 0o600))
+    checks.append(_file_check(host, NEBULA_DIR, 0o700, directory=True))
+    checks.append(_file_check(host, NEBULA_CONFIG, 0o600))
+    checks.append(_file_check(host, NEBULA_KEY, 0o600))
     if role is Role.WORKER:
-        keys = host.run(f"ls -1 {h.NEBULA_POOL}").stdout.split()
-        pool = [f"{h.NEBULA_POOL}/{name}" for name in keys if name.endswith(".key")]
+        keys = host.run(f"ls -1 {NEBULA_POOL}").stdout.split()
+        pool = [f"{NEBULA_POOL}/{name}" for name in keys if name.endswith(".key")]
         bad = [c for c in (_file_check(host, path, 0o600) for path in pool) if not c.passed]
         checks.append(
             Check(
-                f"every key in {h.NEBULA_POOL} is 0600 root:root ({len(pool)} found)",
+                f"every key in {NEBULA_POOL} is 0600 root:root ({len(pool)} found)",
                 bool(pool) and not bad,
                 "; ".join(f"{c.name.split(' is ')[0]}: {c.detail}" for c in bad)
                 or ("" if pool else "no keys"),

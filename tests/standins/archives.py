@@ -9,7 +9,7 @@ from pathlib import Path
 
 from farmhand import artifacts as a
 from farmhand import deadline as d
-from farmhand.distro import DEBIAN_12
+from farmhand.model.distro import DEBIAN_12
 
 HERE = Path(__file__).parent
 

@@ -47,7 +47,7 @@ def client_cert(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Write the queue's client certificate (from the boss's bundle) for the Deadline Client."""
-    from farmhand.hosts import host_model
+    from farmhand.model.host import host_model
 
     if out.exists():
         raise UsageError(f"{out} exists: farmhand never overwrites a key file")

@@ -18,10 +18,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from farmhand.hosts import SMB_PORT
 from farmhand.join import JoinError
 from farmhand.join.probe import Probe, tcp_probe
 from farmhand.join.setup import Joined, hub_hints
+from farmhand.model.host import SMB_PORT
 
 STOP_SIGNALS = tuple(
     s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None

@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from farmhand.errors import UsageError
-from farmhand.hosts import SHARES, SMB_PORT, host_model
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation, elevate
 from farmhand.join.mounts import MountPlan, MountResult, mount_plan, run_mount
@@ -41,6 +40,7 @@ from farmhand.join.services import ServicePlan, Step, service_plan, windows_owne
 from farmhand.join.shares import share_hints
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
+from farmhand.model.host import SHARES, SMB_PORT, host_model
 from farmhand.render import render_join_files
 
 Mode = Literal["service", "foreground"]

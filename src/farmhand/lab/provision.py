@@ -16,13 +16,13 @@ from pathlib import Path
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
 from farmhand.deploy.targets import Target
 from farmhand.errors import LabError
-from farmhand.hosts import SMB_PORT, SSH_PORT
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.fs import write_new
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.keystore.store import KeyStore, is_store
 from farmhand.lab.farm import LabFarm
+from farmhand.model.host import SMB_PORT, SSH_PORT
 
 Say = Callable[[str], None]
 LAB_FARM_NAME = "lab"

@@ -9,35 +9,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from farmhand.distro import DEBIAN_12, Distro
 from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.model.distro import DEBIAN_12, Distro
+from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import QUEUE_CLIENT_GROUPS, queue_service
 
-NEBULA_DIR = "/etc/nebula/farmhand"
-NEBULA_CONFIG = f"{NEBULA_DIR}/config.yml"
-NEBULA_CA = f"{NEBULA_DIR}/ca.crt"
-NEBULA_CERT = f"{NEBULA_DIR}/host.crt"
-NEBULA_KEY = f"{NEBULA_DIR}/host.key"
-NEBULA_POOL = f"{NEBULA_DIR}/pool"
 NEBULA_DEV = "nebula1"
-FARMHAND_ETC = "/etc/farmhand"
-FARMHAND_LIB = "/usr/local/lib/farmhand"
-SHARES_ROOT = "/srv/farmhand"
-MOUNTS_ROOT = "/mnt/farmhand"
 SMB_PORT = 445
 SSH_PORT = 22
 SOCKET_BUFFER = 10 * 1024 * 1024
 TX_QUEUE = 5000
 DEFAULT_LEASE_TTL = "3m"
-DEFAULT_SSH_HOST_KEYS = (
-    "/etc/ssh/ssh_host_rsa_key",
-    "/etc/ssh/ssh_host_ecdsa_key",
-    "/etc/ssh/ssh_host_ed25519_key",
-)
-"""sshd's own default host keys (the ones it uses when no HostKey is configured)."""
 
 
 @dataclass(frozen=True)
