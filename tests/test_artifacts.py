@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from farmhand import artifacts as a
 from farmhand.keystore.plan import new_plan
 from farmhand.model.distro import DEBIAN_12, Distro, Family
+from farmhand.queue import artifacts
 
 ALMA9 = Distro("almalinux", 9, Family.EL)
 
@@ -20,7 +20,12 @@ def plan_with(**extra: object):  # type: ignore[no-untyped-def]
 
 
 def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
-    for artifact in (*a.needed(plan_with(), ALMA9), a.FLAMENCO, a.BELLA, a.BLENDER):
+    for artifact in (
+        *artifacts.needed(plan_with(), ALMA9),
+        artifacts.FLAMENCO,
+        artifacts.BELLA,
+        artifacts.BLENDER,
+    ):
         assert artifact.url.startswith("https://")
         assert artifact.url.endswith(artifact.filename)
         assert artifact.version in artifact.filename
@@ -29,42 +34,49 @@ def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
 
 
 def test_needed_follows_the_plan_and_the_distribution() -> None:
-    keys = [x.key for x in a.needed(plan_with(), DEBIAN_12)]
+    keys = [x.key for x in artifacts.needed(plan_with(), DEBIAN_12)]
     assert keys == ["deadline", "mongodb", "mongosh"]  # Blender from Debian's package
-    assert [x.key for x in a.needed(plan_with(render_manager="flamenco"), ALMA9)] == [
+    assert [x.key for x in artifacts.needed(plan_with(render_manager="flamenco"), ALMA9)] == [
         "flamenco",
         "blender",
     ]
-    assert [x.key for x in a.needed(plan_with(renderer="bella"), DEBIAN_12)][-1] == "bella"
-    assert "rhel90" in a.mongodb(ALMA9).filename
-    assert "ubuntu2204" in a.mongodb(DEBIAN_12).filename
+    assert [x.key for x in artifacts.needed(plan_with(renderer="bella"), DEBIAN_12)][-1] == "bella"
+    assert "rhel90" in artifacts.mongodb(ALMA9).filename
+    assert "ubuntu2204" in artifacts.mongodb(DEBIAN_12).filename
 
 
 def test_a_missing_checksum_names_the_file_and_the_key() -> None:
-    with pytest.raises(a.ArtifactError) as info:
-        a.sha256_for(plan_with(), a.DEADLINE)
+    with pytest.raises(artifacts.ArtifactError) as info:
+        artifacts.sha256_for(plan_with(), artifacts.DEADLINE)
     message = str(info.value)
-    assert a.DEADLINE.filename in message
+    assert artifacts.DEADLINE.filename in message
     assert "[artifacts.deadline]" in message
     assert "farm.toml" in message
     assert "\n" not in message
-    with pytest.raises(a.ArtifactError, match="not a sha256"):
-        a.sha256_for(plan_with(artifacts={"deadline": {"sha256": "abc"}}), a.DEADLINE)
+    with pytest.raises(artifacts.ArtifactError, match="not a sha256"):
+        artifacts.sha256_for(
+            plan_with(artifacts={"deadline": {"sha256": "abc"}}), artifacts.DEADLINE
+        )
     good = "ab" * 32
-    assert a.sha256_for(plan_with(artifacts={"deadline": {"sha256": good.upper()}}), a.DEADLINE)
+    assert artifacts.sha256_for(
+        plan_with(artifacts={"deadline": {"sha256": good.upper()}}), artifacts.DEADLINE
+    )
 
 
 def test_sources_official_folder_or_url() -> None:
-    assert a.source_for(a.FLAMENCO, None) == a.FLAMENCO.url
-    assert a.source_for(a.FLAMENCO, "/x") == f"/x/{a.FLAMENCO.filename}"
-    assert a.source_for(a.FLAMENCO, "https://m/a/") == f"https://m/a/{a.FLAMENCO.filename}"
+    assert artifacts.source_for(artifacts.FLAMENCO, None) == artifacts.FLAMENCO.url
+    assert artifacts.source_for(artifacts.FLAMENCO, "/x") == f"/x/{artifacts.FLAMENCO.filename}"
+    assert (
+        artifacts.source_for(artifacts.FLAMENCO, "https://m/a/")
+        == f"https://m/a/{artifacts.FLAMENCO.filename}"
+    )
 
 
 def test_local_files_are_checked(tmp_path: Path) -> None:
-    path = tmp_path / a.FLAMENCO.filename
-    with pytest.raises(a.ArtifactError, match="is missing: download"):
-        a.verify_local(a.FLAMENCO, path, "0" * 64)
+    path = tmp_path / artifacts.FLAMENCO.filename
+    with pytest.raises(artifacts.ArtifactError, match="is missing: download"):
+        artifacts.verify_local(artifacts.FLAMENCO, path, "0" * 64)
     path.write_bytes(b"stand-in")
-    a.verify_local(a.FLAMENCO, path, hashlib.sha256(b"stand-in").hexdigest())
-    with pytest.raises(a.ArtifactError, match=r"does not match the sha256 .* --artifacts"):
-        a.verify_local(a.FLAMENCO, path, "0" * 64)
+    artifacts.verify_local(artifacts.FLAMENCO, path, hashlib.sha256(b"stand-in").hexdigest())
+    with pytest.raises(artifacts.ArtifactError, match=r"does not match the sha256 .* --artifacts"):
+        artifacts.verify_local(artifacts.FLAMENCO, path, "0" * 64)

@@ -18,12 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from farmhand import artifacts as a
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
-from farmhand.model.paths import MOUNTS_ROOT, SHARES_ROOT
-from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, QUEUE_PORTS, RenderManager
+from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, MOUNTS_ROOT, SHARES_ROOT
+from farmhand.queue import artifacts
+from farmhand.queue.base import QUEUE_PORTS, RenderManager
 from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,7 +60,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlamencoLab]:
     if _NO_LAB is not None:
         pytest.skip(_NO_LAB)
     yield from queue_farm(
-        FlamencoLab, tmp_path_factory, PREFIX, "flamenco", ["flamenco"], a.FLAMENCO.filename
+        FlamencoLab, tmp_path_factory, PREFIX, "flamenco", ["flamenco"], artifacts.FLAMENCO.filename
     )
 
 
@@ -69,17 +69,17 @@ def test_a_corrupted_archive_is_refused(lab: FlamencoLab) -> None:
     assert not report.ok
     message = report.failure_message()
     assert "does not match the sha256" in message, message
-    assert a.FLAMENCO.filename in message
+    assert artifacts.FLAMENCO.filename in message
     assert "[artifacts.flamenco]" in message
 
 
 def test_the_worker_takes_the_archive_from_the_hubs_cache(lab: FlamencoLab) -> None:
-    cached = lab.sh(HUB, f"sha256sum {a.FLAMENCO.cached} | cut -d' ' -f1")
-    taken = lab.sh(W1, f"sha256sum {a.FLAMENCO.local} | cut -d' ' -f1")
+    cached = lab.sh(HUB, f"sha256sum {artifacts.FLAMENCO.cached} | cut -d' ' -f1")
+    taken = lab.sh(W1, f"sha256sum {artifacts.FLAMENCO.local} | cut -d' ' -f1")
     assert cached == taken == _plan(lab).extra["artifacts"]["flamenco"]["sha256"]
-    assert lab.sh(HUB, f"stat -c %U {a.FLAMENCO.cached}") == "farmhand"
+    assert lab.sh(HUB, f"stat -c %U {artifacts.FLAMENCO.cached}") == "farmhand"
     # The worker was given no --artifacts, and the hub's cache is the only copy it could reach.
-    assert lab.sh(W1, f"test -e {a.FLAMENCO.cached} && echo yes || echo no") == "no"
+    assert lab.sh(W1, f"test -e {artifacts.FLAMENCO.cached} && echo yes || echo no") == "no"
 
 
 def test_the_configs_are_rendered_valid_and_overlay_only(lab: FlamencoLab) -> None:

@@ -17,12 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from farmhand import artifacts as a
-from farmhand import deadline as d
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
-from farmhand.queue import QUEUE_ETC
+from farmhand.model.paths import QUEUE_ETC
+from farmhand.queue import artifacts, deadline
 
 sys.path.insert(0, str(Path(__file__).parent))
 from standins.queue_lab import QueueLab, queue_farm
@@ -30,7 +29,7 @@ from standins.queue_lab import QueueLab, queue_farm
 PREFIX = "fhq"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
-PORT = d.PORT
+PORT = deadline.PORT
 
 _NO_LAB = why_unavailable(LAB_TOOLS)
 pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
@@ -40,7 +39,9 @@ pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_N
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueLab]:
     if _NO_LAB is not None:
         pytest.skip(_NO_LAB)
-    yield from queue_farm(QueueLab, tmp_path_factory, PREFIX, "deadline", None, a.DEADLINE.filename)
+    yield from queue_farm(
+        QueueLab, tmp_path_factory, PREFIX, "deadline", None, artifacts.DEADLINE.filename
+    )
 
 
 def test_a_corrupted_artifact_is_refused(lab: QueueLab) -> None:
@@ -48,31 +49,31 @@ def test_a_corrupted_artifact_is_refused(lab: QueueLab) -> None:
     assert not report.ok
     message = report.failure_message()
     assert "does not match the sha256" in message, message
-    assert a.DEADLINE.filename in message
+    assert artifacts.DEADLINE.filename in message
     assert "[artifacts.deadline]" in message
 
 
 def test_the_hub_caches_artifacts_and_the_worker_takes_them_from_it(lab: QueueLab) -> None:
-    cached = lab.sh(HUB, f"sha256sum {a.DEADLINE.cached} | cut -d' ' -f1")
-    taken = lab.sh(W1, f"sha256sum {a.DEADLINE.local} | cut -d' ' -f1")
-    assert cached == taken == a.sha256_for(_plan(lab), a.DEADLINE)
+    cached = lab.sh(HUB, f"sha256sum {artifacts.DEADLINE.cached} | cut -d' ' -f1")
+    taken = lab.sh(W1, f"sha256sum {artifacts.DEADLINE.local} | cut -d' ' -f1")
+    assert cached == taken == artifacts.sha256_for(_plan(lab), artifacts.DEADLINE)
     # The worker was given no --artifacts: its copy came over SMB from the hub.
-    assert lab.sh(HUB, f"stat -c %U {a.DEADLINE.cached}") == "farmhand"
+    assert lab.sh(HUB, f"stat -c %U {artifacts.DEADLINE.cached}") == "farmhand"
 
 
 def test_installer_flags_are_exactly_the_documented_ones(lab: QueueLab) -> None:
-    (repo,) = lab.records(HUB, d.REPOSITORY_INSTALLER)
+    (repo,) = lab.records(HUB, deadline.REPOSITORY_INSTALLER)
     hub_ip = prov.overlay_ip(lab.farm, HUB)
-    assert repo["argv"] == d.repository_args(__import__("ipaddress").IPv4Address(hub_ip))
-    assert repo["env_names"] == [d.PASSWORD_ENV]  # the password came by environment
+    assert repo["argv"] == deadline.repository_args(__import__("ipaddress").IPv4Address(hub_ip))
+    assert repo["env_names"] == [deadline.PASSWORD_ENV]  # the password came by environment
     password = lab.sh(HUB, f"cat {QUEUE_ETC}/db.password")
     assert password not in json.dumps(repo)
-    (client,) = lab.records(W1, d.CLIENT_INSTALLER)
-    assert client["argv"] == d.client_args("/mnt/farmhand/queue", "farmhand")
+    (client,) = lab.records(W1, deadline.CLIENT_INSTALLER)
+    assert client["argv"] == deadline.client_args("/mnt/farmhand/queue", "farmhand")
     # The installer's leftovers (uid 1000) belong to the farm user afterwards.
-    owners = lab.sh(HUB, f"find {d.REPOSITORY_DIR} -printf '%U\\n' | sort -u")
+    owners = lab.sh(HUB, f"find {deadline.REPOSITORY_DIR} -printf '%U\\n' | sort -u")
     assert owners == "2042"
-    ini = lab.sh(HUB, f"cat {d.REPOSITORY_DIR}/settings/connection.ini")
+    ini = lab.sh(HUB, f"cat {deadline.REPOSITORY_DIR}/settings/connection.ini")
     assert f"Hostname={hub_ip}" in ini
     assert f"Port={PORT}" in ini
 

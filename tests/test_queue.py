@@ -9,12 +9,12 @@ from ipaddress import IPv4Address
 import pytest
 from cryptography import x509
 
-from farmhand import deadline as d
-from farmhand import queuetls
 from farmhand.errors import UsageError
 from farmhand.keystore import extras
 from farmhand.keystore.plan import Role, new_plan
-from farmhand.queue import Renderer, RenderManager, queue_service, render_manager, renderer
+from farmhand.queue import deadline
+from farmhand.queue import tls as queuetls
+from farmhand.queue.base import Renderer, RenderManager, queue_service, render_manager, renderer
 
 
 def plan_with(**extra: object):  # type: ignore[no-untyped-def]
@@ -79,22 +79,24 @@ def test_openssl_accepts_the_chain(blob: bytes, tmp_path) -> None:  # type: igno
 
 
 def test_installer_flags() -> None:
-    args = d.repository_args(IPv4Address("10.87.0.1"))
+    args = deadline.repository_args(IPv4Address("10.87.0.1"))
     pairs = dict(zip(args[::2], args[1::2], strict=True))
     assert pairs["--dbhost"] == "10.87.0.1"
     assert pairs["--dbport"] == pairs["--dbListeningPort"] == "27100"
     assert pairs["--installmongodb"] == "false"
     assert pairs["--dbssl"] == "true"
-    assert pairs["--dbpassword"] == f"env:{d.PASSWORD_ENV}"
-    client = dict(zip(*[iter(d.client_args("/mnt/farmhand/queue", "farmhand"))] * 2, strict=True))
+    assert pairs["--dbpassword"] == f"env:{deadline.PASSWORD_ENV}"
+    client = dict(
+        zip(*[iter(deadline.client_args("/mnt/farmhand/queue", "farmhand"))] * 2, strict=True)
+    )
     assert client["--launcherdaemon"] == "false"
     assert client["--licensemode"] == "LicenseFree"
 
 
-@pytest.mark.parametrize("platform", d.BOSS_PLATFORMS)
+@pytest.mark.parametrize("platform", deadline.BOSS_PLATFORMS)
 def test_client_command_per_platform(platform: str) -> None:
-    command = d.client_command(IPv4Address("10.87.0.1"), platform)
+    command = deadline.client_command(IPv4Address("10.87.0.1"), platform)
     assert "--connectiontype Direct" in command
     assert "--dbsslcertificate" in command
     with pytest.raises(UsageError):
-        d.client_command(IPv4Address("10.87.0.1"), "amiga")
+        deadline.client_command(IPv4Address("10.87.0.1"), "amiga")

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 
 from conftest import Farm
-from farmhand import artifacts as a
 from farmhand.model.distro import Distro, Family
-from farmhand.queue import QUEUE_ETC
+from farmhand.model.paths import QUEUE_ETC
+from farmhand.queue.artifacts import BLENDER, DEADLINE, needed
 from test_deploy_facts import (  # noqa: F401 - fixtures
     BUNDLE_OF,
     NEBULA_SHA256,
@@ -49,7 +49,7 @@ def queue_artifacts(
     folder = tmp_path_factory.mktemp("queue-artifacts")
     shutil.copy(artifacts / "nebula-linux-amd64.tar.gz", folder)
     sums = {}
-    for artifact in a.needed(dataclasses.replace(_any_plan(farm)), ALMA9):
+    for artifact in needed(dataclasses.replace(_any_plan(farm)), ALMA9):
         data = f"stand-in for {artifact.filename}\n".encode()
         (folder / artifact.filename).write_bytes(data)
         sums[artifact.key] = {"sha256": hashlib.sha256(data).hexdigest()}
@@ -83,7 +83,7 @@ def test_el_hub_labels_persistently_and_installs_the_queue(
     assert "restorecon -R /opt/farmhand" in text
     assert "chcon" not in text
     uploads = plan.uploads()
-    for artifact in a.needed(_plan_of(plan), ALMA9):
+    for artifact in needed(_plan_of(plan), ALMA9):
         assert artifact.cached in uploads, artifact.filename
     assert f"{QUEUE_ETC}/mongod.conf" in uploads
     assert "mongodb-linux-x86_64-rhel90" in text  # the EL 9 build is unpacked
@@ -107,8 +107,8 @@ def test_el_worker_takes_artifacts_from_the_hub(
         farmhand_artifacts=str(folder),  # nebula's (EL); the queue's come from the hub
     )
     text = plan.text()
-    assert f"smb://10.87.0.1/farm/installers/{a.DEADLINE.filename}" in text
-    assert f"smb://10.87.0.1/farm/installers/{a.BLENDER.filename}" in text  # no EL package
+    assert f"smb://10.87.0.1/farm/installers/{DEADLINE.filename}" in text
+    assert f"smb://10.87.0.1/farm/installers/{BLENDER.filename}" in text  # no EL package
     assert "initscripts" in text
     assert "file" in text
 

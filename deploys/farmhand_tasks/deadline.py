@@ -13,12 +13,18 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import artifacts as a
-from farmhand import deadline as d
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import MOUNTS_ROOT
-from farmhand.queue import QUEUE_ETC
+from farmhand.model.paths import CLIENT_PFX, LOCAL_CACHE, MOUNTS_ROOT, QUEUE_ETC, REPOSITORY_DIR
+from farmhand.queue.artifacts import DEADLINE
+from farmhand.queue.deadline import (
+    CLIENT_INSTALLER,
+    INSTALLERS_DIR,
+    PASSWORD_ENV,
+    REPOSITORY_INSTALLER,
+    client_args,
+    repository_args,
+)
 from farmhand.queuefiles import DEADLINE_HOME, DEADLINE_UNIT
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
@@ -31,13 +37,13 @@ STAMPS = "/var/lib/farmhand"
 
 def _installers(model: HostModel) -> str:
     """The Linux installers tar unpacked (once) beside the local artifacts; returns the folder."""
-    archive, _ = take(model, a.DEADLINE)
-    folder = f"{a.LOCAL_CACHE}/{d.INSTALLERS_DIR}"
+    archive, _ = take(model, DEADLINE)
+    folder = f"{LOCAL_CACHE}/{INSTALLERS_DIR}"
     files.directory(name=f"Folder {folder}", path=folder, mode="700", present=True)
-    probe = d.REPOSITORY_INSTALLER if model.role is Role.HUB else d.CLIENT_INSTALLER
+    probe = REPOSITORY_INSTALLER if model.role is Role.HUB else CLIENT_INSTALLER
     if not host.get_fact(File, path=f"{folder}/{probe}"):
         server.shell(
-            name=f"Unpack {a.DEADLINE.filename}",
+            name=f"Unpack {DEADLINE.filename}",
             commands=[f"tar --no-same-owner -xf {archive} -C {folder}"],
         )
     return folder
@@ -59,15 +65,15 @@ def _run_once(name: str, stamp: str, argv: list[str], env: str, then: list[str])
 @deploy("Deadline Repository")
 def repository(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     folder = _installers(model)
-    group_readable(rendered[d.CLIENT_PFX], model.farm_user)
-    argv = [f"{folder}/{d.REPOSITORY_INSTALLER}", *d.repository_args(model.overlay_ip)]
+    group_readable(rendered[CLIENT_PFX], model.farm_user)
+    argv = [f"{folder}/{REPOSITORY_INSTALLER}", *repository_args(model.overlay_ip)]
     _run_once(
         "Deadline Repository into the queue share (unattended)",
         f"{STAMPS}/deadline-repository.sha256",
         argv,
-        f'{d.PASSWORD_ENV}="$(cat {QUEUE_ETC}/db.password)" ',
+        f'{PASSWORD_ENV}="$(cat {QUEUE_ETC}/db.password)" ',
         # The installer leaves files owned by uid 1000 (DESIGN.md §7): the farm user's.
-        [f"chown -R {model.farm_user}:{model.farm_user} {d.REPOSITORY_DIR}"],
+        [f"chown -R {model.farm_user}:{model.farm_user} {REPOSITORY_DIR}"],
     )
 
 
@@ -78,11 +84,11 @@ def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     packages.install(model, "file", *extra)
     files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
     changed = farm_files.install([rendered[f"{QUEUE_ETC}/ca.crt"]])
-    changed.append(group_readable(rendered[d.CLIENT_PFX], model.farm_user))
+    changed.append(group_readable(rendered[CLIENT_PFX], model.farm_user))
     folder = _installers(model)
     argv = [
-        f"{folder}/{d.CLIENT_INSTALLER}",
-        *d.client_args(f"{MOUNTS_ROOT}/queue", model.farm_user),
+        f"{folder}/{CLIENT_INSTALLER}",
+        *client_args(f"{MOUNTS_ROOT}/queue", model.farm_user),
     ]
     _run_once(
         "Deadline Client, binaries only (unattended)",

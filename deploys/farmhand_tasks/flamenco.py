@@ -6,10 +6,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import artifacts as a
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.queue import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT
+from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT
+from farmhand.queue.artifacts import FLAMENCO
 from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
@@ -25,8 +25,8 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     part = "manager" if model.role is Role.HUB else "worker"
     workdir = FLAMENCO_MANAGER_DIR if part == "manager" else FLAMENCO_WORKER_DIR
     unit_name = FLAMENCO_MANAGER_UNIT if part == "manager" else FLAMENCO_WORKER_UNIT
-    archive, _ = take(model, a.FLAMENCO)
-    top = a.FLAMENCO.filename.removesuffix(".tar.gz")
+    archive, _ = take(model, FLAMENCO)
+    top = FLAMENCO.filename.removesuffix(".tar.gz")
     unpack(archive, top, OPT, f"{OPT}/flamenco", f"flamenco-{part}")
     # Its own state (SQLite, worker credentials) lives here, owned by the farm user. The parent
     # is root's and may be made 0700 elsewhere: the farm user may pass through it (0711: no

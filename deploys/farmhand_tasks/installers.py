@@ -10,20 +10,20 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, server
 
-from farmhand import artifacts as a
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
+from farmhand.queue.artifacts import Artifact, sha256_for, source_for, verify_local
 from farmhand.queuefiles import FETCH
 from farmhand_tasks import files as farm_files
 
 
-def cache_on_hub(model: HostModel, artifact: a.Artifact) -> OperationMeta | None:
+def cache_on_hub(model: HostModel, artifact: Artifact) -> OperationMeta | None:
     """The artifact into the hub's installers share, sha256-checked (local files on the
     controller are checked before they are sent)."""
-    sha256 = a.sha256_for(model.plan, artifact)
-    source = a.source_for(artifact, host.data.get("farmhand_artifacts"))
+    sha256 = sha256_for(model.plan, artifact)
+    source = source_for(artifact, host.data.get("farmhand_artifacts"))
     if not source.startswith(("https://", "http://")):
-        a.verify_local(artifact, Path(source), sha256)
+        verify_local(artifact, Path(source), sha256)
         return files.put(
             name=f"Installers cache: {artifact.filename} (sha256-checked)",
             src=source,
@@ -43,11 +43,11 @@ def cache_on_hub(model: HostModel, artifact: a.Artifact) -> OperationMeta | None
     )
 
 
-def take(model: HostModel, artifact: a.Artifact) -> tuple[str, OperationMeta | None]:
+def take(model: HostModel, artifact: Artifact) -> tuple[str, OperationMeta | None]:
     """The artifact's path on this host: the hub's cache, or a worker's copy of it."""
     if model.role is Role.HUB:
         return artifact.cached, cache_on_hub(model, artifact)
-    sha256 = a.sha256_for(model.plan, artifact)
+    sha256 = sha256_for(model.plan, artifact)
     if host.get_fact(Sha256File, path=artifact.local) == sha256:
         return artifact.local, None
     source = f"smb://{model.hub_overlay_ip}/farm/installers/{artifact.filename}"

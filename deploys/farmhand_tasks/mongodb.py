@@ -12,9 +12,10 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import artifacts as a
 from farmhand.model.host import HostModel
-from farmhand.queue import MONGODB_DATA, MONGODB_RUN, MONGODB_USER, OPT, QUEUE_ETC, queue_service
+from farmhand.model.paths import MONGODB_DATA, MONGODB_RUN, OPT, QUEUE_ETC
+from farmhand.queue import artifacts
+from farmhand.queue.base import MONGODB_USER, queue_service
 from farmhand.queuefiles import MONGODB_UNIT
 from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
@@ -57,8 +58,8 @@ def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         present=True,
     )
     for artifact, link, binary in (
-        (a.mongodb(model.distro), f"{OPT}/mongodb", "bin/mongod"),
-        (a.mongosh(model.distro), f"{OPT}/mongosh", "bin/mongosh"),
+        (artifacts.mongodb(model.distro), f"{OPT}/mongodb", "bin/mongod"),
+        (artifacts.mongosh(model.distro), f"{OPT}/mongosh", "bin/mongosh"),
     ):
         archive, _ = take(model, artifact)
         top = artifact.filename.removesuffix(".tgz")

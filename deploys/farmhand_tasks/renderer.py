@@ -7,10 +7,11 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
-from farmhand import artifacts as a
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.queue import OPT, Renderer, RenderManager, render_manager, renderer
+from farmhand.model.paths import OPT
+from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package, needed
+from farmhand.queue.base import Renderer, RenderManager, render_manager, renderer
 from farmhand.queuefiles import FETCH
 from farmhand.render import RenderedFile
 from farmhand_tasks import deadline, flamenco, mongodb, packages
@@ -30,7 +31,7 @@ def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         _selinux_contexts()
     if model.role is Role.HUB:
         # Everything the farm's choices need lands in the installers share first (once).
-        for artifact in a.needed(model.plan, model.distro):
+        for artifact in needed(model.plan, model.distro):
             cache_on_hub(model, artifact)
     if render_manager(model.plan) is RenderManager.FLAMENCO:
         flamenco.flamenco(model, rendered)
@@ -46,8 +47,8 @@ def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
 def render_engine(model: HostModel) -> None:
     """Blender from the distribution where it has a package, else the pinned release; or Bella."""
     if renderer(model.plan) is Renderer.BELLA:
-        archive, _ = take(model, a.BELLA)
-        top = a.BELLA.filename.removesuffix(".tar.gz")
+        archive, _ = take(model, BELLA)
+        top = BELLA.filename.removesuffix(".tar.gz")
         files.directory(name=f"Folder {OPT}/{top}", path=f"{OPT}/{top}", mode="755")
         unpack(archive, ".", f"{OPT}/{top}", f"{OPT}/bella", "bella_cli")
         files.link(
@@ -55,11 +56,11 @@ def render_engine(model: HostModel) -> None:
             target=f"{OPT}/bella/bella_cli",
         )  # fmt: skip
         return
-    if a.blender_from_package(model.distro):
+    if blender_from_package(model.distro):
         packages.install(model, "blender")
         return
-    archive, _ = take(model, a.BLENDER)
-    unpack(archive, a.BLENDER.filename.removesuffix(".tar.xz"), OPT, f"{OPT}/blender", "blender")
+    archive, _ = take(model, BLENDER)
+    unpack(archive, BLENDER.filename.removesuffix(".tar.xz"), OPT, f"{OPT}/blender", "blender")
     files.link(
         name="/usr/local/bin/blender", path="/usr/local/bin/blender",
         target=f"{OPT}/blender/blender",

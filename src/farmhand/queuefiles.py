@@ -7,27 +7,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from farmhand.artifacts import BLENDER, blender_from_package
-from farmhand.deadline import CLIENT_PFX
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_LIB, MOUNTS_ROOT, SHARES_ROOT
-from farmhand.queue import (
-    DEADLINE_DB_USER,
+from farmhand.model.paths import (
+    CLIENT_PFX,
     DEADLINE_PREFIX,
+    FARMHAND_LIB,
     FLAMENCO_MANAGER_DIR,
     FLAMENCO_WORKER_DIR,
     MONGODB_DATA,
     MONGODB_RUN,
-    MONGODB_USER,
+    MOUNTS_ROOT,
     OPT,
     QUEUE_ETC,
+    SHARES_ROOT,
+)
+from farmhand.queue.artifacts import BLENDER, blender_from_package
+from farmhand.queue.base import (
+    DEADLINE_DB_USER,
+    MONGODB_USER,
     RenderManager,
     queue_service,
     render_manager,
 )
-from farmhand.queuetls import NAME as TLS_NAME
-from farmhand.queuetls import QueueTls
+from farmhand.queue.tls import NAME as TLS_NAME
+from farmhand.queue.tls import QueueTls
 from farmhand.render import SYSTEMD_DIR, RenderedFile
 
 Render = Callable[..., bytes]
@@ -105,7 +109,7 @@ def queue_files(model: HostModel, render: Render) -> list[RenderedFile]:
             )
         )
         return files
-    from farmhand.artifacts import MONGODB_VERSION
+    from farmhand.queue.artifacts import MONGODB_VERSION
 
     mongo = {
         "mongodb_run": MONGODB_RUN,

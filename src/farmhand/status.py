@@ -31,7 +31,7 @@ from farmhand.keystore.bundle import Bundle, Peer
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.host import SHARES, SMB_PORT, SSH_PORT
 from farmhand.nebula import cert as nc
-from farmhand.queue import queue_service
+from farmhand.queue.base import queue_service
 
 LEASES_PATH = ".farmhand/leases.json"
 EXPIRY_WARNING_DAYS = 30

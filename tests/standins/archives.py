@@ -7,9 +7,8 @@ import io
 import tarfile
 from pathlib import Path
 
-from farmhand import artifacts as a
-from farmhand import deadline as d
 from farmhand.model.distro import DEBIAN_12
+from farmhand.queue import artifacts, deadline
 
 HERE = Path(__file__).parent
 
@@ -34,15 +33,15 @@ def _pack(path: Path, members: list[tuple[str, str]]) -> str:
 def build(folder: Path) -> dict[str, str]:
     """Stand-in Deadline, MongoDB, mongosh and Flamenco archives; returns key -> sha256."""
     folder.mkdir(parents=True, exist_ok=True)
-    mongo, shell = a.mongodb(DEBIAN_12), a.mongosh(DEBIAN_12)
+    mongo, shell = artifacts.mongodb(DEBIAN_12), artifacts.mongosh(DEBIAN_12)
     mtop, stop = mongo.filename.removesuffix(".tgz"), shell.filename.removesuffix(".tgz")
-    ftop = a.FLAMENCO.filename.removesuffix(".tar.gz")
+    ftop = artifacts.FLAMENCO.filename.removesuffix(".tar.gz")
     return {
         "deadline": _pack(
-            folder / a.DEADLINE.filename,
+            folder / artifacts.DEADLINE.filename,
             [
-                (d.REPOSITORY_INSTALLER, "standin_deadline_installer.py"),
-                (d.CLIENT_INSTALLER, "standin_deadline_installer.py"),
+                (deadline.REPOSITORY_INSTALLER, "standin_deadline_installer.py"),
+                (deadline.CLIENT_INSTALLER, "standin_deadline_installer.py"),
                 ("standin_common.py", "standin_common.py"),
                 ("standin_daemon.py", "standin_daemon.py"),
             ],
@@ -62,7 +61,7 @@ def build(folder: Path) -> dict[str, str]:
             ],
         ),
         "flamenco": _pack(
-            folder / a.FLAMENCO.filename,
+            folder / artifacts.FLAMENCO.filename,
             [
                 (f"{ftop}/flamenco-manager", "standin_daemon.py"),
                 (f"{ftop}/flamenco-worker", "standin_daemon.py"),

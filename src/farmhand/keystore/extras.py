@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from farmhand import queuetls
 from farmhand.keystore.plan import Role
+from farmhand.queue import tls as queuetls
 
 PREFIX = "extras/"
 PUBLIC_SUFFIX = ".pub"

@@ -15,7 +15,7 @@ from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.distro import DEBIAN_12, Distro
 from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, MOUNTS_ROOT, SHARES_ROOT
-from farmhand.queue import QUEUE_CLIENT_GROUPS, queue_service
+from farmhand.queue.base import QUEUE_CLIENT_GROUPS, queue_service
 
 NEBULA_DEV = "nebula1"
 SMB_PORT = 445

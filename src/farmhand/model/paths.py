@@ -16,3 +16,20 @@ DEFAULT_SSH_HOST_KEYS = (
     "/etc/ssh/ssh_host_ed25519_key",
 )
 """sshd's own default host keys (the ones it uses when no HostKey is configured)."""
+
+# The render queue
+OPT = "/opt/farmhand"
+QUEUE_ETC = f"{FARMHAND_ETC}/queue"
+INSTALLERS = f"{SHARES_ROOT}/farm/installers"
+"""The hub's cache of pinned artifacts (the ``installers`` folder of the ``farm`` share)."""
+LOCAL_CACHE = "/var/lib/farmhand/artifacts"
+"""Where workers keep the copy of an artifact they took from the hub."""
+MONGODB_DATA = "/var/lib/farmhand-mongodb"
+MONGODB_RUN = "/run/farmhand-mongodb"
+DEADLINE_PREFIX = "/opt/Thinkbox/Deadline10"
+REPOSITORY_DIR = f"{SHARES_ROOT}/queue"
+"""The Deadline Repository: the hub's ``queue`` share."""
+CLIENT_PFX = f"{QUEUE_ETC}/client.pfx"
+"""The Deadline clients' certificate for the database (PKCS#12)."""
+FLAMENCO_MANAGER_DIR = "/var/lib/farmhand/flamenco-manager"
+FLAMENCO_WORKER_DIR = "/var/lib/farmhand/flamenco-worker"

@@ -25,13 +25,8 @@ from pathlib import Path
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import FarmPlan
 from farmhand.model.distro import Distro, Family
-from farmhand.model.paths import SHARES_ROOT
-from farmhand.queue import DEADLINE_VERSION, Renderer, RenderManager, render_manager, renderer
-
-INSTALLERS = f"{SHARES_ROOT}/farm/installers"
-"""The hub's cache (the ``installers`` folder of the ``farm`` share)."""
-LOCAL_CACHE = "/var/lib/farmhand/artifacts"
-"""Where workers keep the copy they took from the hub."""
+from farmhand.model.paths import INSTALLERS, LOCAL_CACHE
+from farmhand.queue.base import DEADLINE_VERSION, Renderer, RenderManager, render_manager, renderer
 
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 

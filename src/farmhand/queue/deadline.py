@@ -9,20 +9,16 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 from farmhand.errors import UsageError
-from farmhand.model.paths import SHARES_ROOT
-from farmhand.queue import (
+from farmhand.model.paths import CLIENT_PFX, DEADLINE_PREFIX, REPOSITORY_DIR
+from farmhand.queue.base import (
     DEADLINE_DB_NAME,
     DEADLINE_DB_USER,
-    DEADLINE_PREFIX,
     DEADLINE_VERSION,
-    QUEUE_ETC,
     QUEUE_PORTS,
     RenderManager,
 )
 
-REPOSITORY_DIR = f"{SHARES_ROOT}/queue"
 PASSWORD_ENV = "FARMHAND_QUEUE_DB_PASSWORD"  # noqa: S105 - a variable name
-CLIENT_PFX = f"{QUEUE_ETC}/client.pfx"
 INSTALLERS_DIR = f"Deadline-{DEADLINE_VERSION}-linux-installers"
 REPOSITORY_INSTALLER = f"DeadlineRepository-{DEADLINE_VERSION}-linux-x64-installer.run"
 CLIENT_INSTALLER = f"DeadlineClient-{DEADLINE_VERSION}-linux-x64-installer.run"

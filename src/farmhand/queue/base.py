@@ -34,16 +34,9 @@ QUEUE_CLIENT_GROUPS = ("worker", "boss")
 """Nebula groups that may reach the queue port on the hub; nobody else."""
 
 DEADLINE_VERSION = "10.4.0.10"
-DEADLINE_PREFIX = "/opt/Thinkbox/Deadline10"
 DEADLINE_DB_NAME = "deadline10db"
 DEADLINE_DB_USER = "deadline"
 MONGODB_USER = "farmhand-mongodb"
-QUEUE_ETC = "/etc/farmhand/queue"
-MONGODB_DATA = "/var/lib/farmhand-mongodb"
-MONGODB_RUN = "/run/farmhand-mongodb"
-FLAMENCO_MANAGER_DIR = "/var/lib/farmhand/flamenco-manager"
-FLAMENCO_WORKER_DIR = "/var/lib/farmhand/flamenco-worker"
-OPT = "/opt/farmhand"
 
 
 @dataclass(frozen=True)

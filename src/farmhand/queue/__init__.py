@@ -1,0 +1,1 @@
+"""The render queue: render managers and renderers, their pinned artifacts and their TLS."""
