@@ -114,7 +114,7 @@ def check_bundle_members(root: Path, members: Members, names: list[str]) -> dict
     expected |= {f"certs/{n}.crt" for n in names} | {f"keys/{n}.key" for n in names}
     assert expected <= set(members)
     for extra in set(members) - expected:
-        if extra.startswith("extras/"):  # declared farm-wide secrets (keystore/extras.py)
+        if extra.startswith("extras/"):  # declared farm-wide secrets (keystore/farm_secrets.py)
             assert members[extra][1] == (0o644 if extra.endswith(".pub") else 0o600), extra
             continue
         assert "/" not in extra, f"unexpected host file {extra}"

@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 
 from farmhand import leases
-from farmhand.keystore import extras
+from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
 
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin")
@@ -62,9 +62,9 @@ def _write(path: Path, data: bytes, mode: int) -> Path:
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     root = tmp_path_factory.mktemp("lease-sshd")
     root.chmod(0o755)
-    made = extras.completed({}, (extras.LEASE_CLAIM_KEY, extras.LEASE_HOST_KEY))
-    hub_side = extras.for_role(Role.HUB, made)
-    worker_side = extras.for_role(Role.WORKER, made)
+    made = farm_secrets.completed({}, (farm_secrets.LEASE_CLAIM_KEY, farm_secrets.LEASE_HOST_KEY))
+    hub_side = farm_secrets.for_role(Role.HUB, made)
+    worker_side = farm_secrets.for_role(Role.WORKER, made)
     _write(root / "lease_host_key", hub_side["lease-host-key"], 0o600)
     subprocess.run(
         ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / "ed25519_key")],
@@ -170,8 +170,8 @@ def test_the_claim_key_runs_nothing_but_the_lease_command(hub: Hub) -> None:
 
 
 def test_a_host_with_another_key_is_not_the_hub(hub: Hub, tmp_path: Path) -> None:
-    made = extras.completed({}, (extras.LEASE_HOST_KEY,))
-    pub = extras.for_role(Role.WORKER, made)["lease-host-key.pub"].decode().split()
+    made = farm_secrets.completed({}, (farm_secrets.LEASE_HOST_KEY,))
+    pub = farm_secrets.for_role(Role.WORKER, made)["lease-host-key.pub"].decode().split()
     wrong = _write(
         tmp_path / "known_hosts", f"{leases.HOST_KEY_ALIAS} {pub[0]} {pub[1]}\n".encode(), 0o644
     )

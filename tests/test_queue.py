@@ -10,7 +10,7 @@ import pytest
 from cryptography import x509
 
 from farmhand.errors import UsageError
-from farmhand.keystore import extras
+from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.queue import deadline
 from farmhand.queue import tls as queuetls
@@ -38,9 +38,9 @@ def blob() -> bytes:
 
 
 def test_tls_parts_by_role(blob: bytes) -> None:
-    hub = extras.for_role(Role.HUB, {queuetls.NAME: blob})
-    worker = extras.for_role(Role.WORKER, {queuetls.NAME: blob})
-    boss = extras.for_role(Role.BOSS, {queuetls.NAME: blob})
+    hub = farm_secrets.for_role(Role.HUB, {queuetls.NAME: blob})
+    worker = farm_secrets.for_role(Role.WORKER, {queuetls.NAME: blob})
+    boss = farm_secrets.for_role(Role.BOSS, {queuetls.NAME: blob})
     assert hub == {queuetls.NAME: blob}
     part = queuetls.QueueTls.from_bytes(worker[f"{queuetls.NAME}.worker"])
     assert boss[f"{queuetls.NAME}.boss"] == worker[f"{queuetls.NAME}.worker"]

@@ -11,7 +11,7 @@ import jinja2
 
 from farmhand import idle, leases
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.keystore.extras import LEASE_HOST_KEY
+from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
 from farmhand.keystore.fs import atomic_write
 from farmhand.keystore.plan import Role
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, SOCKET_BUFFER, TX_QUEUE, HostModel

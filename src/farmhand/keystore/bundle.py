@@ -7,7 +7,7 @@ Anyone can inspect one with standard tools (``age -d FILE | tar -tzv``). Layout:
     certs/NAME.crt       one per host of the role
     keys/NAME.key        the matching X25519 private keys (0600)
     smb.password         the farm's generated Samba password (0600)
-    extras/NAME[.pub]    farm-wide secrets this role needs (see extras.py)
+    extras/NAME[.pub]    farm-wide secrets this role needs (see farm_secrets.py)
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any
 
 from farmhand.errors import BundleError, FarmhandError
 from farmhand.keystore import age
-from farmhand.keystore.extras import PREFIX as EXTRAS_PREFIX
-from farmhand.keystore.extras import file_mode
+from farmhand.keystore.farm_secrets import PREFIX as EXTRAS_PREFIX
+from farmhand.keystore.farm_secrets import file_mode
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.nebula import cert as nc
 from farmhand.nebula import pem

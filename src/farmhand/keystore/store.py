@@ -23,7 +23,7 @@ from pathlib import Path
 from farmhand.errors import StoreError
 from farmhand.keystore import age, fs
 from farmhand.keystore.bundle import Bundle, BundleHost, Peer, bundle_filename
-from farmhand.keystore.extras import for_role as extras_for_role
+from farmhand.keystore.farm_secrets import for_role as extras_for_role
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.keystore.register import Register
 from farmhand.keystore.vault import VAULT_FILE, Vault, decrypt_vault

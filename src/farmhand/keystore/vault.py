@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from farmhand.errors import BundleError, PassphraseError, StoreError
 from farmhand.keystore import age
 from farmhand.keystore.bundle import pack, unpack
-from farmhand.keystore.extras import PREFIX as EXTRAS_PREFIX
-from farmhand.keystore.extras import completed as completed_extras
+from farmhand.keystore.farm_secrets import PREFIX as EXTRAS_PREFIX
+from farmhand.keystore.farm_secrets import completed as completed_extras
 from farmhand.nebula import pem
 
 VAULT_FILE = "secrets.age"

@@ -1,6 +1,6 @@
 """TLS and credentials of the render queue's database, from the farm's own key store.
 
-One farm-wide secret (``queue-tls``, declared in keystore/extras.py) made once with
+One farm-wide secret (``queue-tls``, declared in keystore/farm_secrets.py) made once with
 ``cryptography``: an X.509 CA used for the queue only, the database server's key, one client
 certificate (PEM and a PKCS#12 file for Deadline's clients) and the database password.
 

@@ -1,4 +1,4 @@
-"""Farm-wide secrets (keystore/extras.py): made once, kept in the vault, split by role."""
+"""Farm-wide secrets (keystore/farm_secrets.py): made once, kept in the vault, split by role."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from farmhand.keystore import extras, pki
+from farmhand.keystore import farm_secrets, pki
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.keystore.store import KeyStore
 
 PASSPHRASE = "correct horse battery"
-TOKEN = extras.ExtraSecret(
+TOKEN = farm_secrets.ExtraSecret(
     name="token",
     make=lambda: os.urandom(16).hex().encode(),
     private_roles=frozenset({Role.HUB}),
@@ -23,20 +23,20 @@ TOKEN = extras.ExtraSecret(
 
 
 def test_completed_makes_only_what_is_missing() -> None:
-    made = extras.completed({}, (TOKEN,))
+    made = farm_secrets.completed({}, (TOKEN,))
     assert set(made) == {"token"}
-    assert extras.completed(made, (TOKEN,)) == made
+    assert farm_secrets.completed(made, (TOKEN,)) == made
 
 
 def test_roles_get_private_or_public_parts() -> None:
-    made = extras.completed({}, (TOKEN,))
-    assert extras.for_role(Role.HUB, made, (TOKEN,)) == {"token": made["token"]}
-    assert extras.for_role(Role.WORKER, made, (TOKEN,)) == {
+    made = farm_secrets.completed({}, (TOKEN,))
+    assert farm_secrets.for_role(Role.HUB, made, (TOKEN,)) == {"token": made["token"]}
+    assert farm_secrets.for_role(Role.WORKER, made, (TOKEN,)) == {
         "token.pub": b"public-of-" + made["token"]
     }
-    assert extras.for_role(Role.BOSS, made, (TOKEN,)) == {}
-    assert extras.file_mode("token") == 0o600
-    assert extras.file_mode("token.pub") == 0o644
+    assert farm_secrets.for_role(Role.BOSS, made, (TOKEN,)) == {}
+    assert farm_secrets.file_mode("token") == 0o600
+    assert farm_secrets.file_mode("token.pub") == 0o644
 
 
 @pytest.mark.slow
@@ -45,12 +45,12 @@ def test_old_store_gains_new_secrets_once_and_keeps_them(
 ) -> None:
     root = tmp_path / "keys"
     plan = new_plan("farm")
-    monkeypatch.setattr(extras, "EXTRA_SECRETS", ())  # a store made before any was declared
+    monkeypatch.setattr(farm_secrets, "EXTRA_SECRETS", ())  # a store made before any was declared
     pki.create_farm(root, plan, workers=2, bosses=["boss1"], passphrase=PASSPHRASE)
     store = KeyStore.open(root)
     assert store.unlock(PASSPHRASE).extras == {}
 
-    monkeypatch.setattr(extras, "EXTRA_SECRETS", (TOKEN,))
+    monkeypatch.setattr(farm_secrets, "EXTRA_SECRETS", (TOKEN,))
     pki.add_workers(store, 1, PASSPHRASE)
     made = KeyStore.open(root).unlock(PASSPHRASE).extras
     assert set(made) == {"token"}
