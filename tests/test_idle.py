@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 
 from conftest import PASSPHRASE, Farm
-from farmhand import idle
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.model.host import host_model
+from farmhand.model.idle import DEFAULT_RENDER_PROCESSES, IDLE_SERVICE, IDLE_TIMER, IdleSettings
+from farmhand.model.paths import IDLE_ENV, IDLE_LOCAL_ENV, IDLE_SCRIPT
 from farmhand.render import RenderedFile, render_host
 
 MIN = 60
@@ -51,8 +52,8 @@ class Rig:
 
     def __init__(self, files: dict[str, RenderedFile], root: Path) -> None:
         self.script = root / "farmhand-idle"
-        self.script.write_bytes(files[idle.IDLE_SCRIPT].content)
-        self.settings = env_file(files[idle.IDLE_ENV].text)
+        self.script.write_bytes(files[IDLE_SCRIPT].content)
+        self.settings = env_file(files[IDLE_ENV].text)
         self.proc = root / "proc"
         self.proc.mkdir()
         self.state = root / "state"
@@ -130,26 +131,26 @@ def said(result: subprocess.CompletedProcess[str]) -> str:
 
 def test_the_defaults_and_the_units(workers_bundle: Bundle) -> None:
     files = worker_files(workers_bundle)
-    settings = env_file(files[idle.IDLE_ENV].text)
+    settings = env_file(files[IDLE_ENV].text)
     assert settings == {
         "IDLE_AFTER": "20m",
         "IDLE_BOOT_GRACE": "15m",
         "IDLE_MAX_UPTIME": "0m",
         "IDLE_CAP_GRACE": "60m",
         "IDLE_CPU_PERCENT": "10",
-        "IDLE_RENDER_PROCESSES": " ".join(idle.DEFAULT_RENDER_PROCESSES),
+        "IDLE_RENDER_PROCESSES": " ".join(DEFAULT_RENDER_PROCESSES),
     }
-    assert files[idle.IDLE_SCRIPT].mode == 0o755
-    service = files[f"/etc/systemd/system/{idle.IDLE_SERVICE}"].text
+    assert files[IDLE_SCRIPT].mode == 0o755
+    service = files[f"/etc/systemd/system/{IDLE_SERVICE}"].text
     # The farm's file first, then the worker's own (optional, "-") overrides.
-    assert service.index(f"EnvironmentFile={idle.IDLE_ENV}") < service.index(
-        f"EnvironmentFile=-{idle.IDLE_LOCAL_ENV}"
+    assert service.index(f"EnvironmentFile={IDLE_ENV}") < service.index(
+        f"EnvironmentFile=-{IDLE_LOCAL_ENV}"
     )
-    assert f"ExecStart={idle.IDLE_SCRIPT}\n" in service
-    timer = files[f"/etc/systemd/system/{idle.IDLE_TIMER}"].text
+    assert f"ExecStart={IDLE_SCRIPT}\n" in service
+    timer = files[f"/etc/systemd/system/{IDLE_TIMER}"].text
     assert "OnUnitActiveSec=1min" in timer
     assert "WantedBy=timers.target" in timer
-    assert not any(f.path.startswith(idle.IDLE_LOCAL_ENV) for f in files.values())
+    assert not any(f.path.startswith(IDLE_LOCAL_ENV) for f in files.values())
 
 
 def test_farm_toml_settings_are_rendered(workers_bundle: Bundle) -> None:
@@ -162,7 +163,7 @@ def test_farm_toml_settings_are_rendered(workers_bundle: Bundle) -> None:
         idle_cpu_percent=25,
         idle_render_processes=["blender", "my_renderer"],
     )
-    assert env_file(files[idle.IDLE_ENV].text) == {
+    assert env_file(files[IDLE_ENV].text) == {
         "IDLE_AFTER": "45m",
         "IDLE_BOOT_GRACE": "0m",
         "IDLE_MAX_UPTIME": "720m",
@@ -186,7 +187,7 @@ def test_farm_toml_settings_are_rendered(workers_bundle: Bundle) -> None:
 )
 def test_bad_farm_toml_settings_are_one_line_errors(key: str, value: object) -> None:
     with pytest.raises(UsageError, match=f"farm.toml: {key}"):
-        idle.IdleSettings.from_farm({key: value})
+        IdleSettings.from_farm({key: value})
 
 
 # --- the decision table --------------------------------------------------------------------

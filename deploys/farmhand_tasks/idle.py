@@ -6,8 +6,9 @@ from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import idle as settings
 from farmhand.model.host import HostModel
+from farmhand.model.idle import IDLE_SERVICE, IDLE_TIMER
+from farmhand.model.paths import IDLE_ENV, IDLE_SCRIPT
 from farmhand.render import SYSTEMD_DIR, RenderedFile
 from farmhand_tasks import files as farm_files
 
@@ -15,17 +16,17 @@ from farmhand_tasks import files as farm_files
 @deploy("Idle shutdown")
 def idle(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     paths = (
-        settings.IDLE_SCRIPT,
-        settings.IDLE_ENV,
-        f"{SYSTEMD_DIR}/{settings.IDLE_SERVICE}",
-        f"{SYSTEMD_DIR}/{settings.IDLE_TIMER}",
+        IDLE_SCRIPT,
+        IDLE_ENV,
+        f"{SYSTEMD_DIR}/{IDLE_SERVICE}",
+        f"{SYSTEMD_DIR}/{IDLE_TIMER}",
     )
     installed = farm_files.install(rendered[path] for path in paths)
     systemd.daemon_reload(name="Reload systemd units (idle shutdown)", _if=any_changed(*installed))
     # Only the timer is enabled: it starts the check; the check itself is a oneshot.
     systemd.service(
         name="Idle shutdown timer running and enabled",
-        service=settings.IDLE_TIMER,
+        service=IDLE_TIMER,
         enabled=True,
         running=True,
     )

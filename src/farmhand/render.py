@@ -9,15 +9,19 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from farmhand import idle, leases
+from farmhand import leases
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
 from farmhand.keystore.fs import atomic_write
 from farmhand.keystore.plan import Role
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, SOCKET_BUFFER, TX_QUEUE, HostModel
+from farmhand.model.idle import IDLE_SERVICE, IDLE_TIMER, IdleSettings
 from farmhand.model.paths import (
     FARMHAND_ETC,
     FARMHAND_LIB,
+    IDLE_ENV,
+    IDLE_LOCAL_ENV,
+    IDLE_SCRIPT,
     NEBULA_CERT,
     NEBULA_DIR,
     NEBULA_KEY,
@@ -309,17 +313,17 @@ def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[Rendered
 def _idle_shutdown(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
     """A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
     extra = {
-        "idle": idle.IdleSettings.from_farm(model.plan.extra),
-        "idle_env": idle.IDLE_ENV,
-        "idle_local_env": idle.IDLE_LOCAL_ENV,
-        "idle_script": idle.IDLE_SCRIPT,
+        "idle": IdleSettings.from_farm(model.plan.extra),
+        "idle_env": IDLE_ENV,
+        "idle_local_env": IDLE_LOCAL_ENV,
+        "idle_script": IDLE_SCRIPT,
     }
     units = "systemd/farmhand-idle"
     return [
-        RenderedFile(idle.IDLE_SCRIPT, render("farmhand/idle-check.sh.j2", **extra), 0o755),
-        RenderedFile(idle.IDLE_ENV, render("farmhand/idle-settings.env.j2", **extra)),
-        RenderedFile(f"{SYSTEMD_DIR}/{idle.IDLE_SERVICE}", render(f"{units}.service.j2", **extra)),
-        RenderedFile(f"{SYSTEMD_DIR}/{idle.IDLE_TIMER}", render(f"{units}.timer.j2", **extra)),
+        RenderedFile(IDLE_SCRIPT, render("farmhand/idle-check.sh.j2", **extra), 0o755),
+        RenderedFile(IDLE_ENV, render("farmhand/idle-settings.env.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{IDLE_SERVICE}", render(f"{units}.service.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{IDLE_TIMER}", render(f"{units}.timer.j2", **extra)),
     ]
 
 

@@ -17,6 +17,12 @@ DEFAULT_SSH_HOST_KEYS = (
 )
 """sshd's own default host keys (the ones it uses when no HostKey is configured)."""
 
+# Idle shutdown (workers)
+IDLE_SCRIPT = "/usr/local/sbin/farmhand-idle"
+IDLE_ENV = f"{FARMHAND_ETC}/idle.env"
+IDLE_LOCAL_ENV = f"{FARMHAND_ETC}/idle.local.env"
+"""Per-worker overrides: never written by a deploy, read after the farm's file."""
+
 # The render queue
 OPT = "/opt/farmhand"
 QUEUE_ETC = f"{FARMHAND_ETC}/queue"

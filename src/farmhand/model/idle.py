@@ -12,12 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from farmhand.errors import UsageError
-from farmhand.model.paths import FARMHAND_ETC
 
-IDLE_SCRIPT = "/usr/local/sbin/farmhand-idle"
-IDLE_ENV = f"{FARMHAND_ETC}/idle.env"
-IDLE_LOCAL_ENV = f"{FARMHAND_ETC}/idle.local.env"
-"""Per-worker overrides: never written by a deploy, read after the farm's file."""
 IDLE_SERVICE = "farmhand-idle.service"
 IDLE_TIMER = "farmhand-idle.timer"
 
