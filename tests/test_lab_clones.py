@@ -24,13 +24,13 @@ from dataclasses import dataclass, replace
 import pytest
 
 from conftest import wait_until
-from farmhand import leases
 from farmhand.keystore import pki
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import NEBULA_CERT
+from farmhand.onhost import leases
 
 PREFIX = "fhcln"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")

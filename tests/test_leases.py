@@ -1,4 +1,4 @@
-"""The lease table (farmhand/leases.py): claim, renew, expire, release and every conflict, applied
+"""The lease table (onhost/leases.py): claim, renew, expire, release and every conflict, applied
 by the hub's ``handle`` to real files under its lock, and the worker's machine identity.
 
 The hub-side script is this same module, so what runs here is what runs on the hub; the
@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 
-from farmhand import leases
+from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB, SHARES_ROOT
+from farmhand.onhost import leases
 
 TTL = 60
 T0 = 1_800_000_000
@@ -233,9 +234,9 @@ def test_files_are_written_atomically_with_their_modes_and_a_damaged_table_is_ke
 
 def _claim_in_a_process(args: tuple[str, str]) -> dict[str, Any]:
     root, machine = args
-    env = {**os.environ, "PYTHONPATH": str(Path(leases.__file__).parent.parent)}
+    env = {**os.environ, "PYTHONPATH": str(Path(leases.__file__).parents[2])}
     code = (
-        "import json, sys; from farmhand import leases; r = leases.handle("
+        "import json, sys; from farmhand.onhost import leases; r = leases.handle("
         f"{{'op': 'claim', 'machine': '{machine}', 'boot': '{machine}', 'hostname': 'render'}}, "
         f"table_path='{root}/state/leases.json', lock_path='{root}/state/lock', "
         f"pool_path='{root}/lease-pool.json', published_path='{root}/share/leases.json'); "
@@ -333,3 +334,11 @@ def test_the_module_runs_alone_on_a_bare_python(tmp_path: Path) -> None:
     identity, boot = result.stdout.split()
     assert identity == leases.machine_identity()
     assert boot == leases.boot_id()
+
+
+def test_its_own_paths_sit_where_the_rest_of_farmhand_puts_things() -> None:
+    """The module travels alone, so it names its paths itself: under model/paths.py's roots."""
+    assert f"{FARMHAND_LIB}/leases.py" == leases.LIB
+    for path in (leases.HUB_POOL, leases.WORKER_CONFIG, leases.WORKER_DIR):
+        assert path.startswith(f"{FARMHAND_ETC}/"), path
+    assert f"{SHARES_ROOT}/farm/.farmhand" == leases.PUBLISHED_DIR

@@ -22,9 +22,9 @@ from typing import Any
 
 import pytest
 
-from farmhand import leases
 from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
+from farmhand.onhost import leases
 
 SSHD = shutil.which("sshd", path="/usr/sbin:/usr/bin:/sbin")
 NEEDS = None if SSHD and shutil.which("ssh") and os.geteuid() == 0 else "needs root, sshd, ssh"
@@ -88,10 +88,10 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     )
     # The forced command: this module's serve(), with the table in the temporary folder.
     serve = root / "serve"
-    src = str(Path(leases.__file__).parent.parent)
+    src = str(Path(leases.__file__).parents[2])
     serve.write_text(
         f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {src!r})\n"
-        "from farmhand import leases\n"
+        "from farmhand.onhost import leases\n"
         f"sys.exit(leases.serve(table_path={str(root / 'state/leases.json')!r}, "
         f"lock_path={str(root / 'state/lock')!r}, pool_path={str(root / 'lease-pool.json')!r}, "
         f"published_path={str(root / 'published.json')!r}))\n"

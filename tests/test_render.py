@@ -37,7 +37,6 @@ from conftest import (
     run_cli,
     snapshot,
 )
-from farmhand import leases
 from farmhand.errors import BundleError
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
 from farmhand.model.distro import distro_from_os_release
@@ -53,6 +52,7 @@ from farmhand.model.paths import (
     NEBULA_POOL,
 )
 from farmhand.nebula.cert import certificate_from_pem
+from farmhand.onhost import leases
 from farmhand.queuefiles import GROUP_READABLE
 from farmhand.render import RenderedFile, render_host, write_tree
 

@@ -1,4 +1,4 @@
-"""Certificate leases (farmhand/leases.py): the hub's lease service behind a forced SSH command,
+"""Certificate leases (onhost/leases.py): the hub's lease service behind a forced SSH command,
 and on workers the picker that claims a certificate before Nebula starts."""
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand import leases
 from farmhand.model.distro import Family
 from farmhand.model.host import HostModel
 from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, FARMHAND_LIB
+from farmhand.onhost import leases
 from farmhand.render import SYSTEMD_DIR, RenderedFile, render_host
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages

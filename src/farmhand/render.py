@@ -9,7 +9,6 @@ from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from farmhand import leases
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
 from farmhand.keystore.fs import atomic_write
@@ -27,6 +26,7 @@ from farmhand.model.paths import (
     NEBULA_KEY,
     NEBULA_POOL,
 )
+from farmhand.onhost import leases
 from farmhand.resources import data_dir
 
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -202,7 +202,7 @@ def render_host(
 
 
 def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
-    """The certificate leases (farmhand/leases.py): the lease service and its sshd entry on the
+    """The certificate leases (onhost/leases.py): the lease service and its sshd entry on the
     hub; the picker, its renewal timer, the claim key and the hub's pinned host key on workers."""
     module = Path(leases.__file__).read_bytes()
     files = [RenderedFile(leases.LIB, b"#!/usr/bin/python3\n" + module, 0o755)]

@@ -16,6 +16,8 @@ DEFAULT_SSH_HOST_KEYS = (
     "/etc/ssh/ssh_host_ed25519_key",
 )
 """sshd's own default host keys (the ones it uses when no HostKey is configured)."""
+# Certificate leases: onhost/leases.py travels to hubs and workers alone, so it keeps its own
+# paths (leases.LIB, HUB_POOL, WORKER_CONFIG...); tests/test_leases.py holds them to the above.
 
 # Idle shutdown (workers)
 IDLE_SCRIPT = "/usr/local/sbin/farmhand-idle"
