@@ -17,11 +17,12 @@ import pytest
 
 from conftest import PASSPHRASE, Farm
 from farmhand.errors import UsageError
+from farmhand.hostfiles import render_host
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.model.host import host_model
 from farmhand.model.idle import DEFAULT_RENDER_PROCESSES, IDLE_SERVICE, IDLE_TIMER, IdleSettings
 from farmhand.model.paths import IDLE_ENV, IDLE_LOCAL_ENV, IDLE_SCRIPT
-from farmhand.render import RenderedFile, render_host
 
 MIN = 60
 

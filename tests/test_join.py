@@ -34,6 +34,7 @@ from conftest import (
     run_cli,
     snapshot,
 )
+from farmhand.hostfiles import render_join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
 from farmhand.join.mounts import MountPlan, MountResult, mount_plan, mount_report, should_mount
@@ -54,7 +55,6 @@ from farmhand.join.shares import share_hints
 from farmhand.keystore.bundle import open_bundle
 from farmhand.model.host import host_model
 from farmhand.nebula.release import ARCHIVES, ReleaseArchive
-from farmhand.render import render_join_files
 
 BOSS_BUNDLE = f"boss-{SESSION_BOSS}.keybundle.age"
 NETNS = "fhjoin-fg"

@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
+from farmhand.hostfiles.queue import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import artifacts
 from farmhand.queue.base import QUEUE_PORTS, RenderManager
-from farmhand.queuefiles import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 
 sys.path.insert(0, str(Path(__file__).parent))
 from standins.queue_lab import QueueLab, queue_farm

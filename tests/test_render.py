@@ -38,6 +38,9 @@ from conftest import (
     snapshot,
 )
 from farmhand.errors import BundleError
+from farmhand.hostfiles import render_host
+from farmhand.hostfiles.base import RenderedFile, write_tree
+from farmhand.hostfiles.queue import GROUP_READABLE
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
 from farmhand.model.distro import distro_from_os_release
 from farmhand.model.host import NEBULA_DEV, host_model
@@ -53,8 +56,6 @@ from farmhand.model.paths import (
 )
 from farmhand.nebula.cert import certificate_from_pem
 from farmhand.onhost import leases
-from farmhand.queuefiles import GROUP_READABLE
-from farmhand.render import RenderedFile, render_host, write_tree
 
 HUB_ADDRESS = "198.51.100.7"
 HUB_OVERLAY = "10.87.0.1"
@@ -364,7 +365,7 @@ def test_modes_secrets_and_no_key_outside_secret_files(
         if name.endswith(".key") or name in ("smb.password", "smb-credentials"):
             assert item.secret, f"{item.path} holds a secret but is not flagged"
         if item.secret:
-            # Group-readable only for the service user that must read it (queuefiles.py).
+            # Group-readable only for the service user that must read it (hostfiles/queue.py).
             wanted = 0o640 if item.path in GROUP_READABLE else 0o600
             assert item.mode == wanted, f"{item.path} is {item.mode:04o}"
         elif item.mode & 0o111:

@@ -9,12 +9,13 @@ from pyinfra import host, state
 from pyinfra.facts.server import Command, LinuxDistribution
 
 from farmhand.errors import FarmhandError, UsageError
+from farmhand.hostfiles import render_host
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import distro_from_os_release
 from farmhand.model.host import HostModel, host_model
 from farmhand.passphrase import resolve_passphrase
-from farmhand.render import RenderedFile, render_host
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}
 

@@ -13,9 +13,18 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.queue import DEADLINE_UNIT
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import CLIENT_PFX, LOCAL_CACHE, MOUNTS_ROOT, QUEUE_ETC, REPOSITORY_DIR
+from farmhand.model.paths import (
+    CLIENT_PFX,
+    DEADLINE_HOME,
+    LOCAL_CACHE,
+    MOUNTS_ROOT,
+    QUEUE_ETC,
+    REPOSITORY_DIR,
+)
 from farmhand.queue.artifacts import DEADLINE
 from farmhand.queue.deadline import (
     CLIENT_INSTALLER,
@@ -25,8 +34,6 @@ from farmhand.queue.deadline import (
     client_args,
     repository_args,
 )
-from farmhand.queuefiles import DEADLINE_HOME, DEADLINE_UNIT
-from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 from farmhand_tasks.installers import take

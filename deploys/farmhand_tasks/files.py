@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
-from farmhand.render import RenderedFile
+from farmhand.hostfiles.base import RenderedFile
 
 # Secret uploads land here before the final move: never in a world-readable /tmp.
 SECRET_UPLOADS = "/var/lib/farmhand/uploads"

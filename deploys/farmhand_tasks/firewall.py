@@ -8,8 +8,8 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
-from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 

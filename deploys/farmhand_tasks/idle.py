@@ -6,10 +6,10 @@ from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
 from farmhand.model.idle import IDLE_SERVICE, IDLE_TIMER
-from farmhand.model.paths import IDLE_ENV, IDLE_SCRIPT
-from farmhand.render import SYSTEMD_DIR, RenderedFile
+from farmhand.model.paths import IDLE_ENV, IDLE_SCRIPT, SYSTEMD_DIR
 from farmhand_tasks import files as farm_files
 
 

@@ -12,8 +12,8 @@ from pyinfra.operations import files, server
 
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
+from farmhand.model.paths import FETCH
 from farmhand.queue.artifacts import Artifact, sha256_for, source_for, verify_local
-from farmhand.queuefiles import FETCH
 from farmhand_tasks import files as farm_files
 
 

@@ -12,11 +12,12 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles import render_host
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.distro import Family
 from farmhand.model.host import HostModel
-from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, FARMHAND_LIB
+from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, FARMHAND_LIB, SYSTEMD_DIR
 from farmhand.onhost import leases
-from farmhand.render import SYSTEMD_DIR, RenderedFile, render_host
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 

@@ -12,12 +12,12 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.queue import MONGODB_UNIT
 from farmhand.model.host import HostModel
 from farmhand.model.paths import MONGODB_DATA, MONGODB_RUN, OPT, QUEUE_ETC
 from farmhand.queue import artifacts
 from farmhand.queue.base import MONGODB_USER, queue_service
-from farmhand.queuefiles import MONGODB_UNIT
-from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.installers import take, unpack
 
@@ -119,6 +119,6 @@ def _database_user(model: HostModel, secrets: list[OperationMeta]) -> None:
 
 
 def rendered_password_digest(model: HostModel) -> str:
-    from farmhand.queuefiles import tls
+    from farmhand.hostfiles.queue import tls
 
     return hashlib.sha256(tls(model).db_password.encode()).hexdigest()

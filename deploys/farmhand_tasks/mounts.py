@@ -7,9 +7,9 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles.base import RenderedFile, unit_name_for_path
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FARMHAND_ETC
-from farmhand.render import RenderedFile, unit_name_for_path
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 

@@ -11,11 +11,11 @@ from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
 from farmhand.errors import UsageError
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FARMHAND_ETC, NEBULA_DIR, NEBULA_POOL
 from farmhand.nebula import release
-from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 from farmhand_tasks.leases import worker_leases

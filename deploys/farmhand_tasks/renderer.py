@@ -7,13 +7,12 @@ from pyinfra.api import deploy
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import OPT
+from farmhand.model.paths import FETCH, OPT
 from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package, needed
 from farmhand.queue.base import Renderer, RenderManager, render_manager, renderer
-from farmhand.queuefiles import FETCH
-from farmhand.render import RenderedFile
 from farmhand_tasks import deadline, flamenco, mongodb, packages
 from farmhand_tasks import files as farm_files
 from farmhand_tasks.installers import cache_on_hub, take, unpack

@@ -11,9 +11,9 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB, SHARES_ROOT
-from farmhand.render import RenderedFile
 from farmhand_tasks import files as farm_files
 from farmhand_tasks import packages
 

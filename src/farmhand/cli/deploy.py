@@ -14,11 +14,12 @@ from farmhand.cli.common import DEFAULT_STORE, PassphraseFile, console, passphra
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
 from farmhand.deploy.targets import parse_target
 from farmhand.errors import UsageError
+from farmhand.hostfiles import render_host
+from farmhand.hostfiles.base import write_tree
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro, distro_from_os_release
 from farmhand.model.host import host_model
-from farmhand.render import render_host, write_tree
 
 RoleArg = Annotated[Role, typer.Argument(help="hub, worker or boss.", case_sensitive=False)]
 BundleOpt = Annotated[

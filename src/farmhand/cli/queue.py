@@ -9,12 +9,12 @@ import typer
 
 from farmhand.cli.common import PassphraseFile, console, passphrase
 from farmhand.errors import UsageError
+from farmhand.hostfiles.queue import tls
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.fs import write_new
 from farmhand.keystore.plan import Role
 from farmhand.queue.base import RenderManager, render_manager
 from farmhand.queue.deadline import BOSS_PLATFORMS, client_command
-from farmhand.queuefiles import tls
 
 queue_app = typer.Typer(help="The render queue: the boss's client install.", no_args_is_help=True)
 BossBundle = Annotated[Path, typer.Option(help="The boss's keybundle.")]

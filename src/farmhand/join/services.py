@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from farmhand.hostfiles.base import render_template
 from farmhand.join.platforms import OS
-from farmhand.render import render_template
 
 SYSTEMD_UNIT = "farmhand-join.service"
 SYSTEMD_PATH = f"/etc/systemd/system/{SYSTEMD_UNIT}"

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from farmhand.errors import UsageError
+from farmhand.hostfiles import render_join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation, elevate
 from farmhand.join.mounts import MountPlan, MountResult, mount_plan, run_mount
@@ -41,7 +42,6 @@ from farmhand.join.shares import share_hints
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.model.host import SHARES, SMB_PORT, host_model
-from farmhand.render import render_join_files
 
 Mode = Literal["service", "foreground"]
 Say = Callable[[str], None]

@@ -8,6 +8,7 @@ NEBULA_KEY = f"{NEBULA_DIR}/host.key"
 NEBULA_POOL = f"{NEBULA_DIR}/pool"
 FARMHAND_ETC = "/etc/farmhand"
 FARMHAND_LIB = "/usr/local/lib/farmhand"
+SYSTEMD_DIR = "/etc/systemd/system"
 SHARES_ROOT = "/srv/farmhand"
 MOUNTS_ROOT = "/mnt/farmhand"
 DEFAULT_SSH_HOST_KEYS = (
@@ -16,6 +17,7 @@ DEFAULT_SSH_HOST_KEYS = (
     "/etc/ssh/ssh_host_ed25519_key",
 )
 """sshd's own default host keys (the ones it uses when no HostKey is configured)."""
+
 # Certificate leases: onhost/leases.py travels to hubs and workers alone, so it keeps its own
 # paths (leases.LIB, HUB_POOL, WORKER_CONFIG...); tests/test_leases.py holds them to the above.
 
@@ -27,6 +29,8 @@ IDLE_LOCAL_ENV = f"{FARMHAND_ETC}/idle.local.env"
 
 # The render queue
 OPT = "/opt/farmhand"
+FETCH = f"{FARMHAND_LIB}/fetch-artifact"
+"""The artifact fetcher (templates/queue/fetch-artifact.py.j2)."""
 QUEUE_ETC = f"{FARMHAND_ETC}/queue"
 INSTALLERS = f"{SHARES_ROOT}/farm/installers"
 """The hub's cache of pinned artifacts (the ``installers`` folder of the ``farm`` share)."""
@@ -39,5 +43,7 @@ REPOSITORY_DIR = f"{SHARES_ROOT}/queue"
 """The Deadline Repository: the hub's ``queue`` share."""
 CLIENT_PFX = f"{QUEUE_ETC}/client.pfx"
 """The Deadline clients' certificate for the database (PKCS#12)."""
+DEADLINE_HOME = "/var/lib/farmhand/deadline"
+"""The Deadline worker's home (the farm user's, for deadlineworker)."""
 FLAMENCO_MANAGER_DIR = "/var/lib/farmhand/flamenco-manager"
 FLAMENCO_WORKER_DIR = "/var/lib/farmhand/flamenco-worker"

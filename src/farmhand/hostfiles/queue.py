@@ -1,18 +1,18 @@
-"""Which files the render queue puts on a host: the choice of templates, not their rendering.
-
-render.py (the single place Jinja2 runs) calls :func:`queue_files` with its render function.
-"""
+"""The render queue's files on a hub or worker: the artifact fetcher, the manager's or the
+database's config and units, and the queue's TLS keys."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import (
     CLIENT_PFX,
+    DEADLINE_HOME,
     DEADLINE_PREFIX,
-    FARMHAND_LIB,
+    FETCH,
     FLAMENCO_MANAGER_DIR,
     FLAMENCO_WORKER_DIR,
     MONGODB_DATA,
@@ -21,6 +21,7 @@ from farmhand.model.paths import (
     OPT,
     QUEUE_ETC,
     SHARES_ROOT,
+    SYSTEMD_DIR,
 )
 from farmhand.queue.artifacts import BLENDER, blender_from_package
 from farmhand.queue.base import (
@@ -32,15 +33,12 @@ from farmhand.queue.base import (
 )
 from farmhand.queue.tls import NAME as TLS_NAME
 from farmhand.queue.tls import QueueTls
-from farmhand.render import SYSTEMD_DIR, RenderedFile
 
 Render = Callable[..., bytes]
-FETCH = f"{FARMHAND_LIB}/fetch-artifact"
 MONGODB_UNIT = "farmhand-mongodb.service"
 DEADLINE_UNIT = "farmhand-deadline-worker.service"
 FLAMENCO_MANAGER_UNIT = "farmhand-flamenco-manager.service"
 FLAMENCO_WORKER_UNIT = "farmhand-flamenco-worker.service"
-DEADLINE_HOME = "/var/lib/farmhand/deadline"
 GROUP_READABLE = {CLIENT_PFX: "farm", f"{QUEUE_ETC}/mongod.pem": MONGODB_USER}
 """Secret files the service user must read (mode 0640): the group that owns them."""
 

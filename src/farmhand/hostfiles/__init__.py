@@ -1,0 +1,94 @@
+"""Host model + templates/ -> the files a host gets; one module per component, and the only
+place Jinja2 runs (hostfiles.base)."""
+
+from __future__ import annotations
+
+import json
+
+import jinja2
+
+from farmhand.errors import FarmhandError
+from farmhand.hostfiles.base import RenderedFile, environment
+from farmhand.hostfiles.firewall import firewall_files
+from farmhand.hostfiles.idle import idle_files
+from farmhand.hostfiles.leases import lease_files
+from farmhand.hostfiles.mounts import credentials_files, mount_files
+from farmhand.hostfiles.nebula import Tuning, nebula_files, nebula_paths, pool_files
+from farmhand.hostfiles.queue import queue_files
+from farmhand.hostfiles.samba import samba_files
+from farmhand.hostfiles.ssh import ssh_files
+from farmhand.keystore.plan import Role
+from farmhand.model.host import NEBULA_DEV, SMB_PORT, HostModel
+from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB
+
+
+def render_join_files(
+    model: HostModel, nebula_dir: str, *, sep: str = "/", tun_dev: str = NEBULA_DEV
+) -> list[RenderedFile]:
+    """A boss's Nebula config, CA, certificate and key under ``nebula_dir`` (``farmhand join``
+    keeps them in the user's config folder, on Linux, macOS or Windows), from the same
+    templates as ``render_host``."""
+    paths = nebula_paths(nebula_dir, sep)
+    files = render_host(model, paths=paths, tun_dev=tun_dev)
+    wanted = {paths["config"], paths["ca"], paths["cert"], paths["key"]}
+    return [f for f in files if f.path in wanted]
+
+
+def render_host(
+    model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = NEBULA_DEV
+) -> list[RenderedFile]:
+    """Every file farmhand installs on ``model``'s host, as the host has them once running."""
+    env = environment()
+    plan = model.bundle.plan
+    paths = paths or nebula_paths()
+    context = {
+        "host": model,
+        "plan": plan,
+        "paths": paths,
+        "tuning": Tuning(mtu=plan.mtu, dev=tun_dev),
+        "blocklist": model.blocklist,
+        "lighthouse_endpoints": model.lighthouse_endpoints,
+        "listen_port": model.listen_port,
+        "inbound": model.inbound_rules,
+        "lib": FARMHAND_LIB,
+        "etc": FARMHAND_ETC,
+        "smb_port": SMB_PORT,
+    }
+
+    def render(template: str, **extra: object) -> bytes:
+        try:
+            return env.get_template(template).render(**context, **extra).encode()
+        except jinja2.TemplateError as exc:
+            raise FarmhandError(f"template {template} failed to render: {exc}") from None
+
+    files = nebula_files(model, render, paths)
+    files.append(RenderedFile(f"{FARMHAND_ETC}/farm.json", _farm_json(model)))
+    if model.role is Role.BOSS:
+        return files
+    files += firewall_files(model, render)
+    files += queue_files(model, render)
+    files += ssh_files(model, render)
+    files += lease_files(model, render)
+    if model.role is Role.HUB:
+        files += samba_files(model, render)
+    else:
+        files += pool_files(model)
+        files += credentials_files(model, render)
+        files += idle_files(model, render)
+        files += mount_files(model, render)
+    return files
+
+
+def _farm_json(model: HostModel) -> bytes:
+    """What tools on the host (status, the picker) need to know, without secrets."""
+    data = {
+        "role": model.role.value,
+        "name": model.name if model.role is not Role.WORKER else None,
+        "farm": model.bundle.plan.name,
+        "network": str(model.bundle.plan.network),
+        "hub_overlay_ip": str(model.hub_overlay_ip),
+        "hub_address": model.hub_address,
+        "port": model.bundle.plan.port,
+        "shares": [s.name for s in model.shares],
+    }
+    return json.dumps(data, indent=1).encode() + b"\n"

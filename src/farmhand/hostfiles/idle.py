@@ -1,0 +1,27 @@
+"""A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from farmhand.hostfiles.base import RenderedFile
+from farmhand.model.host import HostModel
+from farmhand.model.idle import IDLE_SERVICE, IDLE_TIMER, IdleSettings
+from farmhand.model.paths import IDLE_ENV, IDLE_LOCAL_ENV, IDLE_SCRIPT, SYSTEMD_DIR
+
+
+def idle_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
+    extra = {
+        "idle": IdleSettings.from_farm(model.plan.extra),
+        "idle_env": IDLE_ENV,
+        "idle_local_env": IDLE_LOCAL_ENV,
+        "idle_script": IDLE_SCRIPT,
+    }
+    units = "systemd/farmhand-idle"
+    return [
+        RenderedFile(IDLE_SCRIPT, render("farmhand/idle-check.sh.j2", **extra), 0o755),
+        RenderedFile(IDLE_ENV, render("farmhand/idle-settings.env.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{IDLE_SERVICE}", render(f"{units}.service.j2", **extra)),
+        RenderedFile(f"{SYSTEMD_DIR}/{IDLE_TIMER}", render(f"{units}.timer.j2", **extra)),
+    ]

@@ -1,0 +1,100 @@
+"""Certificate leases: the hub's lease service and its sshd entry; a worker's picker, its
+renewal timer, the claim key and the hub's pinned host key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from farmhand.errors import UsageError
+from farmhand.hostfiles.base import RenderedFile
+from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
+from farmhand.keystore.plan import Role
+from farmhand.model.host import HostModel
+from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SYSTEMD_DIR
+from farmhand.onhost import leases
+
+
+def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """The certificate leases (onhost/leases.py): the lease service and its sshd entry on the
+    hub; the picker, its renewal timer, the claim key and the hub's pinned host key on workers."""
+    module = Path(leases.__file__).read_bytes()
+    files = [RenderedFile(leases.LIB, b"#!/usr/bin/python3\n" + module, 0o755)]
+    extras = model.bundle.extras
+    if model.role is Role.HUB:
+        needed = ("lease-host-key", "lease-claim-key.pub")
+    else:
+        needed = ("lease-claim-key", "lease-host-key.pub")
+    missing = [name for name in needed if name not in extras]
+    if missing:
+        raise UsageError(
+            f"the {model.role.value} bundle has no certificate-lease keys ({', '.join(missing)}): "
+            "it comes from an older farmhand: run `farmhand keys rebundle`"
+        )
+    if model.role is Role.HUB:
+        pool = {
+            "ttl": model.lease_ttl,
+            "pool": [
+                {"name": p.name, "ip": str(p.ip), "not_after": p.not_after}
+                for p in model.bundle.peers_of(Role.WORKER)
+            ],
+        }
+        files += [
+            RenderedFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),
+            RenderedFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
+            RenderedFile(
+                leases.HUB_HOST_KEY + ".pub",
+                LEASE_HOST_KEY.public(extras["lease-host-key"]) if LEASE_HOST_KEY.public else b"",
+            ),
+            RenderedFile(
+                "/etc/ssh/sshd_config.d/40-farmhand-lease.conf",
+                render("ssh/40-farmhand-lease.conf.j2", leases=leases),
+            ),
+            RenderedFile(
+                leases.LEASE_AUTHORIZED_KEYS,
+                render(
+                    "farmhand/lease-authorized_keys.j2",
+                    leases=leases,
+                    claim_key=extras["lease-claim-key.pub"].decode().strip(),
+                ),
+            ),
+        ]
+        return files
+    config = {
+        "hub": model.hub_address,
+        "hub_port": model.lease_ssh_port,
+        "user": leases.LEASE_USER,
+        "ttl": model.lease_ttl,
+        "renew_every": model.lease_renew_every,
+        "claim_key": leases.CLAIM_KEY,
+        "known_hosts": leases.KNOWN_HOSTS,
+        "pool_dir": NEBULA_POOL,
+        "cert": NEBULA_CERT,
+        "key": NEBULA_KEY,
+        "nebula_unit": "farmhand-nebula.service",
+        "pick_unit": "farmhand-pick-cert.service",
+        "connect_timeout": 10,
+    }
+    host_key = extras["lease-host-key.pub"].decode().split()
+    files += [
+        RenderedFile(leases.WORKER_CONFIG, json.dumps(config, indent=1).encode() + b"\n"),
+        RenderedFile(leases.CLAIM_KEY, extras["lease-claim-key"], 0o600, secret=True),
+        RenderedFile(
+            leases.KNOWN_HOSTS,
+            f"{leases.HOST_KEY_ALIAS} {host_key[0]} {host_key[1]}\n".encode(),
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
+            render("systemd/farmhand-pick-cert.service.j2", leases=leases),
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-lease-renew.service",
+            render("systemd/farmhand-lease-renew.service.j2", leases=leases),
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-lease-renew.timer",
+            render("systemd/farmhand-lease-renew.timer.j2", leases=leases),
+        ),
+    ]
+    return files

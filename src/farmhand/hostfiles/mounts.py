@@ -1,0 +1,39 @@
+"""A worker's shares: its SMB credentials and a mount and automount unit per share."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from farmhand.hostfiles.base import RenderedFile, unit_name_for_path
+from farmhand.model.host import HostModel
+from farmhand.model.paths import FARMHAND_ETC, SYSTEMD_DIR
+
+
+def credentials_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    """The farm user's SMB credentials (the mounts and the artifact fetcher read them)."""
+    return [
+        RenderedFile(
+            f"{FARMHAND_ETC}/smb-credentials",
+            render("farmhand/smb-credentials.j2"),
+            0o600,
+            secret=True,
+        ),
+    ]
+
+
+def mount_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    files = []
+    for share in model.shares:
+        files.append(
+            RenderedFile(
+                f"{SYSTEMD_DIR}/{unit_name_for_path(share.mount_point, '.mount')}",
+                render("systemd/share.mount.j2", share=share),
+            )
+        )
+        files.append(
+            RenderedFile(
+                f"{SYSTEMD_DIR}/{unit_name_for_path(share.mount_point, '.automount')}",
+                render("systemd/share.automount.j2", share=share),
+            )
+        )
+    return files

@@ -1,0 +1,63 @@
+"""Nebula's files on every host: config, CA, certificate, key and its unit; a worker's pool."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from farmhand.hostfiles.base import RenderedFile
+from farmhand.keystore.plan import Role
+from farmhand.model.host import NEBULA_DEV, SOCKET_BUFFER, TX_QUEUE, HostModel
+from farmhand.model.paths import NEBULA_DIR, NEBULA_POOL, SYSTEMD_DIR
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Nebula's data-path settings (see bench/lab for the measurements behind them)."""
+
+    mtu: int
+    dev: str = NEBULA_DEV
+    tx_queue: int = TX_QUEUE
+    socket_buffer: int = SOCKET_BUFFER
+
+
+def nebula_paths(nebula_dir: str = NEBULA_DIR, sep: str = "/") -> dict[str, str]:
+    """Where a host's Nebula config, CA, certificate and key live (``sep``: the host's OS)."""
+    return {
+        "dir": nebula_dir,
+        "config": f"{nebula_dir}{sep}config.yml",
+        "ca": f"{nebula_dir}{sep}ca.crt",
+        "cert": f"{nebula_dir}{sep}host.crt",
+        "key": f"{nebula_dir}{sep}host.key",
+        "pool": f"{nebula_dir}{sep}pool",
+    }
+
+
+def nebula_files(
+    model: HostModel, render: Callable[..., bytes], paths: dict[str, str]
+) -> list[RenderedFile]:
+    """The config, the CA, the host's certificate and key (a worker's are chosen at boot), and
+    farmhand-nebula.service."""
+    chosen = model.certificate
+    return [
+        RenderedFile(paths["config"], render("nebula/config.yml.j2"), 0o600),
+        RenderedFile(paths["ca"], model.bundle.ca_pem, 0o644),
+        RenderedFile(paths["cert"], chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
+        RenderedFile(
+            paths["key"], chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
+        ),
+        RenderedFile(
+            f"{SYSTEMD_DIR}/farmhand-nebula.service", render("systemd/farmhand-nebula.service.j2")
+        ),
+    ]
+
+
+def pool_files(model: HostModel) -> list[RenderedFile]:
+    """A worker's pool: every worker certificate and key, one of which it claims at boot."""
+    files = []
+    for host in model.bundle.hosts:
+        files.append(RenderedFile(f"{NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
+        files.append(
+            RenderedFile(f"{NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True)
+        )
+    return files

@@ -1,0 +1,16 @@
+"""sshd's key-only drop-in, where a key login is known to work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from farmhand.hostfiles.base import RenderedFile
+from farmhand.model.host import HostModel
+
+
+def ssh_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+    if not model.key_logins_work:
+        return []
+    return [
+        RenderedFile("/etc/ssh/sshd_config.d/50-farmhand.conf", render("ssh/50-farmhand.conf.j2"))
+    ]
