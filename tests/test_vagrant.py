@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_cli_error, run_cli
-from farmhand.deploy.targets import Target, parse_target
-from farmhand.errors import UsageError
-from farmhand.vagrant import (
+from farmhand.deploy.target import Target
+from farmhand.deploy.targets import parse_target
+from farmhand.deploy.vagrant import (
     GUEST_SSH_PORT,
     VagrantError,
     parse_ssh_config,
@@ -27,6 +27,7 @@ from farmhand.vagrant import (
     resolve_target,
     ssh_configs,
 )
+from farmhand.errors import UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "vagrant"

@@ -22,7 +22,7 @@ import testinfra
 from testinfra.backend.local import LocalBackend
 from testinfra.backend.ssh import SshBackend
 
-from farmhand.deploy.targets import Target
+from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro, distro_from_os_release

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from farmhand.cli.common import console
-from farmhand.vagrant import PREFIX, ssh_configs
+from farmhand.deploy.vagrant import PREFIX, ssh_configs
 
 
 def vagrant_inventory(

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from farmhand.cli.common import console
 from farmhand.cli.deploy import RoleArg
-from farmhand.deploy.targets import Target, parse_target
+from farmhand.deploy.target import Target
+from farmhand.deploy.targets import parse_target
 from farmhand.errors import FarmhandError
 from farmhand.verify import Check, verify_target
 

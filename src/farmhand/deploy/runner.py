@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from farmhand.deploy.targets import Target
+from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
 from farmhand.resources import data_dir

@@ -1,11 +1,12 @@
 """Where a deploy goes: ``host``, ``user@host``, ``user@host:port``, ``@local`` or
-``@vagrant/NAME`` (a Vagrant machine, resolved by ``farmhand.vagrant``)."""
+``@vagrant/NAME`` (a Vagrant machine, resolved by ``farmhand.deploy.vagrant``)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
+from farmhand.deploy.target import Target
+from farmhand.deploy.vagrant import resolve_target
 from farmhand.errors import UsageError
 
 _TARGET = re.compile(
@@ -14,56 +15,13 @@ _TARGET = re.compile(
 )
 
 
-@dataclass(frozen=True)
-class Target:
-    """One host to deploy to, and how to reach it."""
-
-    host: str
-    user: str = "root"
-    port: int = 22
-    key: str = ""
-    local: bool = False
-    name: str = ""
-    known_hosts: str = ""
-    strict_host_keys: str = "accept-new"
-    sshd_port: int = 0
-    """The port sshd listens on at the host, when it differs from ``port`` (a port forward,
-    as Vagrant's VirtualBox 127.0.0.1:2222 -> 22): the host firewall must keep that one open."""
-
-    @property
-    def label(self) -> str:
-        return self.name or ("@local" if self.local else self.host)
-
-    def inventory_entry(self) -> tuple[str, dict[str, object]]:
-        """pyinfra's (name, data) for this target."""
-        if self.local:
-            return "@local", {}
-        data: dict[str, object] = {
-            "ssh_hostname": self.host.strip("[]"),
-            "ssh_user": self.user,
-            "ssh_port": self.port,
-            "ssh_strict_host_key_checking": self.strict_host_keys,
-        }
-        if self.key:
-            data["ssh_key"] = self.key
-        if self.known_hosts:
-            data["ssh_known_hosts_file"] = self.known_hosts
-        if self.user != "root":
-            data["_sudo"] = True
-        if self.sshd_port:
-            data["farmhand_ssh_port"] = self.sshd_port
-        return self.label, data
-
-
 def parse_target(
     text: str, *, user: str = "", port: int = 0, key: str = "", known_hosts: str = ""
 ) -> Target:
     if text == "@local":
         return Target(host="localhost", local=True, name="@local")
     if text.startswith("@vagrant/"):
-        from farmhand.vagrant import resolve_target  # runs `vagrant ssh-config NAME`
-
-        return resolve_target(text)
+        return resolve_target(text)  # runs `vagrant ssh-config NAME`
     match = _TARGET.match(text.strip())
     if not match:
         raise UsageError(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
-from farmhand.deploy.targets import Target
+from farmhand.deploy.target import Target
 from farmhand.errors import LabError
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename

@@ -16,7 +16,7 @@ import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from farmhand.deploy.targets import Target
+from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError, UsageError
 
 PREFIX = "@vagrant/"
