@@ -3,11 +3,6 @@
 FARMHAND_PASSPHRASE=… pyinfra INVENTORY deploys/worker.py --data farmhand_bundle=BUNDLE
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
-from farmhand_tasks.roles import worker
+from farmhand.deploy.tasks.roles import worker
 
 worker()

@@ -18,7 +18,6 @@ import io
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,9 +36,8 @@ from pyinfra.context import ctx_host, ctx_state
 from conftest import BUNDLES, PASSPHRASE, Farm, decrypt_tars
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
-from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SHARES_ROOT
+from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SECRET_UPLOADS, SHARES_ROOT
 from farmhand.nebula import release
-from farmhand.resources import data_dir
 
 HUB_ADDRESS = "198.51.100.7"
 ROLES = ("hub", "worker", "boss")
@@ -206,12 +204,9 @@ class Plan:
 
 @pytest.fixture(scope="module")
 def tasks() -> Any:
-    """deploys/farmhand_tasks, imported as pyinfra imports it (deploys/ on sys.path)."""
-    deploys = str(data_dir("deploys"))
-    if deploys not in sys.path:
-        sys.path.insert(0, deploys)
-    return importlib.import_module("farmhand_tasks.roles"), importlib.import_module(
-        "farmhand_tasks.context"
+    """farmhand.deploy.tasks, as deploys/hub.py, worker.py and boss.py import it."""
+    return importlib.import_module("farmhand.deploy.tasks.roles"), importlib.import_module(
+        "farmhand.deploy.tasks.context"
     )
 
 
@@ -646,7 +641,7 @@ def test_no_secret_in_any_command_and_secrets_only_as_private_uploads(
     for secret in secrets:
         assert secret.decode() not in words, "a secret is in a command line or operation name"
     assert all(op.named for op in plan.ops), "an unnamed operation would print its arguments"
-    uploads_dir = importlib.import_module("farmhand_tasks.files").SECRET_UPLOADS
+    uploads_dir = SECRET_UPLOADS
     secret_files = 0
     for dest, upload in plan.uploads().items():
         content = plan.upload_bytes(dest)

@@ -12,7 +12,6 @@ from gevent import monkey
 monkey.patch_all()
 
 import contextlib
-import importlib
 import json
 import logging
 import os
@@ -34,6 +33,7 @@ from pyinfra.api.state import (
     State,
 )
 
+from farmhand.deploy.tasks import context, roles
 from farmhand.errors import FarmhandError
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.plan import Role
@@ -100,10 +100,6 @@ def _callbacks(
 
 
 def run(request: dict[str, Any], events: _Events) -> int:
-    deploys_dir = request["deploys_dir"]
-    sys.path.insert(0, deploys_dir)
-    context = importlib.import_module("farmhand_tasks.context")
-    roles = importlib.import_module("farmhand_tasks.roles")
     role = Role(request["role"])
     bundle_path = Path(request["bundle"])
     context.preload(bundle_path, open_bundle(bundle_path, request["passphrase"]))

@@ -14,7 +14,6 @@ from typing import Any
 from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
-from farmhand.resources import data_dir
 
 Event = dict[str, Any]
 
@@ -86,7 +85,6 @@ def run_deploy(
         "role": role.value,
         "bundle": str(bundle.resolve()),
         "passphrase": passphrase,
-        "deploys_dir": str(data_dir("deploys")),
         "data": {**(data or {}), "farmhand_bundle": str(bundle.resolve())},
         "targets": [
             {"name": name, "data": host_data}

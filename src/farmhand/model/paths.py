@@ -9,6 +9,8 @@ NEBULA_POOL = f"{NEBULA_DIR}/pool"
 FARMHAND_ETC = "/etc/farmhand"
 FARMHAND_LIB = "/usr/local/lib/farmhand"
 SYSTEMD_DIR = "/etc/systemd/system"
+SECRET_UPLOADS = "/var/lib/farmhand/uploads"  # noqa: S105 - a folder
+"""Deploys upload secret files here before the final move: never in a world-readable /tmp."""
 SHARES_ROOT = "/srv/farmhand"
 MOUNTS_ROOT = "/mnt/farmhand"
 DEFAULT_SSH_HOST_KEYS = (

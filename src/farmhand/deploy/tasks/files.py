@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import io
 from collections.abc import Iterable
+from typing import Any
 
 from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files
 
 from farmhand.hostfiles.base import RenderedFile
-
-# Secret uploads land here before the final move: never in a world-readable /tmp.
-SECRET_UPLOADS = "/var/lib/farmhand/uploads"
+from farmhand.model.paths import SECRET_UPLOADS
 
 
 def secret_upload_dir() -> None:
@@ -31,7 +30,7 @@ def install(rendered: Iterable[RenderedFile]) -> list[OperationMeta]:
     for item in rendered:
         if item.at_boot:
             continue
-        extra = {"_temp_dir": SECRET_UPLOADS} if item.secret else {}
+        extra: dict[str, Any] = {"_temp_dir": SECRET_UPLOADS} if item.secret else {}
         ops.append(
             files.put(
                 name=f"Install {item.path}",

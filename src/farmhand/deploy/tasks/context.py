@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra import host, state
+from pyinfra.context import host, state
 from pyinfra.facts.server import Command, LinuxDistribution
 
 from farmhand.errors import FarmhandError, UsageError

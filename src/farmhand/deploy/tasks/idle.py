@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
 from pyinfra.operations import systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
 from farmhand.model.idle import IDLE_SERVICE, IDLE_TIMER
 from farmhand.model.paths import IDLE_ENV, IDLE_SCRIPT, SYSTEMD_DIR
-from farmhand_tasks import files as farm_files
 
 
 @deploy("Idle shutdown")

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
-from farmhand_tasks import files as farm_files
-from farmhand_tasks import packages
 
 PUBLIC_SERVICES = frozenset({"ssh", "dhcpv6-client"})
 EL_DEFAULT_EXTRA_SERVICES = frozenset({"cockpit"})

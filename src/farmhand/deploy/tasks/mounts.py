@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.context import host
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile, unit_name_for_path
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FARMHAND_ETC
-from farmhand_tasks import files as farm_files
-from farmhand_tasks import packages
 
 
 @deploy("Share mounts")

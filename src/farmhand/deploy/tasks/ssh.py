@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
-from farmhand_tasks import files as farm_files
 
 
 @deploy("SSH hardening")

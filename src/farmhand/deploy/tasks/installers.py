@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pyinfra import host
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, server
 
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FETCH
 from farmhand.queue.artifacts import Artifact, sha256_for, source_for, verify_local
-from farmhand_tasks import files as farm_files
 
 
 def cache_on_hub(model: HostModel, artifact: Artifact) -> OperationMeta | None:

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.leases import worker_leases
 from farmhand.errors import UsageError
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FARMHAND_ETC, NEBULA_DIR, NEBULA_POOL
 from farmhand.nebula import release
-from farmhand_tasks import files as farm_files
-from farmhand_tasks import packages
-from farmhand_tasks.leases import worker_leases
 
 
 def _binary(model: HostModel) -> None:

@@ -5,21 +5,20 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from pyinfra import host
-from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.distro import Family
 from farmhand.model.host import HostModel
 from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, FARMHAND_LIB, SYSTEMD_DIR
 from farmhand.onhost import leases
-from farmhand_tasks import files as farm_files
-from farmhand_tasks import packages
 
 LEASE_DROPIN = "/etc/ssh/sshd_config.d/40-farmhand-lease.conf"
 OLD_PICKER = f"{FARMHAND_LIB}/pick-cert"  # the hostname-only picker this replaces

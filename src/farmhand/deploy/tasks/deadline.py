@@ -6,13 +6,16 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.context import host
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.installers import take
+from farmhand.deploy.tasks.mongodb import group_readable
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.hostfiles.queue import DEADLINE_UNIT
 from farmhand.keystore.plan import Role
@@ -34,10 +37,6 @@ from farmhand.queue.deadline import (
     client_args,
     repository_args,
 )
-from farmhand_tasks import files as farm_files
-from farmhand_tasks import packages
-from farmhand_tasks.installers import take
-from farmhand_tasks.mongodb import group_readable
 
 STAMPS = "/var/lib/farmhand"
 

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
-
+from farmhand.deploy.tasks import context, deploy
+from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.firewall import firewall
+from farmhand.deploy.tasks.idle import idle
+from farmhand.deploy.tasks.leases import hub_leases
+from farmhand.deploy.tasks.mounts import mounts
+from farmhand.deploy.tasks.nebula import nebula
+from farmhand.deploy.tasks.render_queue import render_queue
+from farmhand.deploy.tasks.samba import samba
+from farmhand.deploy.tasks.ssh import ssh
+from farmhand.deploy.tasks.users import farm_user
 from farmhand.keystore.plan import Role
-from farmhand_tasks import context
-from farmhand_tasks import files as farm_files
-from farmhand_tasks.firewall import firewall
-from farmhand_tasks.idle import idle
-from farmhand_tasks.leases import hub_leases
-from farmhand_tasks.mounts import mounts
-from farmhand_tasks.nebula import nebula
-from farmhand_tasks.renderer import render_queue
-from farmhand_tasks.samba import samba
-from farmhand_tasks.ssh import ssh
-from farmhand_tasks.users import farm_user
 
 
 @deploy("farmhand hub")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyinfra import host
+from pyinfra.context import host
 from pyinfra.operations import apt, dnf
 
 from farmhand.model.host import HostModel

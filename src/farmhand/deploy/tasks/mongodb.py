@@ -5,21 +5,21 @@ from __future__ import annotations
 import hashlib
 import io
 
-from pyinfra import host
-from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy
+from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.installers import take, unpack
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.hostfiles.queue import MONGODB_UNIT
 from farmhand.model.host import HostModel
-from farmhand.model.paths import MONGODB_DATA, MONGODB_RUN, OPT, QUEUE_ETC
+from farmhand.model.paths import MONGODB_DATA, MONGODB_RUN, OPT, QUEUE_ETC, SECRET_UPLOADS
 from farmhand.queue import artifacts
 from farmhand.queue.base import MONGODB_USER, queue_service
-from farmhand_tasks import files as farm_files
-from farmhand_tasks.installers import take, unpack
 
 USER_STAMP = "/var/lib/farmhand/mongodb-user.sha256"
 
@@ -34,7 +34,7 @@ def group_readable(item: RenderedFile, group: str) -> OperationMeta:
         user="root",
         group=group,
         create_remote_dir=True,
-        _temp_dir=farm_files.SECRET_UPLOADS,
+        _temp_dir=SECRET_UPLOADS,
     )
 
 

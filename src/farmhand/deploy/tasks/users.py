@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.context import host
 from pyinfra.facts.server import Users
 from pyinfra.operations import server
 
+from farmhand.deploy.tasks import deploy
 from farmhand.errors import UsageError
 from farmhand.model.host import HostModel
 from farmhand.model.paths import SHARES_ROOT

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-from pyinfra.api import deploy
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy
+from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.installers import take, unpack
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.hostfiles.queue import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT
 from farmhand.queue.artifacts import FLAMENCO
-from farmhand_tasks import files as farm_files
-from farmhand_tasks.installers import take, unpack
 
 STATE_PARENT = FLAMENCO_MANAGER_DIR.rsplit("/", 1)[0]
 STORAGE = "flamenco-manager-storage"

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-from pyinfra import host
-from pyinfra.api import deploy
+from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
+from farmhand.deploy.tasks import deadline, deploy, flamenco, mongodb, packages
+from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.installers import cache_on_hub, take, unpack
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FETCH, OPT
 from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package, needed
 from farmhand.queue.base import Renderer, RenderManager, render_manager, renderer
-from farmhand_tasks import deadline, flamenco, mongodb, packages
-from farmhand_tasks import files as farm_files
-from farmhand_tasks.installers import cache_on_hub, take, unpack
 
 
 @deploy("Render queue")

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import hashlib
 
-from pyinfra import host
-from pyinfra.api import deploy
 from pyinfra.api.operation import OperationMeta
+from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
+from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB, SHARES_ROOT
-from farmhand_tasks import files as farm_files
-from farmhand_tasks import packages
 
 PASSWORD_STAMP = "/var/lib/farmhand/smb-password.sha256"
 
