@@ -13,8 +13,8 @@ import pytest
 
 from conftest import SESSION_BOSS, WITH_PASSPHRASE, Farm, assert_cli_error, run_cli
 from farmhand.errors import UsageError
+from farmhand.inspect.status import worker_price
 from farmhand.keystore.plan import new_plan
-from farmhand.status import worker_price
 
 
 def test_the_worker_price_comes_from_the_farm_plan() -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import assert_cli_error, run_cli
-from farmhand.verify import Listener, parse_ss, underlay_offenders
+from farmhand.inspect.verify import Listener, parse_ss, underlay_offenders
 
 OVERLAY = IPv4Network("10.87.0.0/16")
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"

@@ -11,10 +11,10 @@ import typer
 from rich.table import Table
 
 from farmhand.cli.common import PassphraseFile, console, passphrase
+from farmhand.inspect.status import gather, view_from
 from farmhand.join.paths import JoinPaths
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.plan import FarmPlan
-from farmhand.status import gather, view_from
 
 
 def _out(line: str) -> None:

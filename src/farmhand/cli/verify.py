@@ -14,7 +14,7 @@ from farmhand.cli.deploy import RoleArg
 from farmhand.deploy.target import Target
 from farmhand.deploy.targets import parse_target
 from farmhand.errors import FarmhandError
-from farmhand.verify import Check, verify_target
+from farmhand.inspect.verify import Check, verify_target
 
 
 class VerifyFailed(FarmhandError):
