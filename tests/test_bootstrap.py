@@ -25,9 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from conftest import WITH_PASSPHRASE, WITH_WRONG_PASSPHRASE, Farm, assert_cli_error, run_cli
-from farmhand import fetch
-from farmhand.bootstrap import NotRootError, require_root
 from farmhand.errors import UsageError
+from farmhand.provision import bundle_source
+from farmhand.provision.bootstrap import NotRootError, require_root
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -74,7 +74,7 @@ DRIVE_DIRECT = (
     ],
 )
 def test_share_links_become_direct_downloads(link: str, direct: str) -> None:
-    assert fetch.direct_url(link) == direct
+    assert bundle_source.direct_url(link) == direct
 
 
 @pytest.mark.parametrize(
@@ -88,7 +88,7 @@ def test_share_links_become_direct_downloads(link: str, direct: str) -> None:
 )
 def test_links_that_cannot_work_are_refused(link: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        fetch.direct_url(link)
+        bundle_source.direct_url(link)
 
 
 # --- real downloads over HTTPS on loopback --------------------------------------------------
@@ -182,7 +182,7 @@ def trusted(tls: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> dict[str
 def test_a_download_is_private_and_removed_afterwards(
     server: Server, farm: Farm, trusted: dict[str, str]
 ) -> None:
-    with fetch.bundle_file(server.url("/workers.keybundle.age")) as path:
+    with bundle_source.bundle_file(server.url("/workers.keybundle.age")) as path:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert path.read_bytes() == (farm.root / "workers.keybundle.age").read_bytes()
         kept = path
@@ -190,7 +190,7 @@ def test_a_download_is_private_and_removed_afterwards(
 
 
 def test_a_local_path_is_used_as_it_is(farm: Farm) -> None:
-    with fetch.bundle_file(str(farm.root / "hub.keybundle.age")) as path:
+    with bundle_source.bundle_file(str(farm.root / "hub.keybundle.age")) as path:
         assert path == farm.root / "hub.keybundle.age"
     assert path.exists()
 
@@ -207,7 +207,10 @@ def test_download_failures_are_one_line_and_leave_no_file(
     server: Server, trusted: dict[str, str], path: str, message: str, tmp_path: Path
 ) -> None:
     before = set(Path(os.environ.get("TMPDIR", "/tmp")).glob("farmhand-bundle-*"))
-    with pytest.raises(fetch.FetchError) as caught, fetch.bundle_file(server.url(path)):
+    with (
+        pytest.raises(bundle_source.FetchError) as caught,
+        bundle_source.bundle_file(server.url(path)),
+    ):
         pass
     assert message in str(caught.value)
     assert "\n" not in str(caught.value)
@@ -215,8 +218,8 @@ def test_download_failures_are_one_line_and_leave_no_file(
 
 
 def test_an_untrusted_certificate_is_refused(server: Server) -> None:
-    with pytest.raises(fetch.FetchError, match="certificate is not trusted"):
-        fetch.download(server.url("/workers.keybundle.age"), Path("/nonexistent"))
+    with pytest.raises(bundle_source.FetchError, match="certificate is not trusted"):
+        bundle_source.download(server.url("/workers.keybundle.age"), Path("/nonexistent"))
 
 
 # --- the CLI: every refusal is one line, before anything happens ----------------------------

@@ -8,12 +8,12 @@ from typing import Annotated, Any
 import typer
 from rich.text import Text
 
-from farmhand.bootstrap import BootstrapOptions, bootstrap, require_root
 from farmhand.cli.common import PassphraseFile, console, passphrase
-from farmhand.cloudinit import CloudInitRequest, user_data
 from farmhand.deploy.runner import DeployError
 from farmhand.keystore.plan import Role
 from farmhand.passphrase import read_passphrase_file
+from farmhand.provision.bootstrap import BootstrapOptions, bootstrap, require_root
+from farmhand.provision.cloudinit import CloudInitRequest, user_data
 
 RoleArg = Annotated[Role, typer.Argument(help="hub or worker.", case_sensitive=False)]
 HubAddress = Annotated[

@@ -13,9 +13,9 @@ import shlex
 from dataclasses import dataclass
 
 from farmhand.errors import UsageError
-from farmhand.fetch import direct_url
 from farmhand.hostfiles.base import render_text
 from farmhand.keystore.plan import Role, validate_hub_address
+from farmhand.provision.bundle_source import direct_url
 
 DEFAULT_SCRIPT_URL = "https://raw.githubusercontent.com/farmhand-dev/farmhand/main/bootstrap.sh"
 PASSPHRASE_DIR = "/root/.farmhand"  # noqa: S105 - a folder

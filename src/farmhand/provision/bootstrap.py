@@ -18,11 +18,11 @@ from typing import Any
 from farmhand.deploy.runner import DeployReport, Event, run_deploy
 from farmhand.deploy.targets import parse_target
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.fetch import bundle_file, is_url
 from farmhand.keystore import age
 from farmhand.keystore.bundle import Bundle, bundle_from_tar
 from farmhand.keystore.plan import Role
 from farmhand.model.host import host_model
+from farmhand.provision.bundle_source import bundle_file, is_url
 
 
 class NotRootError(FarmhandError):

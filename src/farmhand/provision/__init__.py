@@ -1,0 +1,1 @@
+"""Turning a fresh machine into a farm host unattended: bootstrap, cloud-init and bundle sources."""
