@@ -17,7 +17,7 @@ def firewall_files(model: HostModel, render: Callable[[str], bytes]) -> list[Ren
             ),
             RenderedFile(
                 f"{SYSTEMD_DIR}/farmhand-firewall.service",
-                render("systemd/farmhand-firewall.service.j2"),
+                render("firewall/farmhand-firewall.service.j2"),
             ),
         ]
     return [

@@ -18,10 +18,10 @@ def idle_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedF
         "idle_local_env": IDLE_LOCAL_ENV,
         "idle_script": IDLE_SCRIPT,
     }
-    units = "systemd/farmhand-idle"
+    units = "idle/farmhand-idle"
     return [
-        RenderedFile(IDLE_SCRIPT, render("farmhand/idle-check.sh.j2", **extra), 0o755),
-        RenderedFile(IDLE_ENV, render("farmhand/idle-settings.env.j2", **extra)),
+        RenderedFile(IDLE_SCRIPT, render("idle/idle-check.sh.j2", **extra), 0o755),
+        RenderedFile(IDLE_ENV, render("idle/idle-settings.env.j2", **extra)),
         RenderedFile(f"{SYSTEMD_DIR}/{IDLE_SERVICE}", render(f"{units}.service.j2", **extra)),
         RenderedFile(f"{SYSTEMD_DIR}/{IDLE_TIMER}", render(f"{units}.timer.j2", **extra)),
     ]

@@ -49,12 +49,12 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
             ),
             RenderedFile(
                 "/etc/ssh/sshd_config.d/40-farmhand-lease.conf",
-                render("ssh/40-farmhand-lease.conf.j2", leases=leases),
+                render("leases/40-farmhand-lease.conf.j2", leases=leases),
             ),
             RenderedFile(
                 leases.LEASE_AUTHORIZED_KEYS,
                 render(
-                    "farmhand/lease-authorized_keys.j2",
+                    "leases/lease-authorized_keys.j2",
                     leases=leases,
                     claim_key=extras["lease-claim-key.pub"].decode().strip(),
                 ),
@@ -86,15 +86,15 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
         ),
         RenderedFile(
             f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
-            render("systemd/farmhand-pick-cert.service.j2", leases=leases),
+            render("leases/farmhand-pick-cert.service.j2", leases=leases),
         ),
         RenderedFile(
             f"{SYSTEMD_DIR}/farmhand-lease-renew.service",
-            render("systemd/farmhand-lease-renew.service.j2", leases=leases),
+            render("leases/farmhand-lease-renew.service.j2", leases=leases),
         ),
         RenderedFile(
             f"{SYSTEMD_DIR}/farmhand-lease-renew.timer",
-            render("systemd/farmhand-lease-renew.timer.j2", leases=leases),
+            render("leases/farmhand-lease-renew.timer.j2", leases=leases),
         ),
     ]
     return files

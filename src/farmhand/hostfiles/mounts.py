@@ -14,7 +14,7 @@ def credentials_files(model: HostModel, render: Callable[..., bytes]) -> list[Re
     return [
         RenderedFile(
             f"{FARMHAND_ETC}/smb-credentials",
-            render("farmhand/smb-credentials.j2"),
+            render("mounts/smb-credentials.j2"),
             0o600,
             secret=True,
         ),
@@ -27,13 +27,13 @@ def mount_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
         files.append(
             RenderedFile(
                 f"{SYSTEMD_DIR}/{unit_name_for_path(share.mount_point, '.mount')}",
-                render("systemd/share.mount.j2", share=share),
+                render("mounts/share.mount.j2", share=share),
             )
         )
         files.append(
             RenderedFile(
                 f"{SYSTEMD_DIR}/{unit_name_for_path(share.mount_point, '.automount')}",
-                render("systemd/share.automount.j2", share=share),
+                render("mounts/share.automount.j2", share=share),
             )
         )
     return files

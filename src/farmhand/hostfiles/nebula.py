@@ -47,7 +47,7 @@ def nebula_files(
             paths["key"], chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
         ),
         RenderedFile(
-            f"{SYSTEMD_DIR}/farmhand-nebula.service", render("systemd/farmhand-nebula.service.j2")
+            f"{SYSTEMD_DIR}/farmhand-nebula.service", render("nebula/farmhand-nebula.service.j2")
         ),
     ]
 

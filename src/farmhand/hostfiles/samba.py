@@ -15,9 +15,9 @@ def samba_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
         RenderedFile("/etc/samba/smb.conf", render("samba/smb.conf.j2")),
         RenderedFile(
             f"{SYSTEMD_DIR}/{model.distro.samba_service}.service.d/farmhand.conf",
-            render("systemd/samba-overlay.conf.j2"),
+            render("samba/samba-overlay.conf.j2"),
         ),
-        RenderedFile(f"{FARMHAND_LIB}/wait-overlay", render("farmhand/wait-overlay.sh.j2"), 0o755),
+        RenderedFile(f"{FARMHAND_LIB}/wait-overlay", render("samba/wait-overlay.sh.j2"), 0o755),
         RenderedFile(
             f"{FARMHAND_ETC}/smb.password",
             model.smb_password.encode() + b"\n",

@@ -76,7 +76,7 @@ def service_plan(
     if os_ is OS.LINUX:
         staged = f"{join_dir}{sep}{SYSTEMD_UNIT}"
         unit = render_template(
-            "systemd/farmhand-join.service.j2",
+            "join/farmhand-join.service.j2",
             farm=farm,
             boss=boss,
             nebula=nebula.replace("%", "%%"),
@@ -109,7 +109,7 @@ def service_plan(
     if os_ is OS.MACOS:
         staged = f"{join_dir}{sep}{LAUNCHD_LABEL}.plist"
         plist = render_template(
-            "launchd/farmhand-join.plist.j2",
+            "join/farmhand-join.plist.j2",
             farm=farm,
             boss=boss,
             label=LAUNCHD_LABEL,

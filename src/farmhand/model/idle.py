@@ -1,6 +1,6 @@
 """Idle shutdown settings: farm.toml's ``idle_*`` keys, checked, with sensible defaults.
 
-The decision itself is a POSIX sh script on the worker (templates/farmhand/idle-check.sh.j2)
+The decision itself is a POSIX sh script on the worker (templates/idle/idle-check.sh.j2)
 run by a systemd timer; this module only turns the farm's settings into its environment file.
 """
 
