@@ -19,7 +19,7 @@ from farmhand.hostfiles.samba import samba_files
 from farmhand.hostfiles.ssh import ssh_files
 from farmhand.keystore.plan import Role
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, HostModel
-from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB
+from farmhand.model.paths import FARM_JSON, FARMHAND_ETC, FARMHAND_LIB
 
 
 def render_join_files(
@@ -62,7 +62,7 @@ def render_host(
             raise FarmhandError(f"template {template} failed to render: {exc}") from None
 
     files = nebula_files(model, render, paths)
-    files.append(RenderedFile(f"{FARMHAND_ETC}/farm.json", _farm_json(model)))
+    files.append(RenderedFile(FARM_JSON, _farm_json(model)))
     if model.role is Role.BOSS:
         return files
     files += firewall_files(model, render)

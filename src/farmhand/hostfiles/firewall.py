@@ -6,22 +6,16 @@ from collections.abc import Callable
 
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_ETC, SYSTEMD_DIR
+from farmhand.model.paths import FIREWALLD_ZONE, NFTABLES_CONF, SYSTEMD_DIR
 
 
 def firewall_files(model: HostModel, render: Callable[[str], bytes]) -> list[RenderedFile]:
     if model.distro.firewall == "nftables":
         return [
-            RenderedFile(
-                f"{FARMHAND_ETC}/nftables.conf", render("firewall/nftables.conf.j2"), 0o644
-            ),
+            RenderedFile(NFTABLES_CONF, render("firewall/nftables.conf.j2"), 0o644),
             RenderedFile(
                 f"{SYSTEMD_DIR}/farmhand-firewall.service",
                 render("firewall/farmhand-firewall.service.j2"),
             ),
         ]
-    return [
-        RenderedFile(
-            "/etc/firewalld/zones/farmhand-overlay.xml", render("firewall/farmhand-overlay.xml.j2")
-        )
-    ]
+    return [RenderedFile(FIREWALLD_ZONE, render("firewall/farmhand-overlay.xml.j2"))]

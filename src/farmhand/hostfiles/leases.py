@@ -12,7 +12,7 @@ from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SYSTEMD_DIR
+from farmhand.model.paths import LEASE_DROPIN, NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SYSTEMD_DIR
 from farmhand.onhost import leases
 
 
@@ -48,7 +48,7 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
                 LEASE_HOST_KEY.public(extras["lease-host-key"]) if LEASE_HOST_KEY.public else b"",
             ),
             RenderedFile(
-                "/etc/ssh/sshd_config.d/40-farmhand-lease.conf",
+                LEASE_DROPIN,
                 render("leases/40-farmhand-lease.conf.j2", leases=leases),
             ),
             RenderedFile(

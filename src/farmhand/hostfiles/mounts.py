@@ -6,14 +6,14 @@ from collections.abc import Callable
 
 from farmhand.hostfiles.base import RenderedFile, unit_name_for_path
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_ETC, SYSTEMD_DIR
+from farmhand.model.paths import SMB_CREDENTIALS, SYSTEMD_DIR
 
 
 def credentials_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
     """The farm user's SMB credentials (the mounts and the artifact fetcher read them)."""
     return [
         RenderedFile(
-            f"{FARMHAND_ETC}/smb-credentials",
+            SMB_CREDENTIALS,
             render("mounts/smb-credentials.j2"),
             0o600,
             secret=True,

@@ -7,19 +7,19 @@ from collections.abc import Callable
 
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB, SYSTEMD_DIR
+from farmhand.model.paths import SMB_CONF, SMB_PASSWORD, SYSTEMD_DIR, WAIT_OVERLAY
 
 
 def samba_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
     return [
-        RenderedFile("/etc/samba/smb.conf", render("samba/smb.conf.j2")),
+        RenderedFile(SMB_CONF, render("samba/smb.conf.j2")),
         RenderedFile(
             f"{SYSTEMD_DIR}/{model.distro.samba_service}.service.d/farmhand.conf",
             render("samba/samba-overlay.conf.j2"),
         ),
-        RenderedFile(f"{FARMHAND_LIB}/wait-overlay", render("samba/wait-overlay.sh.j2"), 0o755),
+        RenderedFile(WAIT_OVERLAY, render("samba/wait-overlay.sh.j2"), 0o755),
         RenderedFile(
-            f"{FARMHAND_ETC}/smb.password",
+            SMB_PASSWORD,
             model.smb_password.encode() + b"\n",
             0o600,
             secret=True,

@@ -6,11 +6,10 @@ from collections.abc import Callable
 
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
+from farmhand.model.paths import SSHD_DROPIN
 
 
 def ssh_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
     if not model.key_logins_work:
         return []
-    return [
-        RenderedFile("/etc/ssh/sshd_config.d/50-farmhand.conf", render("ssh/50-farmhand.conf.j2"))
-    ]
+    return [RenderedFile(SSHD_DROPIN, render("ssh/50-farmhand.conf.j2"))]

@@ -28,20 +28,19 @@ from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro, distro_from_os_release
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, SSH_PORT
 from farmhand.model.paths import (
-    FARMHAND_ETC,
+    FARM_JSON,
     NEBULA_CA,
     NEBULA_CERT,
     NEBULA_CONFIG,
     NEBULA_DIR,
     NEBULA_KEY,
     NEBULA_POOL,
+    SMB_CREDENTIALS,
+    SMB_PASSWORD,
 )
 
 NEBULA_UNIT = "farmhand-nebula"
 NFT_TABLE = "inet farmhand"
-SMB_CREDENTIALS = f"{FARMHAND_ETC}/smb-credentials"
-SMB_PASSWORD = f"{FARMHAND_ETC}/smb.password"
-FARM_JSON = f"{FARMHAND_ETC}/farm.json"
 # DHCP clients keep a socket on the client port of the interface they configure.
 DHCP_CLIENTS = frozenset({"dhclient", "systemd-network", "NetworkManager", "dhcpcd", "udhcpc"})
 DHCP_CLIENT_PORTS = frozenset({68, 546})

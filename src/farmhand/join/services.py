@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 
 from farmhand.hostfiles.base import render_template
 from farmhand.join.platforms import OS
+from farmhand.model.paths import SYSTEMD_DIR
 
 SYSTEMD_UNIT = "farmhand-join.service"
-SYSTEMD_PATH = f"/etc/systemd/system/{SYSTEMD_UNIT}"
+SYSTEMD_PATH = f"{SYSTEMD_DIR}/{SYSTEMD_UNIT}"
 LAUNCHD_LABEL = "farmhand.join"
 LAUNCHD_PLIST = f"/Library/LaunchDaemons/{LAUNCHD_LABEL}.plist"
 LAUNCHD_LOG = "/Library/Logs/farmhand-join.log"

@@ -1,18 +1,32 @@
 """Every path farmhand uses on a farm host, defined once (host files, deploys, checks)."""
 
+FARMHAND_ETC = "/etc/farmhand"
+FARMHAND_LIB = "/usr/local/lib/farmhand"
+FARMHAND_STATE = "/var/lib/farmhand"
+"""What deploys remember on the host (stamps of what they last applied), and services' state."""
+SYSTEMD_DIR = "/etc/systemd/system"
+SECRET_UPLOADS = f"{FARMHAND_STATE}/uploads"
+"""Deploys upload secret files here before the final move: never in a world-readable /tmp."""
+FARM_JSON = f"{FARMHAND_ETC}/farm.json"
+"""What tools on the host (status, verify, the picker) know about the farm, without secrets."""
+
+# Nebula
 NEBULA_DIR = "/etc/nebula/farmhand"
 NEBULA_CONFIG = f"{NEBULA_DIR}/config.yml"
 NEBULA_CA = f"{NEBULA_DIR}/ca.crt"
 NEBULA_CERT = f"{NEBULA_DIR}/host.crt"
 NEBULA_KEY = f"{NEBULA_DIR}/host.key"
 NEBULA_POOL = f"{NEBULA_DIR}/pool"
-FARMHAND_ETC = "/etc/farmhand"
-FARMHAND_LIB = "/usr/local/lib/farmhand"
-SYSTEMD_DIR = "/etc/systemd/system"
-SECRET_UPLOADS = "/var/lib/farmhand/uploads"  # noqa: S105 - a folder
-"""Deploys upload secret files here before the final move: never in a world-readable /tmp."""
-SHARES_ROOT = "/srv/farmhand"
-MOUNTS_ROOT = "/mnt/farmhand"
+
+# The host firewall
+NFTABLES_CONF = f"{FARMHAND_ETC}/nftables.conf"
+FIREWALLD_ZONE = "/etc/firewalld/zones/farmhand-overlay.xml"
+
+# sshd
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-farmhand.conf"
+"""Key-only logins."""
+LEASE_DROPIN = "/etc/ssh/sshd_config.d/40-farmhand-lease.conf"
+"""The hub's extra host key for the certificate leases."""
 DEFAULT_SSH_HOST_KEYS = (
     "/etc/ssh/ssh_host_rsa_key",
     "/etc/ssh/ssh_host_ecdsa_key",
@@ -22,6 +36,17 @@ DEFAULT_SSH_HOST_KEYS = (
 
 # Certificate leases: onhost/leases.py travels to hubs and workers alone, so it keeps its own
 # paths (leases.LIB, HUB_POOL, WORKER_CONFIG...); tests/test_leases.py holds them to the above.
+OLD_PICKER = f"{FARMHAND_LIB}/pick-cert"
+"""The hostname-only certificate picker the leases replaced (deploys remove it)."""
+
+# Shares: Samba on the hub, mounts on workers
+SHARES_ROOT = "/srv/farmhand"
+MOUNTS_ROOT = "/mnt/farmhand"
+SMB_CONF = "/etc/samba/smb.conf"
+WAIT_OVERLAY = f"{FARMHAND_LIB}/wait-overlay"
+SMB_PASSWORD = f"{FARMHAND_ETC}/smb.password"
+SMB_PASSWORD_STAMP = f"{FARMHAND_STATE}/smb-password.sha256"
+SMB_CREDENTIALS = f"{FARMHAND_ETC}/smb-credentials"
 
 # Idle shutdown (workers)
 IDLE_SCRIPT = "/usr/local/sbin/farmhand-idle"
@@ -36,16 +61,22 @@ FETCH = f"{FARMHAND_LIB}/fetch-artifact"
 QUEUE_ETC = f"{FARMHAND_ETC}/queue"
 INSTALLERS = f"{SHARES_ROOT}/farm/installers"
 """The hub's cache of pinned artifacts (the ``installers`` folder of the ``farm`` share)."""
-LOCAL_CACHE = "/var/lib/farmhand/artifacts"
+LOCAL_CACHE = f"{FARMHAND_STATE}/artifacts"
 """Where workers keep the copy of an artifact they took from the hub."""
 MONGODB_DATA = "/var/lib/farmhand-mongodb"
 MONGODB_RUN = "/run/farmhand-mongodb"
+MONGODB_USER_STAMP = f"{FARMHAND_STATE}/mongodb-user.sha256"
 DEADLINE_PREFIX = "/opt/Thinkbox/Deadline10"
 REPOSITORY_DIR = f"{SHARES_ROOT}/queue"
 """The Deadline Repository: the hub's ``queue`` share."""
 CLIENT_PFX = f"{QUEUE_ETC}/client.pfx"
 """The Deadline clients' certificate for the database (PKCS#12)."""
-DEADLINE_HOME = "/var/lib/farmhand/deadline"
+DEADLINE_HOME = f"{FARMHAND_STATE}/deadline"
 """The Deadline worker's home (the farm user's, for deadlineworker)."""
-FLAMENCO_MANAGER_DIR = "/var/lib/farmhand/flamenco-manager"
-FLAMENCO_WORKER_DIR = "/var/lib/farmhand/flamenco-worker"
+FLAMENCO_MANAGER_DIR = f"{FARMHAND_STATE}/flamenco-manager"
+FLAMENCO_WORKER_DIR = f"{FARMHAND_STATE}/flamenco-worker"
+
+# Cloud-init (a new cloud machine bootstrapping itself)
+PASSPHRASE_DIR = "/root/.farmhand"  # noqa: S105 - a folder
+PASSPHRASE_PATH = f"{PASSPHRASE_DIR}/passphrase"
+RUNNER_PATH = "/usr/local/sbin/farmhand-cloud-bootstrap"

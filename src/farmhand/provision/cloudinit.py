@@ -15,12 +15,10 @@ from dataclasses import dataclass
 from farmhand.errors import UsageError
 from farmhand.hostfiles.base import render_text
 from farmhand.keystore.plan import Role, validate_hub_address
+from farmhand.model.paths import PASSPHRASE_DIR, PASSPHRASE_PATH, RUNNER_PATH
 from farmhand.provision.bundle_source import direct_url
 
 DEFAULT_SCRIPT_URL = "https://raw.githubusercontent.com/farmhand-dev/farmhand/main/bootstrap.sh"
-PASSPHRASE_DIR = "/root/.farmhand"  # noqa: S105 - a folder
-PASSPHRASE_PATH = f"{PASSPHRASE_DIR}/passphrase"
-RUNNER_PATH = "/usr/local/sbin/farmhand-cloud-bootstrap"
 WAIT_MINUTES = 60
 _PRINTABLE = re.compile(r"^[!-~]+$")  # visible ASCII, no spaces: safe inside the YAML block
 

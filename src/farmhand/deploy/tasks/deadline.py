@@ -23,10 +23,12 @@ from farmhand.model.host import HostModel
 from farmhand.model.paths import (
     CLIENT_PFX,
     DEADLINE_HOME,
+    FARMHAND_STATE,
     LOCAL_CACHE,
     MOUNTS_ROOT,
     QUEUE_ETC,
     REPOSITORY_DIR,
+    SYSTEMD_DIR,
 )
 from farmhand.queue.artifacts import DEADLINE
 from farmhand.queue.deadline import (
@@ -37,8 +39,6 @@ from farmhand.queue.deadline import (
     client_args,
     repository_args,
 )
-
-STAMPS = "/var/lib/farmhand"
 
 
 def _installers(model: HostModel) -> str:
@@ -75,7 +75,7 @@ def repository(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     argv = [f"{folder}/{REPOSITORY_INSTALLER}", *repository_args(model.overlay_ip)]
     _run_once(
         "Deadline Repository into the queue share (unattended)",
-        f"{STAMPS}/deadline-repository.sha256",
+        f"{FARMHAND_STATE}/deadline-repository.sha256",
         argv,
         f'{PASSWORD_ENV}="$(cat {QUEUE_ETC}/db.password)" ',
         # The installer leaves files owned by uid 1000 (DESIGN.md §7): the farm user's.
@@ -98,7 +98,7 @@ def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     ]
     _run_once(
         "Deadline Client, binaries only (unattended)",
-        f"{STAMPS}/deadline-client.sha256",
+        f"{FARMHAND_STATE}/deadline-client.sha256",
         argv,
         "",
         [],
@@ -111,7 +111,7 @@ def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         group=model.farm_user,
         present=True,
     )
-    unit = farm_files.install([rendered[f"/etc/systemd/system/{DEADLINE_UNIT}"]])
+    unit = farm_files.install([rendered[f"{SYSTEMD_DIR}/{DEADLINE_UNIT}"]])
     systemd.daemon_reload(name="Reload systemd units (deadline)", _if=any_changed(*unit))
     started = systemd.service(
         name=f"{DEADLINE_UNIT} running and enabled",

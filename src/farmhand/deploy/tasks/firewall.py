@@ -11,6 +11,7 @@ from farmhand.deploy.tasks import deploy, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
+from farmhand.model.paths import FIREWALLD_ZONE, NFTABLES_CONF, SYSTEMD_DIR
 
 PUBLIC_SERVICES = frozenset({"ssh", "dhcpv6-client"})
 EL_DEFAULT_EXTRA_SERVICES = frozenset({"cockpit"})
@@ -26,9 +27,9 @@ def firewall(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
 
 
 def _nftables(rendered: dict[str, RenderedFile]) -> None:
-    ruleset = farm_files.install(farm_files.select(rendered, "/etc/farmhand/nftables.conf"))
+    ruleset = farm_files.install(farm_files.select(rendered, NFTABLES_CONF))
     unit = farm_files.install(
-        farm_files.select(rendered, "/etc/systemd/system/farmhand-firewall.service")
+        farm_files.select(rendered, f"{SYSTEMD_DIR}/farmhand-firewall.service")
     )
     systemd.daemon_reload(name="Reload systemd units (firewall)", _if=any_changed(*unit))
     started = systemd.service(
@@ -46,7 +47,7 @@ def _nftables(rendered: dict[str, RenderedFile]) -> None:
 
 
 def _firewalld(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    zone = farm_files.install(farm_files.select(rendered, "/etc/firewalld/zones/"))
+    zone = farm_files.install(farm_files.select(rendered, FIREWALLD_ZONE))
     systemd.service(
         name="firewalld running and enabled",
         service="firewalld.service",

@@ -12,7 +12,7 @@ from farmhand.hostfiles.base import RenderedFile
 from farmhand.hostfiles.queue import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT
+from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT, SYSTEMD_DIR
 from farmhand.queue.artifacts import FLAMENCO
 
 STATE_PARENT = FLAMENCO_MANAGER_DIR.rsplit("/", 1)[0]
@@ -50,7 +50,7 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     if part == "manager":
         _manager_storage(model, f"{OPT}/{top}", workdir)
     config = farm_files.install([rendered[f"{workdir}/flamenco-{part}.yaml"]])
-    unit = farm_files.install([rendered[f"/etc/systemd/system/{unit_name}"]])
+    unit = farm_files.install([rendered[f"{SYSTEMD_DIR}/{unit_name}"]])
     systemd.daemon_reload(name="Reload systemd units (flamenco)", _if=any_changed(*unit))
     started = systemd.service(
         name=f"{unit_name} running and enabled", service=unit_name, enabled=True, running=True

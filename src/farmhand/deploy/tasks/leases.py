@@ -17,11 +17,13 @@ from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.distro import Family
 from farmhand.model.host import HostModel
-from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, FARMHAND_LIB, SYSTEMD_DIR
+from farmhand.model.paths import (
+    DEFAULT_SSH_HOST_KEYS,
+    LEASE_DROPIN,
+    OLD_PICKER,
+    SYSTEMD_DIR,
+)
 from farmhand.onhost import leases
-
-LEASE_DROPIN = "/etc/ssh/sshd_config.d/40-farmhand-lease.conf"
-OLD_PICKER = f"{FARMHAND_LIB}/pick-cert"  # the hostname-only picker this replaces
 
 
 def _existing_host_keys() -> tuple[str, ...]:

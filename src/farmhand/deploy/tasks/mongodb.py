@@ -17,11 +17,17 @@ from farmhand.deploy.tasks.installers import take, unpack
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.hostfiles.queue import MONGODB_UNIT
 from farmhand.model.host import HostModel
-from farmhand.model.paths import MONGODB_DATA, MONGODB_RUN, OPT, QUEUE_ETC, SECRET_UPLOADS
+from farmhand.model.paths import (
+    MONGODB_DATA,
+    MONGODB_RUN,
+    MONGODB_USER_STAMP,
+    OPT,
+    QUEUE_ETC,
+    SECRET_UPLOADS,
+    SYSTEMD_DIR,
+)
 from farmhand.queue import artifacts
 from farmhand.queue.base import MONGODB_USER, queue_service
-
-USER_STAMP = "/var/lib/farmhand/mongodb-user.sha256"
 
 
 def group_readable(item: RenderedFile, group: str) -> OperationMeta:
@@ -70,7 +76,7 @@ def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         for p in (
             f"{QUEUE_ETC}/ca.crt",
             f"{QUEUE_ETC}/mongod.conf",
-            f"/etc/systemd/system/{MONGODB_UNIT}",
+            f"{SYSTEMD_DIR}/{MONGODB_UNIT}",
         )
     )
     changed.append(group_readable(rendered[f"{QUEUE_ETC}/mongod.pem"], MONGODB_USER))
@@ -102,7 +108,7 @@ def _database_user(model: HostModel, secrets: list[OperationMeta]) -> None:
     """Deadline's database user, once, over root's local socket (the password is in a 0600
     script file, never on a command line)."""
     password = rendered_password_digest(model)
-    applied = host.get_fact(Command, command=f"cat {USER_STAMP} 2>/dev/null || true")
+    applied = host.get_fact(Command, command=f"cat {MONGODB_USER_STAMP} 2>/dev/null || true")
     if (applied or "").strip() == password:
         return
     port = queue_service(model.plan).port
@@ -113,7 +119,7 @@ def _database_user(model: HostModel, secrets: list[OperationMeta]) -> None:
         commands=[
             f"for i in $(seq 60); do [ -S {socket} ] && break; sleep 1; done",
             f"{OPT}/mongosh/bin/mongosh --quiet '{uri}' {QUEUE_ETC}/create-user.js",
-            f"echo {password} > {USER_STAMP} && chmod 600 {USER_STAMP}",
+            f"echo {password} > {MONGODB_USER_STAMP} && chmod 600 {MONGODB_USER_STAMP}",
         ],
     )
 

@@ -10,13 +10,13 @@ from farmhand.deploy.tasks import deploy, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile, unit_name_for_path
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_ETC
+from farmhand.model.paths import SMB_CREDENTIALS
 
 
 @deploy("Share mounts")
 def mounts(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     packages.install(model, *model.distro.mount_packages)
-    farm_files.install(farm_files.select(rendered, FARMHAND_ETC + "/smb-credentials"))
+    farm_files.install(farm_files.select(rendered, SMB_CREDENTIALS))
     units = farm_files.install(
         f for f in rendered.values() if f.path.endswith((".mount", ".automount"))
     )

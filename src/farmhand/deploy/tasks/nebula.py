@@ -16,7 +16,13 @@ from farmhand.errors import UsageError
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_ETC, NEBULA_DIR, NEBULA_POOL
+from farmhand.model.paths import (
+    FARM_JSON,
+    LOCAL_CACHE,
+    NEBULA_DIR,
+    NEBULA_POOL,
+    SYSTEMD_DIR,
+)
 from farmhand.nebula import release
 
 
@@ -35,7 +41,7 @@ def _binary(model: HostModel) -> None:
             f"{pinned.filename} in a folder given as --artifacts, or remove nebula_sha256 to "
             f"use the pinned nebula {release.NEBULA_VERSION}"
         )
-    archive = f"/var/lib/farmhand/artifacts/{pinned.filename}"
+    archive = f"{LOCAL_CACHE}/{pinned.filename}"
     installed = host.get_fact(File, path=model.distro.nebula_binary)
     source = f"{str(artifacts).rstrip('/')}/{pinned.filename}" if artifacts else pinned.url
     if source.startswith(("https://", "http://")):
@@ -119,12 +125,10 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
         )
     config = farm_files.install(
         f
-        for f in farm_files.select(rendered, NEBULA_DIR, FARMHAND_ETC + "/farm.json")
+        for f in farm_files.select(rendered, NEBULA_DIR, FARM_JSON)
         if not f.path.startswith(NEBULA_POOL)
     )
-    unit = farm_files.install(
-        farm_files.select(rendered, "/etc/systemd/system/farmhand-nebula.service")
-    )
+    unit = farm_files.install(farm_files.select(rendered, f"{SYSTEMD_DIR}/farmhand-nebula.service"))
     systemd.daemon_reload(name="Reload systemd units (nebula)", _if=any_changed(*unit))
     started = systemd.service(
         name="farmhand-nebula running and enabled",

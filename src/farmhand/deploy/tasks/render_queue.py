@@ -12,7 +12,7 @@ from farmhand.deploy.tasks.installers import cache_on_hub, take, unpack
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FETCH, OPT
+from farmhand.model.paths import DEADLINE_PREFIX, FETCH, OPT
 from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package, needed
 from farmhand.queue.base import Renderer, RenderManager, render_manager, renderer
 
@@ -69,7 +69,7 @@ SELINUX_RULES = (
     ("bin_t", f"{OPT}/[^/]+/bin(/.*)?"),
     ("bin_t", f"{OPT}/flamenco-[^/]+/flamenco-(manager|worker)"),
     ("bin_t", f"{OPT}/blender-[^/]+/blender"),
-    ("bin_t", "/opt/Thinkbox/Deadline10/bin(/.*)?"),
+    ("bin_t", f"{DEADLINE_PREFIX}/bin(/.*)?"),
 )
 
 

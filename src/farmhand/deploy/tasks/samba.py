@@ -14,9 +14,14 @@ from farmhand.deploy.tasks import deploy, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FARMHAND_ETC, FARMHAND_LIB, SHARES_ROOT
-
-PASSWORD_STAMP = "/var/lib/farmhand/smb-password.sha256"
+from farmhand.model.paths import (
+    SHARES_ROOT,
+    SMB_CONF,
+    SMB_PASSWORD,
+    SMB_PASSWORD_STAMP,
+    SYSTEMD_DIR,
+    WAIT_OVERLAY,
+)
 
 
 @deploy("Samba shares")
@@ -42,11 +47,9 @@ def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: Operation
             )
     if model.distro.selinux:
         _selinux_contexts()
-    config = farm_files.install(
-        farm_files.select(rendered, "/etc/samba/", FARMHAND_LIB + "/wait-overlay")
-    )
-    dropin = farm_files.install(farm_files.select(rendered, "/etc/systemd/system/smb"))
-    password = farm_files.install(farm_files.select(rendered, FARMHAND_ETC + "/smb.password"))
+    config = farm_files.install(farm_files.select(rendered, SMB_CONF, WAIT_OVERLAY))
+    dropin = farm_files.install(farm_files.select(rendered, f"{SYSTEMD_DIR}/smb"))
+    password = farm_files.install(farm_files.select(rendered, SMB_PASSWORD))
     _password(model)
     systemd.daemon_reload(name="Reload systemd units (samba)", _if=any_changed(*dropin))
     service = model.distro.samba_service
@@ -77,17 +80,17 @@ def _password(model: HostModel) -> None:
 
     The password travels in a root-only file and through a pipe: never in a command line."""
     digest = hashlib.sha256(model.smb_password.encode()).hexdigest()
-    applied = host.get_fact(Command, command=f"cat {PASSWORD_STAMP} 2>/dev/null || true")
+    applied = host.get_fact(Command, command=f"cat {SMB_PASSWORD_STAMP} 2>/dev/null || true")
     if (applied or "").strip() == digest:
         return
-    source = f"{FARMHAND_ETC}/smb.password"
+    source = SMB_PASSWORD
     server.shell(
         name=f"Samba password for {model.farm_user} (from {source})",
         commands=[
             f"{{ cat {source}; cat {source}; }} | smbpasswd -s -a {model.farm_user} >/dev/null",
             f"smbpasswd -e {model.farm_user} >/dev/null",
-            f"install -d -m 700 {PASSWORD_STAMP.rsplit('/', 1)[0]}",
-            f"echo {digest} > {PASSWORD_STAMP} && chmod 600 {PASSWORD_STAMP}",
+            f"install -d -m 700 {SMB_PASSWORD_STAMP.rsplit('/', 1)[0]}",
+            f"echo {digest} > {SMB_PASSWORD_STAMP} && chmod 600 {SMB_PASSWORD_STAMP}",
         ],
     )
 

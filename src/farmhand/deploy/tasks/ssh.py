@@ -9,13 +9,12 @@ from farmhand.deploy.tasks import deploy
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.model.host import HostModel
+from farmhand.model.paths import SSHD_DROPIN
 
 
 @deploy("SSH hardening")
 def ssh(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    dropin = farm_files.install(
-        farm_files.select(rendered, "/etc/ssh/sshd_config.d/50-farmhand.conf")
-    )
+    dropin = farm_files.install(farm_files.select(rendered, SSHD_DROPIN))
     if not dropin:
         return
     server.shell(
