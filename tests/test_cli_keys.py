@@ -58,8 +58,8 @@ from farmhand.keystore.bundle import pack
 from farmhand.keystore.plan import FarmPlan
 from farmhand.keystore.register import Register
 from farmhand.keystore.store import KeyStore
-from farmhand.nebula import cert as nc
 from farmhand.nebula import pem
+from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem
 
 HUB_IP = "10.87.0.1"
 GROUPS = {
@@ -86,12 +86,12 @@ def entries(root: Path) -> dict[str, dict[str, Any]]:
     return {c["name"]: c for c in keys_list(root)["certificates"]}
 
 
-def cert(root: Path, name: str) -> nc.NebulaCertificate:
-    return nc.certificate_from_pem((root / "certs" / f"{name}.crt").read_bytes())
+def cert(root: Path, name: str) -> NebulaCertificate:
+    return certificate_from_pem((root / "certs" / f"{name}.crt").read_bytes())
 
 
-def ca_cert(root: Path) -> nc.NebulaCertificate:
-    return nc.certificate_from_pem((root / "ca.crt").read_bytes())
+def ca_cert(root: Path) -> NebulaCertificate:
+    return certificate_from_pem((root / "ca.crt").read_bytes())
 
 
 def metadata(members: Members) -> dict[str, Any]:
@@ -127,7 +127,7 @@ def check_bundle_members(root: Path, members: Members, names: list[str]) -> dict
         assert cert_pem == (root / "certs" / f"{name}.crt").read_bytes()
         assert (cert_mode, key_mode) == (0o644, 0o600)
         public = pem.x25519_public_from_private(pem.x25519_private_from_pem(key_pem))
-        assert public == nc.certificate_from_pem(cert_pem).details.public_key
+        assert public == certificate_from_pem(cert_pem).details.public_key
     meta = metadata(members)
     assert meta["kind"] == "farmhand-keybundle"
     assert [h["name"] for h in meta["hosts"]] == names
@@ -304,7 +304,7 @@ def _resigned(root: Path) -> bytes:
     """worker0003 with a later expiry but its old signature."""
     original = cert(root, "worker0003")
     details = replace(original.details, not_after=original.details.not_after + 1)
-    return nc.NebulaCertificate(details, original.signature).to_pem()
+    return NebulaCertificate(details, original.signature).to_pem()
 
 
 TAMPERS: dict[str, tuple[Callable[[Path], bytes | None], str]] = {

@@ -37,7 +37,7 @@ from farmhand.keystore.plan import (
 )
 from farmhand.keystore.register import Entry, Register
 from farmhand.keystore.store import KeyStore, check_new_store, prepare_new_store
-from farmhand.nebula import cert as nc
+from farmhand.nebula.cert import NebulaCertificate, create_ca
 from farmhand.passphrase import ENV_VAR, MIN_LENGTH, read_passphrase_file, resolve_passphrase
 
 NOW = 1_800_000_000
@@ -339,9 +339,9 @@ def test_durations_round_trip(seconds: int) -> None:
 # the register
 
 
-def _ca(now: int = NOW, lifetime: int = 5 * YEAR) -> tuple[nc.NebulaCertificate, Ed25519PrivateKey]:
+def _ca(now: int = NOW, lifetime: int = 5 * YEAR) -> tuple[NebulaCertificate, Ed25519PrivateKey]:
     key = Ed25519PrivateKey.generate()
-    ca = nc.create_ca("test CA", key, now - 300, now + lifetime, ips=(IPv4Network("10.87.0.0/16"),))
+    ca = create_ca("test CA", key, now - 300, now + lifetime, ips=(IPv4Network("10.87.0.0/16"),))
     return ca, key
 
 

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from farmhand.cli.common import PassphraseFile, console, passphrase
 from farmhand.keystore.bundle import open_bundle
-from farmhand.nebula import cert as nc
+from farmhand.nebula.cert import certificates_from_pem
 
 bundle_app = typer.Typer(help="Inspect encrypted keybundles.", no_args_is_help=True)
 
@@ -27,7 +27,7 @@ def show(
     if not file.is_file():
         raise typer.BadParameter(f"no such file: {file}", param_hint="FILE")
     bundle = open_bundle(file, passphrase(passphrase_file))
-    cas = nc.certificates_from_pem(bundle.ca_pem)
+    cas = certificates_from_pem(bundle.ca_pem)
     hosts = []
     for host in bundle.hosts:
         cert = host.certificate

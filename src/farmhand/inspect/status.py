@@ -30,7 +30,7 @@ from farmhand.join.probe import Probe, tcp_probe
 from farmhand.keystore.bundle import Bundle, Peer
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.host import SHARES, SMB_PORT, SSH_PORT
-from farmhand.nebula import cert as nc
+from farmhand.nebula.cert import certificate_from_pem, certificates_from_pem
 from farmhand.queue.base import queue_service
 
 LEASES_PATH = ".farmhand/leases.json"
@@ -77,7 +77,7 @@ class FarmView:
         state = load_state(paths)
         try:
             meta = json.loads(paths.farm.read_text(encoding="utf-8"))
-            own = nc.certificate_from_pem(paths.cert.read_bytes())
+            own = certificate_from_pem(paths.cert.read_bytes())
             return cls(
                 plan=FarmPlan.from_dict(meta["plan"]),
                 peers=tuple(Peer.from_dict(p) for p in meta.get("peers", ())),
@@ -253,7 +253,7 @@ def gather(
             }
         )
     cas = []
-    for ca in nc.certificates_from_pem(view.ca_pem):
+    for ca in certificates_from_pem(view.ca_pem):
         days = _days(ca.details.not_after, now)
         cas.append(
             {

@@ -26,8 +26,8 @@ from farmhand.keystore import age
 from farmhand.keystore.farm_secrets import PREFIX as EXTRAS_PREFIX
 from farmhand.keystore.farm_secrets import file_mode
 from farmhand.keystore.plan import FarmPlan, Role
-from farmhand.nebula import cert as nc
 from farmhand.nebula import pem
+from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem, certificates_from_pem
 
 BUNDLE_FORMAT = 1
 BUNDLE_KIND = "farmhand-keybundle"
@@ -51,8 +51,8 @@ class BundleHost:
     key_pem: bytes = field(repr=False)
 
     @property
-    def certificate(self) -> nc.NebulaCertificate:
-        return nc.certificate_from_pem(self.cert_pem)
+    def certificate(self) -> NebulaCertificate:
+        return certificate_from_pem(self.cert_pem)
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
 
 def check_bundle(bundle: Bundle, what: str) -> None:
     try:
-        cas = nc.certificates_from_pem(bundle.ca_pem)
+        cas = certificates_from_pem(bundle.ca_pem)
         by_fingerprint = {ca.fingerprint: ca for ca in cas}
         for host in bundle.hosts:
             cert = host.certificate

@@ -28,8 +28,8 @@ from farmhand.keystore.store import (
     prepare_new_store,
 )
 from farmhand.keystore.vault import Vault
-from farmhand.nebula import cert as nc
 from farmhand.nebula import pem
+from farmhand.nebula.cert import NebulaCertificate, create_ca, sign_host, verify, verify_ca
 
 CLOCK_SKEW = 300  # backdate NotBefore so hosts with a slightly slow clock accept new certs
 EXPIRY_WARNING_DAYS = 30
@@ -117,7 +117,7 @@ def plan_bosses(plan: FarmPlan, register: Register, names: Iterable[str]) -> lis
     return [HostSpec(n, Role.BOSS, ip) for n, ip in zip(wanted, addresses, strict=True)]
 
 
-def _validity(ca: nc.NebulaCertificate, plan: FarmPlan, now: int) -> tuple[int, int]:
+def _validity(ca: NebulaCertificate, plan: FarmPlan, now: int) -> tuple[int, int]:
     not_before = max(now - CLOCK_SKEW, ca.details.not_before)
     not_after = min(now + plan.cert_lifetime, ca.details.not_after - 1)
     if not_after <= now:
@@ -126,17 +126,17 @@ def _validity(ca: nc.NebulaCertificate, plan: FarmPlan, now: int) -> tuple[int, 
 
 
 def sign_hosts(
-    ca: nc.NebulaCertificate,
+    ca: NebulaCertificate,
     ca_key: Ed25519PrivateKey,
     plan: FarmPlan,
     specs: list[HostSpec],
     now: int,
     progress: Progress = _no_progress,
     keys: dict[str, bytes] | None = None,
-) -> tuple[dict[str, nc.NebulaCertificate], dict[str, bytes]]:
+) -> tuple[dict[str, NebulaCertificate], dict[str, bytes]]:
     """Sign ``specs`` (with fresh keys unless ``keys`` has one). Returns certs and private keys."""
     not_before, not_after = _validity(ca, plan, now)
-    certs: dict[str, nc.NebulaCertificate] = {}
+    certs: dict[str, NebulaCertificate] = {}
     private: dict[str, bytes] = {}
     pending = 0
     issuer = bytes.fromhex(ca.fingerprint)
@@ -146,7 +146,7 @@ def sign_hosts(
             public_raw = pem.x25519_public_from_private(private_raw)
         else:
             private_raw, public_raw = pem.x25519_keypair()
-        certs[spec.name] = nc.sign_host(
+        certs[spec.name] = sign_host(
             ca,
             ca_key,
             name=spec.name,
@@ -226,7 +226,7 @@ def create_farm(
     worker_specs = plan_workers(plan, register, workers)
     prepare_new_store(root)
     ca_key = Ed25519PrivateKey.generate()
-    ca = nc.create_ca(
+    ca = create_ca(
         f"{plan.name} farmhand CA",
         ca_key,
         not_before=now - CLOCK_SKEW,
@@ -430,7 +430,7 @@ def verify_store(store: KeyStore, now: int | None = None) -> list[Finding]:
     findings: list[Finding] = []
     ca = store.ca
     try:
-        nc.verify_ca(ca)
+        verify_ca(ca)
         if ca.is_expired(now):
             findings.append(Finding("error", "ca", "the CA certificate has expired"))
         elif ca.details.not_after - now < CA_EXPIRY_WARNING_DAYS * 86400:
@@ -454,14 +454,14 @@ def verify_store(store: KeyStore, now: int | None = None) -> list[Finding]:
 def _verify_entry(
     store: KeyStore,
     entry: Entry,
-    ca: nc.NebulaCertificate,
+    ca: NebulaCertificate,
     plan: FarmPlan,
     blocklist: frozenset[str],
     now: int,
 ) -> Finding:
     try:
         cert = store.certificate(entry.name)
-        nc.verify(cert, ca, now, blocklist)
+        verify(cert, ca, now, blocklist)
     except Exception as exc:
         return Finding("error", entry.name, str(exc))
     problems = []

@@ -27,8 +27,8 @@ from farmhand.keystore.farm_secrets import for_role as extras_for_role
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.keystore.register import Register
 from farmhand.keystore.vault import VAULT_FILE, Vault, decrypt_vault
-from farmhand.nebula import cert as nc
 from farmhand.nebula import pem
+from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem, certificates_from_pem
 
 PLAN_FILE = "farm.toml"
 REGISTER_FILE = "register.json"
@@ -78,9 +78,9 @@ class KeyStore:
         return store
 
     @property
-    def ca(self) -> nc.NebulaCertificate:
+    def ca(self) -> NebulaCertificate:
         try:
-            cas = nc.certificates_from_pem(self.ca_pem)
+            cas = certificates_from_pem(self.ca_pem)
         except StoreError:
             raise
         except Exception as exc:
@@ -100,9 +100,9 @@ class KeyStore:
     def cert_pem(self, name: str) -> bytes:
         return _read(self.cert_path(name))
 
-    def certificate(self, name: str) -> nc.NebulaCertificate:
+    def certificate(self, name: str) -> NebulaCertificate:
         try:
-            return nc.certificate_from_pem(self.cert_pem(name))
+            return certificate_from_pem(self.cert_pem(name))
         except StoreError:
             raise
         except Exception as exc:
