@@ -661,7 +661,7 @@ def test_diff_mode_is_refused(deploy: Callable[..., Plan]) -> None:
     with pytest.raises(FarmhandError) as refused:
         deploy("hub", "debian-12", diff=True)
     assert "--diff" in str(refused.value)
-    assert "farmhand render" in str(refused.value)
+    assert "farmhand files" in str(refused.value)
 
 
 def test_a_bundle_of_another_role_is_refused(

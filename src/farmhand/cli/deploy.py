@@ -1,4 +1,4 @@
-"""`farmhand render` and `farmhand deploy`: parse, call render/deploy, print."""
+"""`farmhand files` and `farmhand deploy`: parse, call hostfiles/deploy, print."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def _distro(text: str) -> Distro:
     return distro_from_os_release({"ID": distro_id, "VERSION_ID": version or "0"})
 
 
-def render(
+def host_files(
     role: RoleArg,
     out: Annotated[Path, typer.Option(help="Folder to lay the files out in (as on the host).")],
     bundle: BundleOpt = None,
@@ -61,7 +61,7 @@ def render(
     ] = True,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Write every file farmhand would install on a host, for review, under OUT/etc/..."""
+    """Write every file a host would get, for review, under OUT/etc/..."""
     path = _default_bundle(role, bundle)
     opened = open_bundle(path, passphrase(passphrase_file))
     if opened.role is not role:

@@ -1,6 +1,6 @@
 """The host model: what a hub, worker or boss needs, derived from its bundle and the plan.
 
-The same model feeds ``farmhand render`` (files for review) and the deploys (files on hosts), so
+The same model feeds ``farmhand files`` (files for review) and the deploys (files on hosts), so
 what a user reviews is exactly what lands.
 """
 

@@ -44,7 +44,7 @@ def load(role: Role) -> tuple[HostModel, dict[str, RenderedFile]]:
     if state.config.DIFF:
         raise FarmhandError(
             "farmhand deploys refuse --diff: it would print keys and passwords; "
-            "review with 'farmhand render' instead"
+            "review with 'farmhand files' instead"
         )
     bundle_path = host.data.get("farmhand_bundle")
     if not bundle_path:

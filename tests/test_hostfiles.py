@@ -1,4 +1,4 @@
-"""`farmhand render` (issue #3): every file a host gets, checked with its real parser.
+"""`farmhand files` (issue #3): every file a host gets, checked with its real parser.
 
 The session farm's hub, a worker (worker0002 chosen) and boss are rendered once through the real
 CLI and once through the library; both must agree byte for byte. Then each file goes through the
@@ -214,8 +214,8 @@ def _yaml_scalar(text: str) -> Any:
 # ------------------------------------------------------------------------------------------------
 
 
-def cli_render(bundle: Path, role: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("render", role, "--bundle", bundle, "--out", out, *extra, env=WITH_PASSPHRASE)
+def cli_files(bundle: Path, role: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return run_cli("files", role, "--bundle", bundle, "--out", out, *extra, env=WITH_PASSPHRASE)
 
 
 def render_args(role: str) -> tuple[str, ...]:
@@ -239,7 +239,7 @@ class CliRuns:
 
 @pytest.fixture(scope="module")
 def cli(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> CliRuns:
-    """The session farm's hub, worker0002 and boss rendered by ``farmhand render``, and the
+    """The session farm's hub, worker0002 and boss written by ``farmhand files``, and the
     refused runs, in parallel."""
     out = tmp_path_factory.mktemp("cli-render")
     jobs: dict[str, tuple[Any, ...]] = {
@@ -251,7 +251,7 @@ def cli(farm: Farm, tmp_path_factory: pytest.TempPathFactory) -> CliRuns:
     # down (and with 8 at once, one run here once failed to decrypt a good bundle).
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         results = dict(
-            zip(jobs, pool.map(lambda args: cli_render(*args), jobs.values()), strict=True)
+            zip(jobs, pool.map(lambda args: cli_files(*args), jobs.values()), strict=True)
         )
     for role in ROLES:
         assert results[role].returncode == 0, output(results[role])
@@ -403,7 +403,7 @@ def test_render_twice_into_the_same_folder_gives_the_same_bytes(
     out = tmp_path / "worker"
     shutil.copytree(cli_trees["worker"], out)
     before = snapshot(out)
-    result = cli_render(farm.root / BUNDLE_OF["worker"], "worker", out, *render_args("worker"))
+    result = cli_files(farm.root / BUNDLE_OF["worker"], "worker", out, *render_args("worker"))
     assert result.returncode == 0, output(result)
     assert snapshot(out) == before
     assert files_only(out) == files_only(cli_trees["worker"])
@@ -412,6 +412,20 @@ def test_render_twice_into_the_same_folder_gives_the_same_bytes(
         assert f"/{path}" in result.stdout
     assert bundles["hub"].smb_password not in result.stdout + result.stderr
     assert "PRIVATE KEY" not in result.stdout + result.stderr
+
+
+def test_render_is_the_hidden_old_name_of_files(
+    farm: Farm, cli_trees: dict[str, Path], tmp_path: Path
+) -> None:
+    """Scripts that still run ``farmhand render`` get exactly what ``farmhand files`` writes."""
+    bundle = farm.root / BUNDLE_OF["worker"]
+    args = ("worker", "--bundle", bundle, "--out", tmp_path, *render_args("worker"))
+    result = run_cli("render", *args, env=WITH_PASSPHRASE)
+    assert result.returncode == 0, output(result)
+    assert files_only(tmp_path) == files_only(cli_trees["worker"])
+    listed = run_cli("--help").stdout
+    assert re.search(r"^\W*files\s", listed, re.M), listed
+    assert not re.search(r"^\W*render\s", listed, re.M), listed
 
 
 @pytest.mark.parametrize(
