@@ -4,8 +4,9 @@ The session farm's hub, a worker (worker0002 chosen) and boss are rendered once 
 CLI and once through the library; both must agree byte for byte. Then each file goes through the
 program that will read it on the host: ``nebula -test``, ``testparm``, ``systemd-analyze verify``,
 ``sshd -t``, ``nft -c`` and ``sh -n``, and each check is shown to fail on a broken copy, so a
-passing check means something. The Nebula firewall is compared with DESIGN.md §1 as nebula itself
-parsed it. Tests whose tool is missing skip, naming the Debian package that has it.
+passing check means something. The Nebula firewall is compared, as nebula itself parsed it, with
+least privilege by group (``NEBULA_RULES``). Tests whose tool is missing skip, naming the Debian
+package that has it.
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ ROLES = ("hub", "worker", "boss")
 BUNDLE_OF = dict(zip(ROLES, BUNDLES, strict=True))
 SYSTEM_UNITS = Path("/usr/lib/systemd/system")
 
-# The Nebula firewall of DESIGN.md §1, as nebula reports the rules it loaded:
+# The Nebula firewall: outbound anything; inbound ICMP, and on the hub SMB and the queue from
+# workers and bosses and SSH from bosses, on workers SSH from bosses; bosses nothing more.
+# As nebula reports the rules it loaded:
 # (direction, protocol number, first port, last port, groups, host); 0 means any.
 Rule = tuple[str, int, int, int, tuple[str, ...], str]
 OUT_ANY: Rule = ("outgoing", 0, 0, 0, (), "any")

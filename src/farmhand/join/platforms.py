@@ -18,7 +18,7 @@ class OS(str, Enum):
 
     @property
     def tun_dev(self) -> str:
-        """Nebula's ``tun.dev``: macOS takes only ``utun``/``utunN`` (DESIGN.md §3)."""
+        """Nebula's ``tun.dev``: on macOS nebula accepts only ``utun``/``utunN`` (or empty)."""
         return "utun" if self is OS.MACOS else "nebula1"
 
     @property

@@ -322,7 +322,7 @@ def parse_network(text: str) -> IPv4Network:
 
 
 def default_addresses(network: IPv4Network) -> AddressPlan:
-    """DESIGN.md's layout: hub .0.1, servers .1.x, bosses .10.x, workers from .99.1 upward.
+    """The default layout: hub .0.1, servers .1.x, bosses .10.x, workers from .99.1 upward.
 
     Networks of /16 or larger use those offsets as they are; smaller ones scale them down
     (a /24 gets hub .1, servers .4-.9, bosses .10-.49, workers .50-.254).
@@ -357,7 +357,7 @@ def new_plan(
     ca_lifetime: int = DEFAULT_CA_LIFETIME,
     cert_lifetime: int | None = None,
 ) -> FarmPlan:
-    """A plan with DESIGN.md's defaults, validated."""
+    """A plan with the defaults (see :func:`default_addresses`), validated."""
     net = parse_network(network)
     plan = FarmPlan(
         name=validate_farm_name(name),

@@ -67,7 +67,7 @@ OFFLINE_PACKAGES: tuple[str, ...] = (
     "python3-venv",
     "python3-pip",
     "blender",  # the render queue's default renderer (a real frame in the lab tests)
-    "file",  # Deadline's worker needs it (DESIGN.md §7)
+    "file",  # Deadline's worker needs it (oomerfarm found it missing)
 )
 """Downloaded (with dependencies and recommends) but not installed: what deploys may install.
 

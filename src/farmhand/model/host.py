@@ -104,7 +104,8 @@ class HostModel:
 
     @property
     def inbound_rules(self) -> tuple[FirewallRule, ...]:
-        """Least privilege by group (DESIGN.md §1); bosses accept nothing but ICMP."""
+        """Least privilege by group: the hub takes SMB and the queue from workers and bosses
+        and SSH from bosses; workers take SSH from bosses; bosses accept nothing but ICMP."""
         rules = [FirewallRule("any", "icmp")]
         if self.role is Role.HUB:
             rules += [

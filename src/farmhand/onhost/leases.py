@@ -1,7 +1,8 @@
 """Worker certificate leases: the hub is the single authority over who holds which certificate.
 
 Every worker carries the whole workers bundle, but Nebula has no protection against two hosts
-presenting one address (DESIGN.md §3), so a worker never chooses by itself: at boot it claims a
+presenting one address (the lighthouse takes the newer one, the first goes silently unreachable:
+seen on nebula 1.11.0), so a worker never chooses by itself: at boot it claims a
 certificate from the hub, renews the lease while it lives and releases it at a clean shutdown.
 A lease that is not renewed ends after the farm's ``lease_ttl``, so a terminated spot instance
 frees its certificate on its own.

@@ -28,7 +28,8 @@ class Renderer(str, Enum):
 DEFAULT_MANAGER = RenderManager.DEADLINE
 DEFAULT_RENDERER = Renderer.BLENDER
 QUEUE_PORTS = {RenderManager.DEADLINE: 27100, RenderManager.FLAMENCO: 8080}
-"""MongoDB for Deadline (always passed explicitly: DESIGN.md §7), Flamenco's manager API."""
+"""MongoDB for Deadline (always passed explicitly: Deadline's installers disagree on the
+default, 27100 or 27017), Flamenco's manager API."""
 
 QUEUE_CLIENT_GROUPS = ("worker", "boss")
 """Nebula groups that may reach the queue port on the hub; nobody else."""

@@ -1,7 +1,8 @@
 """Deadline 10's unattended installer flags and the boss's client install command.
 
-The flags are the ones oomerfarm ran and AWS documents (DESIGN.md §7); the database port is
-always passed explicitly, the password only as ``env:VAR`` (never on a command line).
+The flags are the ones oomerfarm ran and AWS documents; the database port is always passed
+explicitly (Deadline's installers disagree on its default), the password only as ``env:VAR``
+(never on a command line).
 """
 
 from __future__ import annotations

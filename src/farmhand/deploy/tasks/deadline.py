@@ -78,14 +78,14 @@ def repository(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         f"{FARMHAND_STATE}/deadline-repository.sha256",
         argv,
         f'{PASSWORD_ENV}="$(cat {QUEUE_ETC}/db.password)" ',
-        # The installer leaves files owned by uid 1000 (DESIGN.md §7): the farm user's.
+        # The installer leaves files owned by uid 1000 (as oomerfarm found): the farm user's.
         [f"chown -R {model.farm_user}:{model.farm_user} {REPOSITORY_DIR}"],
     )
 
 
 @deploy("Deadline Client (worker)")
 def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    # The worker needs `file` (DESIGN.md §7); EL 9 needed initscripts for the installer.
+    # Deadline's worker needs `file`; on EL 9 the installer needed initscripts (oomerfarm's notes).
     extra = ("initscripts",) if model.distro.selinux else ()
     packages.install(model, "file", *extra)
     files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
