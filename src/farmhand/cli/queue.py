@@ -13,6 +13,7 @@ from farmhand.hostfiles.queue import tls
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.fs import write_new
 from farmhand.keystore.plan import Role
+from farmhand.model.host import host_model
 from farmhand.queue.base import RenderManager, render_manager
 from farmhand.queue.deadline import BOSS_PLATFORMS, client_command
 
@@ -47,8 +48,6 @@ def client_cert(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Write the queue's client certificate (from the boss's bundle) for the Deadline Client."""
-    from farmhand.model.host import host_model
-
     if out.exists():
         raise UsageError(f"{out} exists: farmhand never overwrites a key file")
     opened = _boss(bundle, passphrase_file)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from farmhand.errors import BundleError
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
@@ -23,7 +24,7 @@ from farmhand.model.paths import (
     SHARES_ROOT,
     SYSTEMD_DIR,
 )
-from farmhand.queue.artifacts import BLENDER, blender_from_package
+from farmhand.queue.artifacts import BLENDER, MONGODB_VERSION, blender_from_package
 from farmhand.queue.base import (
     DEADLINE_DB_USER,
     MONGODB_USER,
@@ -47,8 +48,6 @@ def tls(model: HostModel) -> QueueTls:
     extras = model.bundle.extras
     blob = extras.get(TLS_NAME) or extras.get(f"{TLS_NAME}.{model.role.value}")
     if blob is None:
-        from farmhand.errors import BundleError
-
         raise BundleError(
             f"the {model.role.value} bundle has no render queue keys: "
             "re-export it with 'farmhand bundle' (the store adds them)"
@@ -107,8 +106,6 @@ def queue_files(model: HostModel, render: Render) -> list[RenderedFile]:
             )
         )
         return files
-    from farmhand.queue.artifacts import MONGODB_VERSION
-
     mongo = {
         "mongodb_run": MONGODB_RUN,
         "mongodb_data": MONGODB_DATA,

@@ -15,7 +15,7 @@ from farmhand.deploy.tasks import deploy
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import take, unpack
 from farmhand.hostfiles.base import RenderedFile
-from farmhand.hostfiles.queue import MONGODB_UNIT
+from farmhand.hostfiles.queue import MONGODB_UNIT, tls
 from farmhand.model.host import HostModel
 from farmhand.model.paths import (
     MONGODB_DATA,
@@ -125,6 +125,4 @@ def _database_user(model: HostModel, secrets: list[OperationMeta]) -> None:
 
 
 def rendered_password_digest(model: HostModel) -> str:
-    from farmhand.hostfiles.queue import tls
-
     return hashlib.sha256(tls(model).db_password.encode()).hexdigest()
