@@ -12,7 +12,7 @@ only for one forced command (``restrict,command=…`` in the authorized_keys of 
 ``farmhand-lease`` user), and workers pin the hub's extra ECDSA P-384 host key from the key store.
 No new port, nothing in clear, no unauthenticated party can claim.
 
-This one file is the whole protocol. farmhand imports it (tests, ``farmhand status``, rendering);
+This one file is the whole protocol. farmhand imports it (tests, ``farmhand status``, hostfiles);
 the deploys install it unchanged as ``/usr/local/lib/farmhand/leases.py`` on the hub, where
 ``leases.py serve`` is the forced command, and on workers, where ``pick``, ``renew`` and
 ``release`` run from systemd units. So it uses only the standard library and runs on Python 3.6

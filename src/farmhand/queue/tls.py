@@ -5,8 +5,9 @@ One farm-wide secret (``queue-tls``, declared in keystore/farm_secrets.py) made 
 certificate (PEM and a PKCS#12 file for Deadline's clients) and the database password.
 
 - The hub's bundle carries all of it: the hub *is* the queue server, and it signs its own
-  server certificate for its overlay address when its files are rendered. RSA PKCS#1 v1.5
-  signatures are deterministic, so every render yields the same bytes (deploys stay idempotent).
+  server certificate for its overlay address when its host files are made. RSA PKCS#1 v1.5
+  signatures are deterministic, so the host files come out the same each time (deploys stay
+  idempotent).
 - Workers' and bosses' bundles carry only the client part (``queue-tls.worker``/``.boss``):
   the CA certificate and the client certificate and key — never the CA key or the server key.
 """
