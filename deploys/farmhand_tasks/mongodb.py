@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 
 from pyinfra import host
 from pyinfra.api import deploy
@@ -24,17 +23,8 @@ USER_STAMP = "/var/lib/farmhand/mongodb-user.sha256"
 
 
 def group_readable(item: RenderedFile, group: str) -> OperationMeta:
-    """A secret a service user must read: 0640, root-owned, the service's group."""
-    return files.put(
-        name=f"Install {item.path}",
-        src=io.BytesIO(item.content),
-        dest=item.path,
-        mode=f"{item.mode:o}",
-        user="root",
-        group=group,
-        create_remote_dir=True,
-        _temp_dir=farm_files.SECRET_UPLOADS,
-    )
+    """A secret a service user must read: root-owned, the service's group."""
+    return farm_files.install_one(item, group=group)
 
 
 @deploy("MongoDB (Deadline database)")
