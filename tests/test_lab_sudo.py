@@ -155,6 +155,17 @@ def test_secrets_end_root_only_and_the_login_keeps_no_copy(lab: Lab) -> None:
         ], f"{name}: a staged secret was left behind: {leftovers.stdout}"
 
 
+def test_folders_holding_secrets_are_not_listable_by_others(lab: Lab) -> None:
+    """sshd's own host keys live in /etc/ssh by convention (0600 files in a 0755 folder): the
+    lease host key sits beside them, so /etc/ssh is the one exception."""
+    for name, paths in lab.secrets.items():
+        folders = sorted({p.rsplit("/", 1)[0] for p in paths} - {"/etc/ssh"})
+        listing = lab.farm.exec(name, ["stat", "-c", "%n %a", *folders]).stdout.split("\n")
+        for line in filter(None, listing):
+            folder, mode = line.split()
+            assert int(mode, 8) & 0o004 == 0, f"{name}: {folder} is listable by others ({mode})"
+
+
 def test_the_farm_deployed_through_sudo_reaches_itself_over_the_overlay(lab: Lab) -> None:
     hub = prov.overlay_ip(lab.farm, HUB)
     assert prov.ping(lab.farm, BOSS, hub), "boss1 cannot reach the hub"

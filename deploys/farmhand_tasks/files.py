@@ -21,6 +21,7 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files
 
+from farmhand.hosts import FARMHAND_ETC
 from farmhand.render import RenderedFile
 
 FARMHAND_STATE = "/var/lib/farmhand"
@@ -54,6 +55,14 @@ def secret_upload_dir() -> None:
         name=f"Private upload folder {SECRET_UPLOADS}",
         path=SECRET_UPLOADS,
         mode="700",
+        user="root",
+        group="root",
+        present=True,
+    )
+    files.directory(
+        name=f"farmhand config folder {FARMHAND_ETC} (holds secrets: not listable by others)",
+        path=FARMHAND_ETC,
+        mode="711",
         user="root",
         group="root",
         present=True,

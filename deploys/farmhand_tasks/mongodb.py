@@ -53,7 +53,8 @@ def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         archive, _ = take(model, artifact)
         top = artifact.filename.removesuffix(".tgz")
         unpack(archive, top, OPT, link, binary)
-    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
+    # Holds the queue's keys: services pass through by name, nobody else lists it.
+    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="711", present=True)
     changed = farm_files.install(
         rendered[p]
         for p in (
