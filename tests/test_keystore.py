@@ -246,6 +246,12 @@ HAND_EDITS = {
     "lifetime": ('ca_lifetime = "5y"', 'ca_lifetime = "5q"', "invalid duration '5q'"),
     "hub-address": ('hub_address = ""', 'hub_address = "http://x"', "invalid hub address"),
     "farm-name": ('name = "farm"', 'name = "my farm"', "invalid farm name 'my farm'"),
+    "farm-name-newline": ('name = "farm"', 'name = "farm\\n"', "invalid farm name 'farm\\n'"),
+    "farm-user-newline": (
+        'farm_user = "farmhand"',
+        'farm_user = "farmhand\\n"',
+        "invalid farm user 'farmhand\\n'",
+    ),
     "not-toml": ("[addresses]", "[addresses", "is not valid TOML"),
 }
 
@@ -745,6 +751,7 @@ def test_plan_workers_knows_when_the_pool_is_full() -> None:
         (["-carol"], "invalid name"),
         (["carol-"], "invalid name"),
         ([""], "invalid name"),
+        (["carol\n"], "invalid name 'carol\\n'"),
     ],
 )
 def test_plan_bosses_refuses_bad_and_taken_names(names: list[str], message: str) -> None:

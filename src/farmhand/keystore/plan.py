@@ -38,11 +38,17 @@ DEFAULT_MTU = 1380
 DEFAULT_FARM_USER = "farmhand"
 DEFAULT_FARM_UID = 2042
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+PORT_RANGE = (1, 65535)
+MTU_RANGE = (1280, 8940)
+UID_RANGE = (1000, 60000)
+
+# Whole-string patterns, always used with fullmatch: '$' would also accept a final newline.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HOST_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 _HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 
 
@@ -243,7 +249,7 @@ class FarmPlan:
 
 
 def validate_farm_name(name: str) -> str:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid farm name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)"
         )
@@ -252,7 +258,7 @@ def validate_farm_name(name: str) -> str:
 
 def validate_host_name(name: str) -> str:
     """Certificate names double as hostnames: lowercase letters, digits and inner hyphens."""
-    if not _HOST_NAME_RE.match(name):
+    if not _HOST_NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid name {name!r}: use lowercase letters, digits and '-' (at most 32)"
         )
@@ -260,26 +266,29 @@ def validate_host_name(name: str) -> str:
 
 
 def validate_mtu(mtu: int) -> int:
-    if not 1280 <= mtu <= 8940:
-        raise UsageError(f"invalid mtu {mtu}: must be between 1280 and 8940")
+    low, high = MTU_RANGE
+    if not low <= mtu <= high:
+        raise UsageError(f"invalid mtu {mtu}: must be between {low} and {high}")
     return mtu
 
 
 def validate_user(name: str) -> str:
-    if not re.match(r"^[a-z_][a-z0-9_-]{0,30}$", name):
+    if not _USER_RE.fullmatch(name):
         raise UsageError(f"invalid farm user {name!r}: a lowercase Unix user name")
     return name
 
 
 def validate_uid(uid: int) -> int:
-    if not 1000 <= uid <= 60000:
-        raise UsageError(f"invalid farm uid {uid}: use 1000-60000 (the same on every host)")
+    low, high = UID_RANGE
+    if not low <= uid <= high:
+        raise UsageError(f"invalid farm uid {uid}: use {low}-{high} (the same on every host)")
     return uid
 
 
 def validate_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise UsageError(f"invalid port {port}: must be between 1 and 65535")
+    low, high = PORT_RANGE
+    if not low <= port <= high:
+        raise UsageError(f"invalid port {port}: must be between {low} and {high}")
     return port
 
 
@@ -304,7 +313,7 @@ def validate_hub_address(address: str) -> str:
             raise UsageError(
                 f"invalid hub address {address!r}: give a host name or IP; the port is --port"
             ) from None
-    if not _HOSTNAME_RE.match(address) or address.replace(".", "").isdigit():
+    if not _HOSTNAME_RE.fullmatch(address) or address.replace(".", "").isdigit():
         raise UsageError(f"invalid hub address {address!r}: not a host name or IP address")
     return address
 
