@@ -10,7 +10,7 @@ farm.toml is checked whenever it is read. An unknown key or a bad value is one l
 the key, the value and what is allowed, with "did you mean" for a near miss::
 
     lease_tll = "3m": unknown setting; did you mean lease_ttl?
-    lease_ssh_port = 0: expected a whole number from 1 to 65535
+    lease_ssh_port = 0: expected a port number from 1 to 65535
 
 The file itself is never rewritten differently: :class:`FarmSettings` keeps what farm.toml says
 as it says it (``given``), and that is what goes back into farm.toml and the bundles.
@@ -220,9 +220,9 @@ class Group(str, Enum):
 
 
 _GROUP_TITLES = {
-    Group.PLAN: "The farm plan, written by `farmhand keygen` (read into the plan itself)",
-    Group.ADDRESSES: "`[addresses]`: overlay address ranges, inclusive (issued addresses are "
-    "never reused)",
+    Group.PLAN: "The farm plan, written by `farmhand keygen`",
+    Group.ADDRESSES: "`[addresses]`: overlay address ranges, inclusive (keygen scales the "
+    "defaults to the network)",
     Group.LEASES: "Worker certificate leases (see Cloning workers)",
     Group.IDLE: "Idle shutdown of workers (see Idle shutdown; `0` turns a rule off)",
     Group.QUEUE: "The render queue",
@@ -287,7 +287,6 @@ class ConfigSetting:
 
 
 _DEFAULT_ADDRESSES = p.default_addresses(p.parse_network(p.DEFAULT_NETWORK))
-_SCALED = " (for the default network; keygen scales them to yours)"
 
 SETTINGS: tuple[ConfigSetting, ...] = (
     # --- the plan's own keys, in farm.toml's order -------------------------------------------
@@ -378,7 +377,7 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         "lighthouses",
         Group.ADDRESSES,
         checked(_range("lighthouses"), RANGE, RANGE_ALLOWED),
-        "Lighthouses: the hub and room for more." + _SCALED,
+        "Lighthouses: the hub, and room for more.",
         str(_DEFAULT_ADDRESSES.lighthouses),
         table="addresses",
         required=True,
@@ -387,7 +386,7 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         "servers",
         Group.ADDRESSES,
         checked(_range("servers"), RANGE, RANGE_ALLOWED),
-        "Reserved for servers." + _SCALED,
+        "Reserved for servers.",
         str(_DEFAULT_ADDRESSES.servers),
         table="addresses",
         required=True,
@@ -396,7 +395,7 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         "bosses",
         Group.ADDRESSES,
         checked(_range("bosses"), RANGE, RANGE_ALLOWED),
-        "Bosses (people's machines)." + _SCALED,
+        "Bosses: people's machines.",
         str(_DEFAULT_ADDRESSES.bosses),
         table="addresses",
         required=True,
@@ -405,7 +404,7 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         "workers",
         Group.ADDRESSES,
         checked(_range("workers"), RANGE, RANGE_ALLOWED),
-        "Workers (`worker0001`, ...)." + _SCALED,
+        "Workers: `worker0001`, `worker0002`, ...",
         str(_DEFAULT_ADDRESSES.workers),
         table="addresses",
         required=True,
@@ -720,6 +719,14 @@ def describe() -> list[dict[str, Any]]:
         }
         for s in SETTINGS
     ]
+
+
+README_BEGIN = (
+    "<!-- farm.toml settings: made by farmhand.settings.markdown() "
+    "('farmhand keys settings --markdown'); tests/test_settings.py checks it -->"
+)
+README_END = "<!-- end of the farm.toml settings -->"
+"""README.md holds :func:`markdown`'s tables between these lines."""
 
 
 def markdown() -> str:
