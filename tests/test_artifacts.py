@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
@@ -10,13 +9,14 @@ import pytest
 
 from farmhand import artifacts as a
 from farmhand.distro import DEBIAN_12, Distro, Family
+from farmhand.errors import UsageError
 from farmhand.keystore.plan import new_plan
 
 ALMA9 = Distro("almalinux", 9, Family.EL)
 
 
-def plan_with(**extra: object):  # type: ignore[no-untyped-def]
-    return dataclasses.replace(new_plan("farm"), extra=dict(extra))
+def plan_with(**settings: object):  # type: ignore[no-untyped-def]
+    return new_plan("farm").with_settings(**settings)
 
 
 def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
@@ -48,7 +48,8 @@ def test_a_missing_checksum_names_the_file_and_the_key() -> None:
     assert "[artifacts.deadline]" in message
     assert "farm.toml" in message
     assert "\n" not in message
-    with pytest.raises(a.ArtifactError, match="not a sha256"):
+    # A bad checksum is refused where farm.toml is read, before any deploy asks for it.
+    with pytest.raises(UsageError, match=r'sha256 = "abc": expected a sha256: 64 hex digits'):
         a.sha256_for(plan_with(artifacts={"deadline": {"sha256": "abc"}}), a.DEADLINE)
     good = "ab" * 32
     assert a.sha256_for(plan_with(artifacts={"deadline": {"sha256": good.upper()}}), a.DEADLINE)

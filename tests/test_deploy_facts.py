@@ -244,7 +244,7 @@ def bundles(farm: Farm, tasks: Any, tmp_path_factory: pytest.TempPathFactory) ->
         paths[role] = farm.root / BUNDLE_OF[role]
         context.preload(paths[role], bundle)
         pinned = dataclasses.replace(
-            bundle, plan=dataclasses.replace(bundle.plan, extra={"nebula_sha256": NEBULA_SHA256})
+            bundle, plan=bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256)
         )
         paths[f"{role}+sha"] = Path(shutil.copy(paths[role], work / f"pinned-{BUNDLE_OF[role]}"))
         context.preload(paths[f"{role}+sha"], pinned)

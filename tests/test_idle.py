@@ -21,6 +21,7 @@ from farmhand.errors import UsageError
 from farmhand.hosts import host_model
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.render import RenderedFile, render_host
+from farmhand.settings import FarmSettings
 
 MIN = 60
 
@@ -30,8 +31,8 @@ def workers_bundle(farm: Farm) -> Bundle:
     return open_bundle(farm.root / "workers.keybundle.age", PASSPHRASE)
 
 
-def worker_files(bundle: Bundle, **extra: object) -> dict[str, RenderedFile]:
-    plan = dataclasses.replace(bundle.plan, extra={**bundle.plan.extra, **extra})
+def worker_files(bundle: Bundle, **settings: object) -> dict[str, RenderedFile]:
+    plan = bundle.plan.with_settings(**settings)
     model = host_model(dataclasses.replace(bundle, plan=plan), hub_address="hub.example.net")
     return {f.path: f for f in render_host(model)}
 
@@ -185,8 +186,8 @@ def test_farm_toml_settings_are_rendered(workers_bundle: Bundle) -> None:
     ],
 )
 def test_bad_farm_toml_settings_are_one_line_errors(key: str, value: object) -> None:
-    with pytest.raises(UsageError, match=f"farm.toml: {key}"):
-        idle.IdleSettings.from_farm({key: value})
+    with pytest.raises(UsageError, match=f"^{key} = .*: expected a "):
+        FarmSettings({key: value})
 
 
 # --- the decision table --------------------------------------------------------------------

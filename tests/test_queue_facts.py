@@ -55,8 +55,8 @@ def queue_artifacts(
         sums[artifact.key] = {"sha256": hashlib.sha256(data).hexdigest()}
     paths = {}
     for role, bundle in open_bundles(farm).items():
-        extra = {"nebula_sha256": NEBULA_SHA256, "artifacts": sums}
-        pinned = dataclasses.replace(bundle, plan=dataclasses.replace(bundle.plan, extra=extra))
+        plan = bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256, artifacts=sums)
+        pinned = dataclasses.replace(bundle, plan=plan)
         paths[role] = Path(shutil.copy(farm.root / BUNDLE_OF[role], folder / f"q-{role}.age"))
         context.preload(paths[role], pinned)
     return folder, paths
@@ -114,7 +114,8 @@ def test_el_worker_takes_artifacts_from_the_hub(
 
 
 def _plan_of(plan: Any) -> Any:
-    return dataclasses.replace(
-        __import__("farmhand.keystore.plan", fromlist=["new_plan"]).new_plan("x"),
-        extra={"render_manager": "deadline"},
+    return (
+        __import__("farmhand.keystore.plan", fromlist=["new_plan"])
+        .new_plan("x")
+        .with_settings(render_manager="deadline")
     )

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
 from farmhand.distro import DEBIAN_12, Distro
-from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
@@ -31,7 +30,6 @@ SMB_PORT = 445
 SSH_PORT = 22
 SOCKET_BUFFER = 10 * 1024 * 1024
 TX_QUEUE = 5000
-DEFAULT_LEASE_TTL = "3m"
 DEFAULT_SSH_HOST_KEYS = (
     "/etc/ssh/ssh_host_rsa_key",
     "/etc/ssh/ssh_host_ecdsa_key",
@@ -156,10 +154,7 @@ class HostModel:
     @property
     def lease_ttl(self) -> int:
         """How long a worker's certificate lease lasts unless renewed (farm.toml lease_ttl)."""
-        ttl = parse_duration(str(self.plan.extra.get("lease_ttl", DEFAULT_LEASE_TTL)))
-        if ttl < 6:
-            raise UsageError(f"lease_ttl {ttl} s is too short: use at least 6s")
-        return ttl
+        return self.plan.settings.lease_ttl
 
     @property
     def lease_renew_every(self) -> int:
@@ -169,7 +164,7 @@ class HostModel:
     @property
     def lease_ssh_port(self) -> int:
         """The hub's SSH port workers claim certificates on (farm.toml lease_ssh_port)."""
-        return int(self.plan.extra.get("lease_ssh_port", SSH_PORT))
+        return self.plan.settings.lease_ssh_port
 
 
 def endpoint(address: str, port: int) -> str:

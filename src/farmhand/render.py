@@ -302,7 +302,7 @@ def _firewall(model: HostModel, render: Callable[[str], bytes]) -> list[Rendered
 def _idle_shutdown(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
     """A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
     extra = {
-        "idle": idle.IdleSettings.from_farm(model.plan.extra),
+        "idle": idle.IdleSettings.from_farm(model.plan.settings),
         "idle_env": idle.IDLE_ENV,
         "idle_local_env": idle.IDLE_LOCAL_ENV,
         "idle_script": idle.IDLE_SCRIPT,

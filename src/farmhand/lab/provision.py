@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
@@ -63,7 +63,7 @@ def ensure_keys(farm: LabFarm, workers: int, say: Say) -> KeyStore:
     if not is_store(root):
         say(f"keygen: CA, hub, {workers} workers and boss1 into {root}")
         plan = new_plan(name=LAB_FARM_NAME, hub_address=str(farm.address("hub")))
-        plan = replace(plan, extra={**plan.extra, **LAB_PLAN_SETTINGS})
+        plan = plan.with_settings(**LAB_PLAN_SETTINGS)
         pki.create_farm(root, plan, workers, ["boss1"], lab_passphrase(farm))
     return KeyStore.open(root)
 
