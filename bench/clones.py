@@ -33,7 +33,6 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 
 from bench.signals import interrupt_on_signals, uninterrupted
@@ -138,7 +137,7 @@ def run(args: argparse.Namespace, farm: LabFarm) -> int:
     say("lab up: hub and worker0001")
     farm.up(workers=1, bosses=0)
     plan = new_plan(name=provision.LAB_FARM_NAME, hub_address=str(farm.address("hub")))
-    plan = replace(plan, extra={**provision.LAB_PLAN_SETTINGS, "lease_ttl": f"{ttl}s"})
+    plan = plan.with_settings(**provision.LAB_PLAN_SETTINGS, lease_ttl=f"{ttl}s")
     pki.create_farm(provision.store_dir(farm), plan, POOL, [], provision.lab_passphrase(farm))
     say("deploying the hub and worker0001 (not timed)")
     provision.deploy_role(farm, Role.HUB, ["hub"])

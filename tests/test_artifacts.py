@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from pathlib import Path
 
 import pytest
 
+from farmhand.errors import UsageError
 from farmhand.keystore.plan import new_plan
 from farmhand.model.distro import DEBIAN_12, Distro, Family
 from farmhand.queue import artifacts
@@ -15,8 +15,8 @@ from farmhand.queue import artifacts
 ALMA9 = Distro("almalinux", 9, Family.EL)
 
 
-def plan_with(**extra: object):  # type: ignore[no-untyped-def]
-    return dataclasses.replace(new_plan("farm"), extra=dict(extra))
+def plan_with(**settings: object):  # type: ignore[no-untyped-def]
+    return new_plan("farm").with_settings(**settings)
 
 
 def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
@@ -53,7 +53,8 @@ def test_a_missing_checksum_names_the_file_and_the_key() -> None:
     assert "[artifacts.deadline]" in message
     assert "farm.toml" in message
     assert "\n" not in message
-    with pytest.raises(artifacts.ArtifactError, match="not a sha256"):
+    # A bad checksum is refused where farm.toml is read, before any deploy asks for it.
+    with pytest.raises(UsageError, match=r'sha256 = "abc": expected a sha256: 64 hex digits'):
         artifacts.sha256_for(
             plan_with(artifacts={"deadline": {"sha256": "abc"}}), artifacts.DEADLINE
         )

@@ -830,8 +830,16 @@ DAMAGED_STORES: dict[str, tuple[Callable[[Path], None], list[str]]] = {
         _edit_toml('workers = "10.87.99.1-10.87.255.254"', 'workers = "10.87.99.1-10.88.0.9"'),
         ["workers range 10.87.99.1-10.88.0.9 is not inside network 10.87.0.0/16"],
     ),
-    "bad-port": (_edit_toml("port = 42042", "port = 0"), ["invalid port 0"]),
+    "bad-port": (
+        _edit_toml("port = 42042", "port = 0"),
+        ["port = 0: expected a port number from 1 to 65535"],
+    ),
     "not-toml": (_write("farm.toml", b"this is [not toml\n"), ["farm.toml is not valid TOML"]),
+    # The error line is text, not Rich markup: brackets in it are printed as they are.
+    "brackets-in-the-message": (
+        _edit_toml('name = "farm"', 'name = "[farm]"'),
+        ["invalid farm name '[farm]'"],
+    ),
     "register-damaged": (_write("register.json", b'{"format": 1, "certificates": [{}'), []),
     "ca-damaged": (_write("ca.crt", b"-----BEGIN NEBULA CERTIFICATE-----\nAAAA\n"), ["ca.crt"]),
     "register-missing": (

@@ -185,7 +185,13 @@ class Plan:
         return "\n".join(self.shell)
 
     def uploads(self) -> dict[str, FileUploadCommand]:
-        return {u.dest: u for op in self.ops for u in op.uploads}
+        """Every upload by the path it ends at: a staged secret by the file it is moved to."""
+        moves = {}
+        for command in self.shell:
+            if " > " in command and "mv -f " in command:
+                staged = command.split("cat ", 1)[1].split(" > ", 1)[0]
+                moves[staged] = command.rsplit("mv -f ", 1)[1].split()[1].strip("'")
+        return {moves.get(u.dest, u.dest): u for op in self.ops for u in op.uploads}
 
     def upload_bytes(self, dest: str) -> bytes:
         src = self.uploads()[dest].src
@@ -233,7 +239,7 @@ def bundles(farm: Farm, tasks: Any, tmp_path_factory: pytest.TempPathFactory) ->
         paths[role] = farm.root / BUNDLE_OF[role]
         context.preload(paths[role], bundle)
         pinned = dataclasses.replace(
-            bundle, plan=dataclasses.replace(bundle.plan, extra={"nebula_sha256": NEBULA_SHA256})
+            bundle, plan=bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256)
         )
         paths[f"{role}+sha"] = Path(shutil.copy(paths[role], work / f"pinned-{BUNDLE_OF[role]}"))
         context.preload(paths[f"{role}+sha"], pinned)
@@ -626,35 +632,59 @@ def test_farm_user_and_share_root_do_not_fight_over_ownership(
 # ------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("login", ["root", "deployer"])
 @pytest.mark.parametrize("distro", ["almalinux-9", "ubuntu-22.04", "debian-12"])
 @pytest.mark.parametrize("role", ROLES)
 def test_no_secret_in_any_command_and_secrets_only_as_private_uploads(
     role: str,
     distro: str,
+    login: str,
     deploy: Callable[..., Plan],
     secrets: list[bytes],
     tasks: Any,
 ) -> None:
-    plan = deploy(role, distro)
+    """A root login uploads secrets into a root-only folder; a sudo login into its own 0700
+    folder (SFTP runs as that user). Either way root copies them, umask 077, into a file beside
+    the destination, sets owner and mode, and renames it into place: never readable by others."""
+    sudo = {"ssh_user": login, "_sudo": True} if login != "root" else {}
+    plan = deploy(role, distro, **sudo)
     words = "\n".join([*plan.shell, *(op.name for op in plan.ops)])
     assert "PRIVATE KEY" not in words
     for secret in secrets:
         assert secret.decode() not in words, "a secret is in a command line or operation name"
     assert all(op.named for op in plan.ops), "an unnamed operation would print its arguments"
+    module = importlib.import_module("farmhand.deploy.tasks.files")
     uploads_dir = SECRET_UPLOADS
+    drop_dir = module.login_upload_dir(login) if sudo else uploads_dir
     secret_files = 0
-    for dest, upload in plan.uploads().items():
-        content = plan.upload_bytes(dest)
+    for final, upload in plan.uploads().items():
+        content = plan.upload_bytes(final)
+        dest = upload.dest
         if any(secret in content for secret in secrets) or b"PRIVATE KEY" in content:
             secret_files += 1
-            assert upload.remote_temp_filename.startswith(f"{uploads_dir}/"), dest
-            assert f"chmod 600 {dest}" in plan.shell, dest
+            assert dest.startswith(f"{drop_dir}/"), dest
+            assert upload.connector_arguments == ({"_sudo": False} if sudo else {}), dest
+            moves = [c for c in plan.shell if f"cat {dest} > " in c]
+            assert len(moves) == 1, (dest, moves)
+            assert "umask 077" in moves[0].split(f"cat {dest}")[0], moves[0]
+            assert moves[0].endswith(f" {final}'") or moves[0].endswith(f" {final}"), moves[0]
+        else:
+            assert final == dest, dest
+            assert not dest.startswith((f"{uploads_dir}/", f"{drop_dir}/")), dest
     assert secret_files >= 1
-    assert plan.op("Private upload folder").shell == [
+    assert plan.op("Private upload folder /").shell == [
         f"mkdir -p {uploads_dir}",
         f"chmod 700 {uploads_dir}",
         f"chown root:root {uploads_dir}",
     ]
+    if sudo:
+        assert plan.op("Private upload folder of the deploying account").shell == [
+            f"mkdir -p {drop_dir}",
+            f"chmod 700 {drop_dir}",
+            f"chown {login}:{login} {drop_dir}",
+        ]
+    else:
+        assert not [op for op in plan.ops if "of the deploying account" in op.name]
 
 
 def test_diff_mode_is_refused(deploy: Callable[..., Plan]) -> None:

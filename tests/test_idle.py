@@ -21,8 +21,9 @@ from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.model.host import host_model
-from farmhand.model.idle import DEFAULT_RENDER_PROCESSES, IDLE_SERVICE, IDLE_TIMER, IdleSettings
+from farmhand.model.idle import DEFAULT_RENDER_PROCESSES, IDLE_SERVICE, IDLE_TIMER
 from farmhand.model.paths import IDLE_ENV, IDLE_LOCAL_ENV, IDLE_SCRIPT
+from farmhand.settings import FarmSettings
 
 MIN = 60
 
@@ -32,8 +33,8 @@ def workers_bundle(farm: Farm) -> Bundle:
     return open_bundle(farm.root / "workers.keybundle.age", PASSPHRASE)
 
 
-def worker_files(bundle: Bundle, **extra: object) -> dict[str, RenderedFile]:
-    plan = dataclasses.replace(bundle.plan, extra={**bundle.plan.extra, **extra})
+def worker_files(bundle: Bundle, **settings: object) -> dict[str, RenderedFile]:
+    plan = bundle.plan.with_settings(**settings)
     model = host_model(dataclasses.replace(bundle, plan=plan), hub_address="hub.example.net")
     return {f.path: f for f in render_host(model)}
 
@@ -187,8 +188,8 @@ def test_farm_toml_settings_are_rendered(workers_bundle: Bundle) -> None:
     ],
 )
 def test_bad_farm_toml_settings_are_one_line_errors(key: str, value: object) -> None:
-    with pytest.raises(UsageError, match=f"farm.toml: {key}"):
-        IdleSettings.from_farm({key: value})
+    with pytest.raises(UsageError, match=f"^{key} = .*: expected a "):
+        FarmSettings({key: value})
 
 
 # --- the decision table --------------------------------------------------------------------

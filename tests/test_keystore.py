@@ -193,11 +193,22 @@ def test_farm_toml_round_trip() -> None:
     assert again.to_toml() == text
 
 
-def test_farm_toml_keeps_keys_it_does_not_know() -> None:
-    text = new_plan().to_toml() + '\n[deploy]\nuser = "render"\n'
+def test_farm_toml_keeps_its_settings_as_written() -> None:
+    text = new_plan().to_toml() + '\n[artifacts.deadline]\nsha256 = "' + "AB" * 32 + '"\n'
     plan = FarmPlan.from_toml(text)
-    assert plan.extra == {"deploy": {"user": "render"}}
+    assert plan.settings.given == {"artifacts": {"deadline": {"sha256": "AB" * 32}}}
+    assert plan.settings.artifact_sha256 == {"deadline": "ab" * 32}
     assert FarmPlan.from_toml(plan.to_toml()) == plan
+    assert plan.to_toml() == text
+
+
+def test_farm_toml_refuses_keys_it_does_not_know() -> None:
+    text = new_plan().to_toml() + '\n[deploy]\nuser = "render"\n'
+    with pytest.raises(StoreError) as refused:
+        FarmPlan.from_toml(text)
+    assert str(refused.value) == 'farm.toml: deploy.user = "render": unknown setting ' + (
+        "('farmhand keys settings' lists every setting)"
+    )
 
 
 DEFAULT_TOML = new_plan().to_toml()
@@ -239,13 +250,19 @@ HAND_EDITS = {
         'bosses = "10.87.10.1"',
         "invalid bosses range '10.87.10.1': expect FIRST-LAST",
     ),
-    "format": ("format = 1", "format = 2", "unsupported farm plan format 2"),
-    "name-missing": ('name = "farm"\n', "", "incomplete or invalid"),
-    "port-not-a-number": ("port = 42042", 'port = "udp"', "incomplete or invalid"),
-    "port-out-of-range": ("port = 42042", "port = 70000", "invalid port 70000"),
-    "lifetime": ('ca_lifetime = "5y"', 'ca_lifetime = "5q"', "invalid duration '5q'"),
+    "format": ("format = 1", "format = 2", "format = 2: unsupported farm plan format"),
+    "name-missing": ('name = "farm"\n', "", "the farm plan is incomplete: name is missing"),
+    "port-not-a-number": ("port = 42042", 'port = "udp"', 'port = "udp": expected a port number'),
+    "port-out-of-range": ("port = 42042", "port = 70000", "port = 70000: expected a port number"),
+    "lifetime": ('ca_lifetime = "5y"', 'ca_lifetime = "5q"', 'ca_lifetime = "5q": expected a dur'),
     "hub-address": ('hub_address = ""', 'hub_address = "http://x"', "invalid hub address"),
     "farm-name": ('name = "farm"', 'name = "my farm"', "invalid farm name 'my farm'"),
+    "farm-name-newline": ('name = "farm"', 'name = "farm\\n"', "invalid farm name 'farm\\n'"),
+    "farm-user-newline": (
+        'farm_user = "farmhand"',
+        'farm_user = "farmhand\\n"',
+        "invalid farm user 'farmhand\\n'",
+    ),
     "not-toml": ("[addresses]", "[addresses", "is not valid TOML"),
 }
 
@@ -745,6 +762,7 @@ def test_plan_workers_knows_when_the_pool_is_full() -> None:
         (["-carol"], "invalid name"),
         (["carol-"], "invalid name"),
         ([""], "invalid name"),
+        (["carol\n"], "invalid name 'carol\\n'"),
     ],
 )
 def test_plan_bosses_refuses_bad_and_taken_names(names: list[str], message: str) -> None:

@@ -19,7 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import pytest
 
@@ -65,7 +65,7 @@ class Lab:
 def make_keys(farm: LabFarm) -> None:
     """keygen for the lab with a pool of POOL workers and a short lease."""
     plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address("hub")))
-    plan = replace(plan, extra={**prov.LAB_PLAN_SETTINGS, "lease_ttl": f"{TTL}s"})
+    plan = plan.with_settings(**prov.LAB_PLAN_SETTINGS, lease_ttl=f"{TTL}s")
     pki.create_farm(prov.store_dir(farm), plan, POOL, [], prov.lab_passphrase(farm))
 
 

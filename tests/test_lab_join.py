@@ -9,7 +9,6 @@ would (it even installs nebula from the distribution's package, offline from the
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import subprocess
 import time
@@ -72,7 +71,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
             farm.up(workers=2, bosses=1)
             wheelhouse = wheels.result()
         plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
-        plan = dataclasses.replace(plan, extra={"worker_hourly_price": PRICE, "currency": "EUR"})
+        plan = plan.with_settings(worker_hourly_price=PRICE, currency="EUR")
         pki.create_farm(prov.store_dir(farm), plan, 2, [BOSS], prov.lab_passphrase(farm))
 
         def boss_setup() -> str:

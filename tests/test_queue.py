@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 from ipaddress import IPv4Address
 
@@ -17,8 +16,8 @@ from farmhand.queue import tls as queuetls
 from farmhand.queue.base import Renderer, RenderManager, queue_service, render_manager, renderer
 
 
-def plan_with(**extra: object):  # type: ignore[no-untyped-def]
-    return dataclasses.replace(new_plan("farm"), extra=dict(extra))
+def plan_with(**settings: object):  # type: ignore[no-untyped-def]
+    return new_plan("farm").with_settings(**settings)
 
 
 def test_the_plan_chooses_manager_and_renderer() -> None:
@@ -26,9 +25,10 @@ def test_the_plan_chooses_manager_and_renderer() -> None:
     assert render_manager(plan_with()) is RenderManager.DEADLINE
     assert queue_service(plan_with(render_manager="flamenco")).port == 8080
     assert renderer(plan_with(renderer="bella")) is Renderer.BELLA
-    with pytest.raises(UsageError, match=r"render_manager 'slurm' in farm\.toml"):
+    # A bad choice is refused where farm.toml is read, before anything asks for it.
+    with pytest.raises(UsageError, match=r'^render_manager = "slurm": expected one of "deadline"'):
         render_manager(plan_with(render_manager="slurm"))
-    with pytest.raises(UsageError, match="renderer 'povray'"):
+    with pytest.raises(UsageError, match='renderer = "povray"'):
         renderer(plan_with(renderer="povray"))
 
 

@@ -55,8 +55,8 @@ def queue_artifacts(
         sums[artifact.key] = {"sha256": hashlib.sha256(data).hexdigest()}
     paths = {}
     for role, bundle in open_bundles(farm).items():
-        extra = {"nebula_sha256": NEBULA_SHA256, "artifacts": sums}
-        pinned = dataclasses.replace(bundle, plan=dataclasses.replace(bundle.plan, extra=extra))
+        plan = bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256, artifacts=sums)
+        pinned = dataclasses.replace(bundle, plan=plan)
         paths[role] = Path(shutil.copy(farm.root / BUNDLE_OF[role], folder / f"q-{role}.age"))
         context.preload(paths[role], pinned)
     return folder, paths
@@ -89,8 +89,8 @@ def test_el_hub_labels_persistently_and_installs_the_queue(
     assert "mongodb-linux-x86_64-rhel90" in text  # the EL 9 build is unpacked
     assert "--dbpassword env:FARMHAND_QUEUE_DB_PASSWORD" in text
     # No secret ever on a command line.
-    password = uploads[f"{QUEUE_ETC}/db.password"]
-    secret = plan.upload_bytes(password.dest).strip().decode()
+    assert f"{QUEUE_ETC}/db.password" in uploads
+    secret = plan.upload_bytes(f"{QUEUE_ETC}/db.password").strip().decode()
     assert secret not in text
 
 
@@ -114,7 +114,8 @@ def test_el_worker_takes_artifacts_from_the_hub(
 
 
 def _plan_of(plan: Any) -> Any:
-    return dataclasses.replace(
-        __import__("farmhand.keystore.plan", fromlist=["new_plan"]).new_plan("x"),
-        extra={"render_manager": "deadline"},
+    return (
+        __import__("farmhand.keystore.plan", fromlist=["new_plan"])
+        .new_plan("x")
+        .with_settings(render_manager="deadline")
     )

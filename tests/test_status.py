@@ -6,7 +6,6 @@ foreground test (inside a namespace of its own).
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -20,17 +19,16 @@ from farmhand.keystore.plan import new_plan
 def test_the_worker_price_comes_from_the_farm_plan() -> None:
     plan = new_plan()
     assert worker_price(plan) is None
-    priced = dataclasses.replace(plan, extra={"worker_hourly_price": 0.35})
+    priced = plan.with_settings(worker_hourly_price=0.35)
     assert worker_price(priced) == (0.35, "USD")
-    euros = dataclasses.replace(plan, extra={"worker_hourly_price": 2, "currency": "EUR"})
+    euros = plan.with_settings(worker_hourly_price=2, currency="EUR")
     assert worker_price(euros) == (2.0, "EUR")
 
 
 @pytest.mark.parametrize("bad", ["cheap", -1, True])
 def test_a_bad_worker_price_is_a_usage_error(bad: object) -> None:
-    plan = dataclasses.replace(new_plan(), extra={"worker_hourly_price": bad})
-    with pytest.raises(UsageError, match=r"worker_hourly_price in farm\.toml must be a number"):
-        worker_price(plan)
+    with pytest.raises(UsageError, match=r"^worker_hourly_price = .*: expected a number"):
+        worker_price(new_plan().with_settings(worker_hourly_price=bad))
 
 
 def test_status_reads_the_price_from_the_key_store_and_refuses_a_bad_one(
@@ -46,4 +44,9 @@ def test_status_reads_the_price_from_the_key_store_and_refuses_a_bad_one(
         store,
         env={**WITH_PASSPHRASE, "FARMHAND_CONFIG_DIR": str(tmp_path / "config")},
     )
-    assert_cli_error(result, "worker_hourly_price in farm.toml must be a number", code=2)
+    # A bad farm.toml is a damaged key store (exit 1), refused as soon as it is read.
+    assert_cli_error(
+        result,
+        'farm.toml: worker_hourly_price = "cheap": expected a number of at least 0',
+        code=1,
+    )

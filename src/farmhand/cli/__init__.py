@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.markup import escape
 
 from farmhand import __version__
 from farmhand.cli.bootstrap import bootstrap_command, cloud_init_command
@@ -76,13 +77,14 @@ def main() -> None:
         ctx = getattr(exc, "ctx", None)
         command = ctx.command_path if ctx is not None else "farmhand"
         err_console.print(
-            f"[red]error:[/] {exc.format_message()} (see '{command} --help')",
+            f"[red]error:[/] {escape(exc.format_message())} (see '{command} --help')",
             soft_wrap=True,
             highlight=False,
         )
         sys.exit(exc.exit_code)
     except FarmhandError as exc:
-        err_console.print(f"[red]error:[/] {exc}", soft_wrap=True)
+        # The message is text, not markup: "[artifacts.deadline]" must print as it is.
+        err_console.print(f"[red]error:[/] {escape(str(exc))}", soft_wrap=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         err_console.print("interrupted; nothing was changed that a rerun cannot finish")

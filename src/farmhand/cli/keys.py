@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from farmhand import settings
 from farmhand.cli.common import DEFAULT_STORE, PassphraseFile, StoreDir, console, passphrase
 from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
@@ -274,6 +276,44 @@ def rebundle(
     for path in result.bundles:
         console.print(f"rewrote {path}")
     console.print("redeploy the hosts (or re-run their bootstrap) to apply farm.toml's settings")
+
+
+@keys_app.command("settings")
+def list_settings(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    as_markdown: Annotated[
+        bool, typer.Option("--markdown", help="The tables as README.md has them.")
+    ] = False,
+) -> None:
+    """Every farm.toml setting: its name, type, default and meaning."""
+    if as_json:
+        typer.echo(json.dumps({"settings": settings.describe()}, indent=1))
+        return
+    if as_markdown:
+        typer.echo(settings.markdown(), nl=False)
+        return
+
+    def plain(text: str) -> str:  # the declarations' Markdown, as terminal text
+        return escape(text.replace("`", "").replace("**", ""))
+
+    for group in settings.Group:
+        console.print(f"[bold]{plain(group.heading)}[/]")
+        table = Table()
+        for column in ("setting", "type", "default"):
+            table.add_column(column, no_wrap=True)
+        table.add_column("meaning")
+        for setting in settings.SETTINGS:
+            if setting.group is group:
+                table.add_row(
+                    plain(setting.name),
+                    plain(setting.kind.name),
+                    plain(setting.shown_default),
+                    plain(setting.help),
+                )
+        console.print(table)
+    console.print(
+        "farm.toml is checked whenever it is read; after an edit run 'farmhand keys rebundle'"
+    )
 
 
 @keys_app.command("verify")

@@ -13,7 +13,7 @@ from farmhand.model.paths import IDLE_ENV, IDLE_LOCAL_ENV, IDLE_SCRIPT, SYSTEMD_
 def idle_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
     """A worker's idle shutdown: the decision script, the farm's settings, timer and service."""
     extra = {
-        "idle": IdleSettings.from_farm(model.plan.extra),
+        "idle": IdleSettings.from_farm(model.plan.settings),
         "idle_env": IDLE_ENV,
         "idle_local_env": IDLE_LOCAL_ENV,
         "idle_script": IDLE_SCRIPT,

@@ -36,9 +36,6 @@ from farmhand.queue.base import queue_service
 LEASES_PATH = ".farmhand/leases.json"
 EXPIRY_WARNING_DAYS = 30
 CA_WARNING_DAYS = 180
-PRICE_KEY = "worker_hourly_price"
-CURRENCY_KEY = "currency"
-DEFAULT_CURRENCY = "USD"
 
 
 @dataclass(frozen=True)
@@ -102,13 +99,8 @@ class FarmView:
 
 def worker_price(plan: FarmPlan) -> tuple[float, str] | None:
     """(price per worker-hour, currency) from farm.toml, or None when no price is set."""
-    raw = plan.extra.get(PRICE_KEY)
-    if raw is None:
-        return None
-    if isinstance(raw, bool) or not isinstance(raw, int | float) or raw < 0:
-        raise UsageError(f"{PRICE_KEY} in farm.toml must be a number of at least 0, not {raw!r}")
-    currency = str(plan.extra.get(CURRENCY_KEY, DEFAULT_CURRENCY))
-    return float(raw), currency
+    price = plan.settings.worker_hourly_price
+    return None if price is None else (price, plan.settings.currency)
 
 
 def read_smb(hub: str, user: str, password: str, timeout: float) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from pathlib import Path
 from typing import Any
 
-from farmhand.errors import BundleError, FarmhandError
+from farmhand.errors import BundleError, FarmhandError, UsageError
 from farmhand.keystore import age
 from farmhand.keystore.farm_secrets import PREFIX as EXTRAS_PREFIX
 from farmhand.keystore.farm_secrets import file_mode
@@ -179,7 +179,13 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
         if meta.get("format") != BUNDLE_FORMAT:
             raise BundleError(f"{what} has unsupported bundle format {meta.get('format')!r}")
         role = Role(meta["role"])
-        plan = FarmPlan.from_dict(meta["plan"])
+        try:
+            plan = FarmPlan.from_dict(meta["plan"])
+        except UsageError as exc:
+            raise BundleError(
+                f"{what}: its farm plan is refused: {exc} (fix farm.toml, then run "
+                "'farmhand keys rebundle')"
+            ) from None
         ca_pem = files["ca.crt"]
         hosts = []
         for item in meta["hosts"]:

@@ -11,12 +11,15 @@ import sys
 from dataclasses import dataclass, field, replace
 from enum import Enum
 from ipaddress import AddressValueError, IPv4Address, IPv4Interface, IPv4Network, NetmaskValueError
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
-from farmhand.durations import format_duration, parse_duration
+from farmhand.durations import format_duration
 from farmhand.errors import StoreError, UsageError
+
+if TYPE_CHECKING:
+    from farmhand.settings import FarmSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -38,11 +41,17 @@ DEFAULT_MTU = 1380
 DEFAULT_FARM_USER = "farmhand"
 DEFAULT_FARM_UID = 2042
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_HOST_NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+PORT_RANGE = (1, 65535)
+MTU_RANGE = (1280, 8940)
+UID_RANGE = (1000, 60000)
+
+# Whole-string patterns, always used with fullmatch: '$' would also accept a final newline.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_HOST_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
 _HOSTNAME_RE = re.compile(
-    r"^(?=.{1,253}$)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$"
+    r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 )
 
 
@@ -117,6 +126,16 @@ class AddressPlan:
         return self.lighthouses
 
 
+def _no_settings() -> FarmSettings:
+    """farm.toml's settings when it sets none (all defaults).
+
+    farmhand.settings declares every farm.toml key, the plan's own with this module's checks,
+    so it imports this module; this module imports it only when first needed."""
+    from farmhand.settings import FarmSettings
+
+    return FarmSettings()
+
+
 @dataclass(frozen=True)
 class FarmPlan:
     """Everything about the farm that is not a key: the same on the desktop and in every bundle."""
@@ -131,7 +150,8 @@ class FarmPlan:
     mtu: int = DEFAULT_MTU
     farm_user: str = DEFAULT_FARM_USER
     farm_uid: int = DEFAULT_FARM_UID
-    extra: dict[str, Any] = field(default_factory=dict)
+    settings: FarmSettings = field(default_factory=_no_settings)
+    """farm.toml's other settings (farmhand/settings.py declares every key), checked."""
 
     def overlay_interface(self, address: IPv4Address) -> IPv4Interface:
         """An address with the farm's prefix, as Nebula certificates carry it."""
@@ -139,6 +159,12 @@ class FarmPlan:
 
     def with_hub_address(self, hub_address: str) -> FarmPlan:
         return replace(self, hub_address=validate_hub_address(hub_address))
+
+    def with_settings(self, **given: Any) -> FarmPlan:
+        """This plan with farm.toml settings set, spelt as in farm.toml; checked."""
+        from farmhand.settings import FarmSettings  # it builds on this module (see _no_settings)
+
+        return replace(self, settings=FarmSettings({**self.settings.given, **given}))
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -160,7 +186,7 @@ class FarmPlan:
                 "workers": str(self.addresses.workers),
             },
         }
-        data.update(self.extra)
+        data.update(self.settings.given)
         return data
 
     def to_toml(self) -> str:
@@ -172,44 +198,11 @@ class FarmPlan:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FarmPlan:
-        known = {
-            "format",
-            "name",
-            "network",
-            "port",
-            "hub_address",
-            "ca_lifetime",
-            "cert_lifetime",
-            "mtu",
-            "farm_user",
-            "farm_uid",
-            "addresses",
-        }
+        """The plan from farm.toml's data (or a bundle's copy), every key checked."""
+        from farmhand.settings import read_plan  # it builds on this module (see _no_settings)
+
         try:
-            if data.get("format") != PLAN_FORMAT:
-                raise UsageError(f"unsupported farm plan format {data.get('format')!r}")
-            network = parse_network(str(data["network"]))
-            raw = data["addresses"]
-            addresses = AddressPlan(
-                hub=IPv4Address(str(raw["hub"])),
-                lighthouses=AddressRange.parse(str(raw["lighthouses"]), "lighthouses"),
-                servers=AddressRange.parse(str(raw["servers"]), "servers"),
-                bosses=AddressRange.parse(str(raw["bosses"]), "bosses"),
-                workers=AddressRange.parse(str(raw["workers"]), "workers"),
-            )
-            plan = cls(
-                name=validate_farm_name(str(data["name"])),
-                network=network,
-                port=validate_port(int(data["port"])),
-                addresses=addresses,
-                hub_address=validate_hub_address(str(data.get("hub_address", ""))),
-                ca_lifetime=parse_duration(str(data["ca_lifetime"])),
-                cert_lifetime=parse_duration(str(data["cert_lifetime"])),
-                mtu=validate_mtu(int(data.get("mtu", DEFAULT_MTU))),
-                farm_user=validate_user(str(data.get("farm_user", DEFAULT_FARM_USER))),
-                farm_uid=validate_uid(int(data.get("farm_uid", DEFAULT_FARM_UID))),
-                extra={k: v for k, v in data.items() if k not in known},
-            )
+            plan = cls(**read_plan(data))
         except (KeyError, TypeError, ValueError, AddressValueError) as exc:
             raise UsageError(f"farm plan is incomplete or invalid: {exc}") from None
         plan.check()
@@ -243,7 +236,7 @@ class FarmPlan:
 
 
 def validate_farm_name(name: str) -> str:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid farm name {name!r}: use letters, digits, '.', '_' or '-' (at most 63)"
         )
@@ -252,34 +245,23 @@ def validate_farm_name(name: str) -> str:
 
 def validate_host_name(name: str) -> str:
     """Certificate names double as hostnames: lowercase letters, digits and inner hyphens."""
-    if not _HOST_NAME_RE.match(name):
+    if not _HOST_NAME_RE.fullmatch(name):
         raise UsageError(
             f"invalid name {name!r}: use lowercase letters, digits and '-' (at most 32)"
         )
     return name
 
 
-def validate_mtu(mtu: int) -> int:
-    if not 1280 <= mtu <= 8940:
-        raise UsageError(f"invalid mtu {mtu}: must be between 1280 and 8940")
-    return mtu
-
-
 def validate_user(name: str) -> str:
-    if not re.match(r"^[a-z_][a-z0-9_-]{0,30}$", name):
+    if not _USER_RE.fullmatch(name):
         raise UsageError(f"invalid farm user {name!r}: a lowercase Unix user name")
     return name
 
 
-def validate_uid(uid: int) -> int:
-    if not 1000 <= uid <= 60000:
-        raise UsageError(f"invalid farm uid {uid}: use 1000-60000 (the same on every host)")
-    return uid
-
-
 def validate_port(port: int) -> int:
-    if not 1 <= port <= 65535:
-        raise UsageError(f"invalid port {port}: must be between 1 and 65535")
+    low, high = PORT_RANGE
+    if not low <= port <= high:
+        raise UsageError(f"invalid port {port}: must be between {low} and {high}")
     return port
 
 
@@ -304,7 +286,7 @@ def validate_hub_address(address: str) -> str:
             raise UsageError(
                 f"invalid hub address {address!r}: give a host name or IP; the port is --port"
             ) from None
-    if not _HOSTNAME_RE.match(address) or address.replace(".", "").isdigit():
+    if not _HOSTNAME_RE.fullmatch(address) or address.replace(".", "").isdigit():
         raise UsageError(f"invalid hub address {address!r}: not a host name or IP address")
     return address
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
@@ -63,15 +63,17 @@ def ensure_keys(farm: LabFarm, workers: int, say: Say) -> KeyStore:
     if not is_store(root):
         say(f"keygen: CA, hub, {workers} workers and boss1 into {root}")
         plan = new_plan(name=LAB_FARM_NAME, hub_address=str(farm.address("hub")))
-        plan = replace(plan, extra={**plan.extra, **LAB_PLAN_SETTINGS})
+        plan = plan.with_settings(**LAB_PLAN_SETTINGS)
         pki.create_farm(root, plan, workers, ["boss1"], lab_passphrase(farm))
     return KeyStore.open(root)
 
 
-def targets(farm: LabFarm, names: list[str]) -> list[Target]:
+def targets(farm: LabFarm, names: list[str], user: str = "root") -> list[Target]:
+    """Lab hosts as deploy targets; a ``user`` other than root deploys through sudo."""
     return [
         Target(
             host=str(farm.address(name)),
+            user=user,
             key=str(farm.key_path),
             known_hosts="/dev/null",
             strict_host_keys="off",
@@ -81,15 +83,17 @@ def targets(farm: LabFarm, names: list[str]) -> list[Target]:
     ]
 
 
-def deploy_role(farm: LabFarm, role: Role, names: list[str], bundle: str = "") -> DeployReport:
-    """Run the real deploy for ``role`` on lab hosts, from the desk namespace."""
+def deploy_role(
+    farm: LabFarm, role: Role, names: list[str], bundle: str = "", user: str = "root"
+) -> DeployReport:
+    """Run the real deploy for ``role`` on lab hosts, from the desk namespace (as ``user``)."""
     store = store_dir(farm)
     path = store / (bundle or bundle_filename(role))
     report = run_deploy(
         role,
         path,
         lab_passphrase(farm),
-        targets(farm, names),
+        targets(farm, names, user),
         data=dict(LAB_DEPLOY_DATA),
         netns=farm.desk_namespace,
     )
@@ -113,6 +117,20 @@ def provision(farm: LabFarm, say: Say) -> dict[str, DeployReport]:
     reports["boss"] = deploy_role(farm, Role.BOSS, ["boss1"], bundle_filename(Role.BOSS, "boss1"))
     say(f"deploys done in {time.monotonic() - started:.1f} s")
     return reports
+
+
+def add_sudo_user(farm: LabFarm, name: str, user: str) -> None:
+    """Give host ``name`` a login like ``ubuntu@`` or ``vagrant@``: the lab key, passwordless
+    sudo, no root powers of its own."""
+    script = (
+        f"id -u {user} >/dev/null 2>&1 || useradd --create-home --shell /bin/bash {user}; "
+        f"install -d -m 700 -o {user} -g {user} /home/{user}/.ssh; "
+        f"install -m 600 -o {user} -g {user} /root/.ssh/authorized_keys "
+        f"/home/{user}/.ssh/authorized_keys; "
+        f"echo '{user} ALL=(ALL) NOPASSWD:ALL' > /etc/sudoers.d/90-{user}; "
+        f"chmod 440 /etc/sudoers.d/90-{user}"
+    )
+    farm.exec(name, ["sh", "-c", script], check=True)
 
 
 def overlay_ip(farm: LabFarm, name: str) -> str:

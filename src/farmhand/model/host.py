@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address, ip_address
 
-from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
@@ -22,7 +21,6 @@ SMB_PORT = 445
 SSH_PORT = 22
 SOCKET_BUFFER = 10 * 1024 * 1024
 TX_QUEUE = 5000
-DEFAULT_LEASE_TTL = "3m"
 
 
 @dataclass(frozen=True)
@@ -142,10 +140,7 @@ class HostModel:
     @property
     def lease_ttl(self) -> int:
         """How long a worker's certificate lease lasts unless renewed (farm.toml lease_ttl)."""
-        ttl = parse_duration(str(self.plan.extra.get("lease_ttl", DEFAULT_LEASE_TTL)))
-        if ttl < 6:
-            raise UsageError(f"lease_ttl {ttl} s is too short: use at least 6s")
-        return ttl
+        return self.plan.settings.lease_ttl
 
     @property
     def lease_renew_every(self) -> int:
@@ -155,7 +150,7 @@ class HostModel:
     @property
     def lease_ssh_port(self) -> int:
         """The hub's SSH port workers claim certificates on (farm.toml lease_ssh_port)."""
-        return int(self.plan.extra.get("lease_ssh_port", SSH_PORT))
+        return self.plan.settings.lease_ssh_port
 
 
 def endpoint(address: str, port: int) -> str:

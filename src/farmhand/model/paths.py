@@ -6,7 +6,8 @@ FARMHAND_STATE = "/var/lib/farmhand"
 """What deploys remember on the host (stamps of what they last applied), and services' state."""
 SYSTEMD_DIR = "/etc/systemd/system"
 SECRET_UPLOADS = f"{FARMHAND_STATE}/uploads"
-"""Deploys upload secret files here before the final move: never in a world-readable /tmp."""
+"""Root logins upload secrets here (root-only, never a world-readable /tmp) before the final
+move; a sudo login drops them in its own folder beside it (deploy/tasks/files.py)."""
 FARM_JSON = f"{FARMHAND_ETC}/farm.json"
 """What tools on the host (status, verify, the picker) know about the farm, without secrets."""
 

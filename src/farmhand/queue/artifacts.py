@@ -18,7 +18,6 @@ file and which key, and how to supply the file instead.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from farmhand.keystore.plan import FarmPlan
 from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import INSTALLERS, LOCAL_CACHE
 from farmhand.queue.base import DEADLINE_VERSION, Renderer, RenderManager, render_manager, renderer
-
-_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 class ArtifactError(FarmhandError):
@@ -159,17 +156,11 @@ def sha256_for(plan: FarmPlan, artifact: Artifact) -> str:
     """The pinned checksum: the published one we ship, else ``[artifacts.KEY] sha256``."""
     if artifact.sha256:
         return artifact.sha256
-    table = plan.extra.get("artifacts", {})
-    entry = table.get(artifact.key, {}) if isinstance(table, dict) else {}
-    value = str(entry.get("sha256", "") if isinstance(entry, dict) else "").strip().lower()
+    value = plan.settings.artifact_sha256.get(artifact.key)
     if not value:
         raise ArtifactError(
             f"no checksum for {artifact.filename}: add [artifacts.{artifact.key}] "
             f'sha256 = "…" to farm.toml (published at {artifact.checksum_url})'
-        )
-    if not _SHA256_RE.match(value):
-        raise ArtifactError(
-            f"[artifacts.{artifact.key}] sha256 in farm.toml is not a sha256 (64 hex digits)"
         )
     return value
 

@@ -9,24 +9,11 @@ port and only to the groups that use it; ``farmhand status`` checks it with
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
 
-from farmhand.errors import UsageError
 from farmhand.keystore.plan import FarmPlan
+from farmhand.settings import Renderer as Renderer  # declared with farm.toml's settings
+from farmhand.settings import RenderManager as RenderManager
 
-
-class RenderManager(str, Enum):
-    DEADLINE = "deadline"
-    FLAMENCO = "flamenco"
-
-
-class Renderer(str, Enum):
-    BLENDER = "blender"
-    BELLA = "bella"
-
-
-DEFAULT_MANAGER = RenderManager.DEADLINE
-DEFAULT_RENDERER = Renderer.BLENDER
 QUEUE_PORTS = {RenderManager.DEADLINE: 27100, RenderManager.FLAMENCO: 8080}
 """MongoDB for Deadline (always passed explicitly: Deadline's installers disagree on the
 default, 27100 or 27017), Flamenco's manager API."""
@@ -53,21 +40,11 @@ class QueueService:
 
 
 def render_manager(plan: FarmPlan) -> RenderManager:
-    value = str(plan.extra.get("render_manager", DEFAULT_MANAGER.value))
-    try:
-        return RenderManager(value)
-    except ValueError:
-        choices = ", ".join(m.value for m in RenderManager)
-        raise UsageError(f"render_manager {value!r} in farm.toml: choose {choices}") from None
+    return plan.settings.render_manager
 
 
 def renderer(plan: FarmPlan) -> Renderer:
-    value = str(plan.extra.get("renderer", DEFAULT_RENDERER.value))
-    try:
-        return Renderer(value)
-    except ValueError:
-        choices = ", ".join(r.value for r in Renderer)
-        raise UsageError(f"renderer {value!r} in farm.toml: choose {choices}") from None
+    return plan.settings.renderer
 
 
 def queue_service(plan: FarmPlan) -> QueueService:

@@ -88,7 +88,8 @@ def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     # Deadline's worker needs `file`; on EL 9 the installer needed initscripts (oomerfarm's notes).
     extra = ("initscripts",) if model.distro.selinux else ()
     packages.install(model, "file", *extra)
-    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
+    # Holds the queue's keys: services pass through by name, nobody else lists it.
+    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="711", present=True)
     changed = farm_files.install([rendered[f"{QUEUE_ETC}/ca.crt"]])
     changed.append(group_readable(rendered[CLIENT_PFX], model.farm_user))
     folder = _installers(model)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
@@ -23,7 +22,6 @@ from farmhand.model.paths import (
     MONGODB_USER_STAMP,
     OPT,
     QUEUE_ETC,
-    SECRET_UPLOADS,
     SYSTEMD_DIR,
 )
 from farmhand.queue import artifacts
@@ -31,17 +29,8 @@ from farmhand.queue.base import MONGODB_USER, queue_service
 
 
 def group_readable(item: RenderedFile, group: str) -> OperationMeta:
-    """A secret a service user must read: 0640, root-owned, the service's group."""
-    return files.put(
-        name=f"Install {item.path}",
-        src=io.BytesIO(item.content),
-        dest=item.path,
-        mode=f"{item.mode:o}",
-        user="root",
-        group=group,
-        create_remote_dir=True,
-        _temp_dir=SECRET_UPLOADS,
-    )
+    """A secret a service user must read: root-owned, the service's group."""
+    return farm_files.install_one(item, group=group)
 
 
 @deploy("MongoDB (Deadline database)")
@@ -70,7 +59,8 @@ def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         archive, _ = take(model, artifact)
         top = artifact.filename.removesuffix(".tgz")
         unpack(archive, top, OPT, link, binary)
-    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="755", present=True)
+    # Holds the queue's keys: services pass through by name, nobody else lists it.
+    files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="711", present=True)
     changed = farm_files.install(
         rendered[p]
         for p in (

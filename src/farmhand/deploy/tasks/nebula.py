@@ -34,8 +34,8 @@ def _binary(model: HostModel) -> None:
     # nebula_sha256 in farm.toml, the user's own archive), checked before it is unpacked.
     pinned = release.ARCHIVES["linux-amd64"]
     artifacts = host.data.get("farmhand_artifacts")
-    sha256 = str(model.plan.extra.get("nebula_sha256") or pinned.sha256)
-    if model.plan.extra.get("nebula_sha256") and not artifacts:
+    sha256 = model.plan.settings.nebula_sha256 or pinned.sha256
+    if model.plan.settings.nebula_sha256 and not artifacts:
         raise UsageError(
             "nebula_sha256 in farm.toml is for your own nebula archive: put "
             f"{pinned.filename} in a folder given as --artifacts, or remove nebula_sha256 to "

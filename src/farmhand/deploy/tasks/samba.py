@@ -78,7 +78,8 @@ def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: Operation
 def _password(model: HostModel) -> None:
     """Set the farm user's Samba password from the uploaded file, only when it changed.
 
-    The password travels in a root-only file and through a pipe: never in a command line."""
+    The password travels in a root-only file and through a pipe: never in a command line. The
+    stamp's folder is the deploy's state folder, made (0711) by its first step."""
     digest = hashlib.sha256(model.smb_password.encode()).hexdigest()
     applied = host.get_fact(Command, command=f"cat {SMB_PASSWORD_STAMP} 2>/dev/null || true")
     if (applied or "").strip() == digest:
@@ -89,7 +90,6 @@ def _password(model: HostModel) -> None:
         commands=[
             f"{{ cat {source}; cat {source}; }} | smbpasswd -s -a {model.farm_user} >/dev/null",
             f"smbpasswd -e {model.farm_user} >/dev/null",
-            f"install -d -m 700 {SMB_PASSWORD_STAMP.rsplit('/', 1)[0]}",
             f"echo {digest} > {SMB_PASSWORD_STAMP} && chmod 600 {SMB_PASSWORD_STAMP}",
         ],
     )
