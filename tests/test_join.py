@@ -6,6 +6,7 @@ the test's own, talking to nothing but its loopback).
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import os
@@ -37,7 +38,15 @@ from conftest import (
 from farmhand.hostfiles import render_join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
-from farmhand.join.mounts import MountPlan, MountResult, mount_plan, mount_report, should_mount
+from farmhand.join.commands import Step
+from farmhand.join.mounts import (
+    MountPlan,
+    MountResult,
+    mount_plan,
+    mount_report,
+    mount_share,
+    should_mount,
+)
 from farmhand.join.nebula import ReleaseDownload, fetch_release, locate
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
@@ -46,12 +55,11 @@ from farmhand.join.services import (
     LAUNCHD_LOG,
     LAUNCHD_PLIST,
     SYSTEMD_PATH,
-    Step,
     service_plan,
-    windows_owner_only,
 )
-from farmhand.join.setup import Joined, JoinState, load_state, mount_share, save_state
 from farmhand.join.shares import share_hints
+from farmhand.join.staging import windows_owner_only
+from farmhand.join.state import Joined, JoinState, load_state, save_state
 from farmhand.keystore.bundle import open_bundle
 from farmhand.model.host import host_model
 from farmhand.nebula.release import ARCHIVES, ReleaseArchive
@@ -713,3 +721,30 @@ def test_a_join_json_from_before_mounts_still_loads(config: Path) -> None:
     data = json.loads(joined.paths.state.read_text())
     del data["mounted"], data["unmount"]
     assert JoinState.from_json(data).mounted == []
+
+
+# --- the package itself ---------------------------------------------------------------------
+
+
+def test_the_join_package_has_no_import_cycle() -> None:
+    """No module of farmhand.join imports one that imports it back, directly or not, and none
+    hides such an import inside a function."""
+    folder = Path(__file__).resolve().parents[1] / "src" / "farmhand" / "join"
+    names = {f.stem for f in folder.glob("*.py")} - {"__init__"}
+    graph: dict[str, set[str]] = {}
+    for name in names:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                inner = [n for n in ast.walk(node) if isinstance(n, ast.Import | ast.ImportFrom)]
+                assert not inner, f"{name}.{node.name} imports inside a function"
+        graph[name] = {
+            node.module.rsplit(".", 1)[-1]
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("farmhand.join.")
+        }
+
+    def reaches(start: str, goal: str, seen: set[str]) -> bool:
+        return any(dep == goal or reaches(dep, goal, seen | {dep}) for dep in graph[start] - seen)
+
+    assert [name for name in sorted(names) if reaches(name, name, set())] == []

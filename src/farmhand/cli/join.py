@@ -9,13 +9,14 @@ from typing import Annotated
 import typer
 
 from farmhand.cli.common import PassphraseFile, console, err_console, passphrase
+from farmhand.join.flow import JoinOptions
+from farmhand.join.flow import join as do_join
 from farmhand.join.foreground import run_foreground
-from farmhand.join.mounts import mount_report, should_mount
+from farmhand.join.leave import leave as do_leave
+from farmhand.join.mounts import mount_report, mount_share, should_mount
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import current_os
-from farmhand.join.setup import Joined, JoinOptions, mount_share
-from farmhand.join.setup import join as do_join
-from farmhand.join.setup import leave as do_leave
+from farmhand.join.state import Joined
 
 
 def _out(line: str) -> None:

@@ -19,13 +19,18 @@ stdin: never in argv (other users can read that), never in output (scrubbed from
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from farmhand.join import Say
+from farmhand.join.admin import Elevation
+from farmhand.join.commands import Step, run_step
+from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
-from farmhand.join.services import Step
+from farmhand.join.state import Joined, JoinState, save_state
 
 MOUNT_SHARE = "farm"
 """The share a person works in (scenes, renders); ``queue`` is the farm's own business."""
@@ -183,3 +188,40 @@ def mount_report(os_: OS, plan: MountPlan, result: MountResult, password_file: s
     if os_ is OS.WINDOWS:
         return [f"connected {plan.where}: Explorer and your programs open it without asking"]
     return [f"mounted {plan.where}: your file manager shows it ('gio mount -l' lists it)"]
+
+
+def mount_share(joined: Joined, *, gio: str | None = None) -> tuple[MountPlan, MountResult]:
+    """Mount the farm share the way this OS does, recording how to unmount it in join.json
+    first, so --leave undoes even a mount that half happened. ``gio``: Linux's gio binary
+    (default: the one on PATH)."""
+    state = joined.state
+    if state.os is OS.LINUX and gio is None:
+        gio = shutil.which("gio")
+    plan = mount_plan(state.os, hub=state.hub_overlay_ip, user=state.smb_user, gio=gio)
+    if not plan.automatic:
+        return plan, MountResult(False)
+    if plan.where in state.mounted:
+        return plan, MountResult(True, "already mounted by an earlier join")
+    state.mounted.append(plan.where)
+    state.unmount.extend(plan.unmount)
+    save_state(joined.paths, state)
+    result = run_mount(plan, joined.paths.smb_password)
+    if not result.mounted:
+        state.mounted.remove(plan.where)
+        state.unmount = [s for s in state.unmount if s not in plan.unmount]
+        save_state(joined.paths, state)
+    return plan, result
+
+
+def unmount_shares(state: JoinState, paths: JoinPaths, say: Say) -> list[str]:
+    """Run the unmount steps join recorded (best effort: a share the person already ejected
+    is fine); returns what was unmounted."""
+    if not state.mounted:
+        return []
+    for step in state.unmount:
+        say(step.what)
+        run_step(step, Elevation())
+    done = [f"the mount of {where}" for where in state.mounted]
+    state.mounted, state.unmount = [], []
+    save_state(paths, state)
+    return done

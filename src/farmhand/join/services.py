@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from farmhand.hostfiles.base import render_template
+from farmhand.join.commands import Step
 from farmhand.join.platforms import OS
 
 SYSTEMD_UNIT = "farmhand-join.service"
@@ -18,35 +19,6 @@ LAUNCHD_PLIST = f"/Library/LaunchDaemons/{LAUNCHD_LABEL}.plist"
 LAUNCHD_LOG = "/Library/Logs/farmhand-join.log"
 WINDOWS_SERVICE = "Nebula"
 """The name nebula's ``-service install`` registers (fixed by nebula itself)."""
-SYSTEM_SID = "*S-1-5-18"
-"""LocalSystem, which Windows services run as: it must read the key."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One command. ``admin``: needs administrator rights; ``check``: a failure is an error
-    (removal steps are best effort, so a half-installed service can still be removed)."""
-
-    what: str
-    argv: tuple[str, ...]
-    admin: bool = True
-    check: bool = True
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "what": self.what,
-            "argv": list(self.argv),
-            "admin": self.admin,
-            "check": self.check,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Step:
-        argv = data["argv"]
-        assert isinstance(argv, list)
-        return cls(
-            str(data["what"]), tuple(str(a) for a in argv), bool(data["admin"]), bool(data["check"])
-        )
 
 
 @dataclass(frozen=True)
@@ -154,14 +126,4 @@ def service_plan(
             ),
             Step(f"removing the {WINDOWS_SERVICE} service", (nebula, "-service", "uninstall")),
         ),
-    )
-
-
-def windows_owner_only(path: str, user: str) -> Step:
-    """An owner-only ACL on a secret file: no inherited entries, the user, and LocalSystem
-    (read) for the nebula service. The exact icacls command, run without admin rights."""
-    return Step(
-        f"restricting {path} to {user}",
-        ("icacls", path, "/inheritance:r", "/grant:r", f"{user}:F", "/grant:r", f"{SYSTEM_SID}:R"),
-        admin=False,
     )
