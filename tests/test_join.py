@@ -38,7 +38,7 @@ from conftest import (
 from farmhand.hostfiles import render_join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
-from farmhand.join.commands import Step
+from farmhand.join.commands import Action, Rename, Step, Write
 from farmhand.join.mounts import (
     MountPlan,
     MountResult,
@@ -46,20 +46,25 @@ from farmhand.join.mounts import (
     mount_report,
     mount_share,
     should_mount,
+    unmount_steps,
 )
 from farmhand.join.nebula import ReleaseDownload, fetch_release, locate
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
-from farmhand.join.services import (
+from farmhand.join.services import service_plan, service_removal
+from farmhand.join.shares import share_hints
+from farmhand.join.staging import windows_owner_only
+from farmhand.join.state import Joined, JoinState, load_state, save_state
+from farmhand.join.steps import system_files
+from farmhand.join.system import (
     LAUNCHD_LABEL,
     LAUNCHD_LOG,
     LAUNCHD_PLIST,
     SYSTEMD_PATH,
-    service_plan,
+    WRITE_SCRIPT,
+    ServiceBinary,
+    SystemPaths,
 )
-from farmhand.join.shares import share_hints
-from farmhand.join.staging import windows_owner_only
-from farmhand.join.state import Joined, JoinState, load_state, save_state
 from farmhand.keystore.bundle import open_bundle
 from farmhand.model.host import host_model
 from farmhand.nebula.release import ARCHIVES, ReleaseArchive
@@ -224,65 +229,150 @@ def test_no_admin_rights_is_one_line_naming_the_step(farm: Farm, mode: str) -> N
         shutil.rmtree(home, ignore_errors=True)
 
 
-# --- the service on each OS ---------------------------------------------------------------
+# --- the service on each OS: everything it runs or reads is root's -------------------------
+
+CONFIG = b"pki: the config\n"
+CA, CERT, KEY = b"the CA\n", b"the certificate\n", b"the key\n"
+SERVICE_FILES = [
+    ("config.yml", CONFIG, 0o600),
+    ("ca.crt", CA, 0o644),
+    ("host.crt", CERT, 0o644),
+    ("host.key", KEY, 0o600),
+]
+MAC_TOP = "/Library/Application Support/farmhand"
+WIN_TOP = r"C:\ProgramData\farmhand"
+
+
+def _argvs(actions: tuple[Action, ...]) -> list[tuple[str, ...]]:
+    """Every action as words: a command's argv; a write or rename by farmhand itself as what
+    it does and where."""
+    out = []
+    for action in actions:
+        if isinstance(action, Write):
+            out.append(("<write>", action.path))
+        elif isinstance(action, Rename):
+            out.append(("<rename>", action.source, action.target))
+        else:
+            out.append(action.argv)
+    return out
+
+
+def _writes(actions: tuple[Action, ...]) -> dict[str, bytes | None]:
+    """What each write puts where: root's sh gets it on stdin, farmhand writes it itself."""
+    out: dict[str, bytes | None] = {}
+    for action in actions:
+        if isinstance(action, Write):
+            out[action.path] = action.content
+        elif isinstance(action, Step) and action.argv[:3] == ("sh", "-c", WRITE_SCRIPT):
+            out[action.argv[4]] = action.input
+    return out
+
+
+def _write(path: str, mode: str) -> tuple[str, ...]:
+    return ("sh", "-c", WRITE_SCRIPT, "sh", path, mode)
 
 
 def test_the_macos_launchd_plist_and_commands() -> None:
-    config = "/Users/al & co/Library/Application Support/farmhand/join/config.yml"
+    system = SystemPaths.default(OS.MACOS)
+    binary = ServiceBinary(files=(("nebula", b"nebula from the pinned release"),))
     plan = service_plan(
-        OS.MACOS,
-        nebula="/opt/homebrew/bin/nebula",
-        config=config,
-        join_dir="/Users/al & co/Library/Application Support/farmhand/join",
-        farm="studio",
-        boss="alice",
+        OS.MACOS, system, files=SERVICE_FILES, binary=binary, farm="studio", boss="alice"
     )
-    (plist_file,) = plan.files
-    assert plist_file.name == "farmhand.join.plist"
-    plist = plistlib.loads(plist_file.content)
-    assert plist == {
+    staging, final = f"{MAC_TOP}/.join.new", f"{MAC_TOP}/join"
+    nebula, config = f"{MAC_TOP}/bin/nebula", f"{MAC_TOP}/join/config.yml"
+    owned = ("-o", "root", "-g", "wheel")
+    assert _argvs(plan.place) == [
+        ("install", "-d", "-m", "0755", *owned, MAC_TOP),
+        ("install", "-d", "-m", "0755", *owned, f"{MAC_TOP}/bin"),
+        _write(f"{MAC_TOP}/bin/.nebula.new", "0755"),
+        ("mv", "-f", f"{MAC_TOP}/bin/.nebula.new", nebula),
+        ("rm", "-rf", staging),
+        ("install", "-d", "-m", "0700", *owned, staging),
+        _write(f"{staging}/config.yml", "0600"),
+        _write(f"{staging}/ca.crt", "0644"),
+        _write(f"{staging}/host.crt", "0644"),
+        _write(f"{staging}/host.key", "0600"),
+        _write(f"{staging}/farmhand.join.plist", "0644"),
+        ("mv", staging, final),
+    ]
+    plist_file = _writes(plan.place)[f"{staging}/farmhand.join.plist"]
+    assert plist_file is not None
+    assert plistlib.loads(plist_file) == {
         "Label": LAUNCHD_LABEL,
-        "ProgramArguments": ["/opt/homebrew/bin/nebula", "-config", config],
+        "ProgramArguments": [nebula, "-config", config],
         "RunAtLoad": True,
         "KeepAlive": True,
         "ThrottleInterval": 5,
         "StandardOutPath": LAUNCHD_LOG,
         "StandardErrorPath": LAUNCHD_LOG,
     }
-    staged = "/Users/al & co/Library/Application Support/farmhand/join/farmhand.join.plist"
-    assert [s.argv for s in plan.install] == [
-        ("install", "-m", "0644", "-o", "root", "-g", "wheel", staged, LAUNCHD_PLIST),
+    assert _writes(plan.place)[f"{staging}/host.key"] == KEY
+    assert _writes(plan.place)[f"{MAC_TOP}/bin/.nebula.new"] == b"nebula from the pinned release"
+    assert plan.check is not None
+    assert plan.check.argv == (nebula, "-test", "-config", config)
+    assert [s.argv for s in plan.start] == [
+        ("install", "-m", "0644", *owned, f"{final}/farmhand.join.plist", LAUNCHD_PLIST),
         ("launchctl", "bootstrap", "system", LAUNCHD_PLIST),
     ]
     assert [s.argv for s in plan.remove] == [
         ("launchctl", "bootout", "system/farmhand.join"),
         ("rm", "-f", LAUNCHD_PLIST, LAUNCHD_LOG),
+        ("rm", "-rf", final, staging),
+        ("rm", "-f", nebula, f"{MAC_TOP}/bin/.nebula.new"),
+        ("rmdir", f"{MAC_TOP}/bin"),
+        ("rmdir", MAC_TOP),
     ]
-    assert all(s.admin for s in plan.install + plan.remove)
+    assert all(isinstance(s, Step) and s.admin for s in plan.install + plan.remove)
     assert LAUNCHD_PLIST == "/Library/LaunchDaemons/farmhand.join.plist"
 
 
-def test_the_windows_service_commands_and_key_acl() -> None:
-    nebula = r"C:\Program Files\Nebula\nebula.exe"
-    config = r"C:\Users\alice\AppData\Local\farmhand\join\config.yml"
+def test_the_windows_service_commands_acls_and_key_acl() -> None:
+    system = SystemPaths.default(OS.WINDOWS)
+    binary = ServiceBinary(files=(("nebula.exe", b"nebula.exe"), ("wintun.dll", b"wintun")))
     plan = service_plan(
-        OS.WINDOWS,
-        nebula=nebula,
-        config=config,
-        join_dir=r"C:\Users\alice\AppData\Local\farmhand\join",
-        farm="studio",
-        boss="alice",
+        OS.WINDOWS, system, files=SERVICE_FILES, binary=binary, farm="studio", boss="alice"
     )
-    assert plan.files == ()
-    assert [s.argv for s in plan.install] == [
+    staging, final = rf"{WIN_TOP}\.join.new", rf"{WIN_TOP}\join"
+    nebula, config = rf"{final}\nebula.exe", rf"{final}\config.yml"
+    assert _argvs(plan.place) == [
+        ("cmd", "/d", "/c", "mkdir", WIN_TOP),
+        ("icacls", WIN_TOP, "/setowner", "*S-1-5-32-544"),
+        ("icacls", WIN_TOP, "/reset"),
+        (
+            "icacls",
+            WIN_TOP,
+            "/inheritance:r",
+            "/grant:r",
+            "*S-1-5-18:(OI)(CI)F",
+            "/grant:r",
+            "*S-1-5-32-544:(OI)(CI)F",
+        ),
+        ("cmd", "/d", "/c", "rmdir", "/s", "/q", staging),
+        ("cmd", "/d", "/c", "mkdir", staging),
+        ("<write>", rf"{staging}\config.yml"),
+        ("<write>", rf"{staging}\ca.crt"),
+        ("<write>", rf"{staging}\host.crt"),
+        ("<write>", rf"{staging}\host.key"),
+        ("<write>", rf"{staging}\nebula.exe"),
+        ("<write>", rf"{staging}\wintun.dll"),
+        ("<rename>", staging, final),
+    ]
+    assert _writes(plan.place)[rf"{staging}\host.key"] == KEY
+    assert plan.check is not None
+    assert plan.check.argv == (nebula, "-test", "-config", config)
+    assert [s.argv for s in plan.start] == [
         (nebula, "-service", "install", "-config", config),
         (nebula, "-service", "start"),
     ]
     assert [s.argv for s in plan.remove] == [
         (nebula, "-service", "stop"),
         (nebula, "-service", "uninstall"),
+        ("cmd", "/d", "/c", "rmdir", "/s", "/q", final),
+        ("cmd", "/d", "/c", "rmdir", "/s", "/q", staging),
+        ("cmd", "/d", "/c", "rmdir", WIN_TOP),
     ]
-    assert [s.check for s in plan.remove] == [False, True]
+    assert [s.check for s in plan.remove[:2]] == [False, True]
+    # The user's own folder (foreground): an owner-only ACL on each secret file.
     key = r"C:\Users\alice\AppData\Local\farmhand\join\host.key"
     acl = windows_owner_only(key, r"LAPTOP\alice")
     assert acl.argv == (
@@ -298,32 +388,71 @@ def test_the_windows_service_commands_and_key_acl() -> None:
 
 
 def test_the_linux_unit_and_its_removal() -> None:
+    system = SystemPaths.default(OS.LINUX)
     plan = service_plan(
         OS.LINUX,
-        nebula="/usr/bin/nebula",
-        config="/home/al/.config/farmhand/join/config.yml",
-        join_dir="/home/al/.config/farmhand/join",
+        system,
+        files=SERVICE_FILES,
+        binary=ServiceBinary(path="/usr/bin/nebula"),  # root's own: run as it is
         farm="studio",
         boss="alice",
     )
-    (unit,) = plan.files
-    text = unit.content.decode()
-    assert 'ExecStart="/usr/bin/nebula" -config "/home/al/.config/farmhand/join/config.yml"' in text
+    staging, final = "/etc/nebula/.farmhand-join.new", "/etc/nebula/farmhand-join"
+    owned = ("-o", "root", "-g", "root")
+    assert _argvs(plan.place) == [
+        ("mkdir", "-p", "-m", "0755", "/etc/nebula"),
+        ("rm", "-rf", staging),
+        ("install", "-d", "-m", "0700", *owned, staging),
+        _write(f"{staging}/config.yml", "0600"),
+        _write(f"{staging}/ca.crt", "0644"),
+        _write(f"{staging}/host.crt", "0644"),
+        _write(f"{staging}/host.key", "0600"),
+        _write(f"{staging}/farmhand-join.service", "0644"),
+        ("mv", staging, final),
+    ]
+    unit = _writes(plan.place)[f"{staging}/farmhand-join.service"]
+    assert unit is not None
+    text = unit.decode()
+    assert 'ExecStart="/usr/bin/nebula" -config "/etc/nebula/farmhand-join/config.yml"' in text
     assert "WantedBy=multi-user.target" in text
-    assert [s.argv for s in plan.install] == [
-        (
-            "install",
-            "-m",
-            "0644",
-            "/home/al/.config/farmhand/join/farmhand-join.service",
-            SYSTEMD_PATH,
-        ),
+    assert [s.argv for s in plan.start] == [
+        ("install", "-m", "0644", *owned, f"{final}/farmhand-join.service", SYSTEMD_PATH),
         ("systemctl", "daemon-reload"),
         ("systemctl", "enable", "--now", "farmhand-join.service"),
     ]
     assert ("rm", "-f", SYSTEMD_PATH) in [s.argv for s in plan.remove]
-    # Steps survive join.json unchanged (leave runs exactly what join recorded).
-    assert [Step.from_json(s.to_json()) for s in plan.remove] == list(plan.remove)
+    assert ("rm", "-rf", final, staging) in [s.argv for s in plan.remove]
+    # Removal follows from the OS and farmhand's places alone: nothing to record for leave.
+    assert plan.remove == service_removal(OS.LINUX, SystemPaths.default(OS.LINUX))
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("os_", [OS.LINUX, OS.MACOS, OS.WINDOWS])
+def test_no_service_step_touches_the_users_folder(farm: Farm, os_: OS) -> None:
+    """With the real boss files: every path a service step names (and every path in the
+    config root's nebula reads) is in root's place, or is an OS tool, on every OS."""
+    model = host_model(open_bundle(farm.root / BOSS_BUNDLE, PASSPHRASE), hub_address="203.0.113.7")
+    system = SystemPaths.default(os_)
+    if os_ is OS.LINUX:
+        binary = ServiceBinary(path="/usr/bin/nebula")
+    else:
+        names = ["nebula.exe", "wintun.dll"] if os_ is OS.WINDOWS else ["nebula"]
+        binary = ServiceBinary(files=tuple((n, b"binary") for n in names))
+    files = system_files(model, system)
+    plan = service_plan(os_, system, files=files, binary=binary, farm="studio", boss="alice")
+    roots = [p for p in (system.dir, system.staging, system.bin_dir, system.unit, system.log) if p]
+    roots += [system.top or system.parent, "/usr/bin/nebula"]
+    named = [w for argv in _argvs(plan.install + plan.remove) for w in argv]
+    paths = [w for w in named if w.startswith("C:" if os_ is OS.WINDOWS else "/")]
+    assert paths
+    assert [p for p in paths if not any(p.startswith(r) for r in roots)] == []
+    config = _writes(plan.place)[system.staging + os_.sep + "config.yml"]
+    assert config is not None
+    for key, name in (("ca", "ca.crt"), ("cert", "host.crt"), ("key", "host.key")):
+        assert f"  {key}: {system.file(name)}\n" in config.decode()
+    assert b"PRIVATE KEY" in (_writes(plan.place)[system.staging + os_.sep + "host.key"] or b"")
+    if os_ is not OS.WINDOWS:  # root's files reach root's sh on stdin, never as an argument
+        assert all(b"PRIVATE KEY" not in w.encode() for w in named)
 
 
 @pytest.mark.interop
@@ -586,8 +715,6 @@ def _joined_here(config: Path, os_: OS = OS.LINUX) -> Joined:
         nebula_version="1.6.1",
         mode="foreground",
         service="systemd unit farmhand-join.service",
-        install=[],
-        remove=[],
     )
     save_state(paths, state)
     return Joined(state, paths, Elevation())
@@ -683,15 +810,21 @@ def test_the_password_travels_on_stdin_and_leave_unmounts(config: Path, tmp_path
     log = (tmp_path / "gio.log").read_text()
     assert log == f"argv:mount {url}\nstdin:{SECRET}\n"
     assert all(SECRET not in arg for argv in _every_argv(plan) for arg in argv)
-    # join.json records the unmount (and never the password); a second offer mounts nothing.
+    # join.json records that it is mounted (never the password, never a command to run);
+    # leave makes the unmount again from that; a second offer mounts nothing.
     recorded = (joined.paths.state).read_text()
     assert SECRET not in recorded
+    assert "argv" not in recorded
     state = load_state(joined.paths)
     assert state.mounted == [url]
-    assert [s.argv for s in state.unmount] == [(str(gio), "mount", "-u", url)]
+    unmount = unmount_steps(state, gio=str(gio))
+    assert {where: [s.argv for s in steps] for where, steps in unmount.items()} == {
+        url: [(str(gio), "mount", "-u", url)]
+    }
     assert mount_share(joined, gio=str(gio))[1].reason == "already mounted by an earlier join"
 
-    left = run_cli("join", "--leave", env=_env(config))
+    path = f"{gio.parent}{os.pathsep}{os.environ['PATH']}"  # leave finds this gio on PATH
+    left = run_cli("join", "--leave", env=_env(config, PATH=path))
     assert left.returncode == 0, left.stderr
     assert f"removed the mount of {url}" in left.stdout
     assert SECRET not in left.stdout + left.stderr
@@ -711,7 +844,7 @@ def test_a_failed_mount_is_a_reason_not_an_error(config: Path) -> None:
     assert SECRET not in result.reason
     state = load_state(joined.paths)
     assert state.mounted == []
-    assert state.unmount == []
+    assert unmount_steps(state, gio=shutil.which("gio")) == {}
     report = mount_report(OS.LINUX, plan, result, str(joined.paths.smb_password))
     assert report[0].startswith("could not mount farm: ")
 
@@ -719,7 +852,7 @@ def test_a_failed_mount_is_a_reason_not_an_error(config: Path) -> None:
 def test_a_join_json_from_before_mounts_still_loads(config: Path) -> None:
     joined = _joined_here(config)
     data = json.loads(joined.paths.state.read_text())
-    del data["mounted"], data["unmount"]
+    del data["mounted"]
     assert JoinState.from_json(data).mounted == []
 
 

@@ -43,8 +43,8 @@ LINUX_PACKAGES = "gvfs-backends (gio mount, as GNOME/KDE do) or cifs-utils (moun
 
 @dataclass(frozen=True)
 class MountPlan:
-    """How to mount one share on one OS: ``mount`` runs now, ``unmount`` goes to join.json for
-    ``--leave``; with no ``mount`` steps, ``manual`` says what the person can do instead."""
+    """How to mount one share on one OS: ``mount`` runs now, ``unmount`` on ``--leave`` (made
+    again from the same facts); with no ``mount`` steps, ``manual`` says what to do instead."""
 
     share: str
     where: str
@@ -191,37 +191,60 @@ def mount_report(os_: OS, plan: MountPlan, result: MountResult, password_file: s
 
 
 def mount_share(joined: Joined, *, gio: str | None = None) -> tuple[MountPlan, MountResult]:
-    """Mount the farm share the way this OS does, recording how to unmount it in join.json
-    first, so --leave undoes even a mount that half happened. ``gio``: Linux's gio binary
+    """Mount the farm share the way this OS does, recording in join.json first that it is
+    mounted, so --leave undoes even a mount that half happened. ``gio``: Linux's gio binary
     (default: the one on PATH)."""
     state = joined.state
-    if state.os is OS.LINUX and gio is None:
-        gio = shutil.which("gio")
-    plan = mount_plan(state.os, hub=state.hub_overlay_ip, user=state.smb_user, gio=gio)
+    plan = mount_plan(state.os, hub=state.hub_overlay_ip, user=state.smb_user, gio=_gio(state, gio))
     if not plan.automatic:
         return plan, MountResult(False)
     if plan.where in state.mounted:
         return plan, MountResult(True, "already mounted by an earlier join")
     state.mounted.append(plan.where)
-    state.unmount.extend(plan.unmount)
     save_state(joined.paths, state)
     result = run_mount(plan, joined.paths.smb_password)
     if not result.mounted:
         state.mounted.remove(plan.where)
-        state.unmount = [s for s in state.unmount if s not in plan.unmount]
         save_state(joined.paths, state)
     return plan, result
 
 
-def unmount_shares(state: JoinState, paths: JoinPaths, say: Say) -> list[str]:
-    """Run the unmount steps join recorded (best effort: a share the person already ejected
-    is fine); returns what was unmounted."""
+def _gio(state: JoinState, gio: str | None) -> str | None:
+    return shutil.which("gio") if state.os is OS.LINUX and gio is None else gio
+
+
+def unmount_steps(state: JoinState, *, gio: str | None = None) -> dict[str, tuple[Step, ...]]:
+    """How to unmount what join.json says is mounted, by address: the unmount of this OS's
+    own mount plan for each share, made again here (join.json holds no commands to run)."""
+    steps = {}
+    for share in state.shares:
+        plan = mount_plan(
+            state.os,
+            hub=state.hub_overlay_ip,
+            user=state.smb_user,
+            share=share,
+            gio=_gio(state, gio),
+        )
+        if plan.where in state.mounted:
+            steps[plan.where] = plan.unmount
+    return steps
+
+
+def unmount_shares(
+    state: JoinState, paths: JoinPaths, say: Say, *, gio: str | None = None
+) -> list[str]:
+    """Unmount what join mounted (best effort: a share the person already ejected is fine);
+    returns what was unmounted."""
     if not state.mounted:
         return []
-    for step in state.unmount:
-        say(step.what)
-        run_step(step, Elevation())
-    done = [f"the mount of {where}" for where in state.mounted]
-    state.mounted, state.unmount = [], []
+    planned = unmount_steps(state, gio=gio)
+    for where in state.mounted:
+        for step in planned.get(where, ()):
+            say(step.what)
+            run_step(step, Elevation())
+        if where not in planned:
+            say(f"farmhand cannot unmount {where} here: unmount it yourself")
+    done = [f"the mount of {where}" for where in state.mounted if where in planned]
+    state.mounted = []
     save_state(paths, state)
     return done

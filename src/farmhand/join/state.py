@@ -1,5 +1,12 @@
 """What a join recorded in join.json, so a later run (rejoin, status, ``--leave``) knows what
-this machine joined and what to undo, and what a finished join hands back (``Joined``)."""
+this machine joined and what to undo, and what a finished join hands back (``Joined``).
+
+join.json lives in the user's folder, so anything in it may have been changed by any program
+the user runs. It therefore holds facts only (which farm, which mode, whether a service or the
+package was installed, which shares were mounted) and no command lines: ``leave`` derives the
+commands that undo a join from these facts and farmhand's own fixed places. A join.json of
+format 1 (which also held command lines) still loads; those are never read.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +19,19 @@ from typing import Any, Literal
 
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
-from farmhand.join.commands import Step
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
 from farmhand.join.probe import Probe
 
 Mode = Literal["service", "foreground"]
-STATE_FORMAT = 1
+STATE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+MODES = ("service", "foreground")
 
 
 @dataclass
 class JoinState:
-    """join.json: who joined which farm, how nebula runs, and how to undo it."""
+    """join.json: who joined which farm, how nebula runs, and what join installed."""
 
     os: OS
     farm: str
@@ -36,14 +44,12 @@ class JoinState:
     nebula_version: str
     mode: Mode
     service: str
-    install: list[Step]
-    remove: list[Step]
     package: str = ""
+    """The distribution package join installed (only ever ``nebula``), for --leave to remove."""
     service_installed: bool = False
     joined_at: int = field(default_factory=lambda: int(time.time()))
     mounted: list[str] = field(default_factory=list)
-    """Shares join mounted (their addresses); ``unmount`` undoes them on --leave."""
-    unmount: list[Step] = field(default_factory=list)
+    """Shares join mounted (their addresses), for --leave to unmount."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -59,19 +65,18 @@ class JoinState:
             "nebula_version": self.nebula_version,
             "mode": self.mode,
             "service": self.service,
-            "install": [s.to_json() for s in self.install],
-            "remove": [s.to_json() for s in self.remove],
             "package": self.package,
             "service_installed": self.service_installed,
             "joined_at": self.joined_at,
             "mounted": self.mounted,
-            "unmount": [s.to_json() for s in self.unmount],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> JoinState:
-        if data.get("format") != STATE_FORMAT:
+        if data.get("format") not in READABLE_FORMATS:
             raise ValueError(f"unknown format {data.get('format')!r}")
+        if data["mode"] not in MODES:
+            raise ValueError(f"unknown mode {data['mode']!r}")
         return cls(
             os=OS(data["os"]),
             farm=str(data["farm"]),
@@ -84,13 +89,10 @@ class JoinState:
             nebula_version=str(data["nebula_version"]),
             mode=data["mode"],
             service=str(data["service"]),
-            install=[Step.from_json(s) for s in data["install"]],
-            remove=[Step.from_json(s) for s in data["remove"]],
             package=str(data.get("package", "")),
             service_installed=bool(data.get("service_installed", False)),
             joined_at=int(data.get("joined_at", 0)),
             mounted=[str(m) for m in data.get("mounted", [])],
-            unmount=[Step.from_json(s) for s in data.get("unmount", [])],
         )
 
 
