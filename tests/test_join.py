@@ -15,6 +15,7 @@ import pwd
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -39,6 +40,8 @@ from farmhand.hostfiles import render_join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
 from farmhand.join.commands import Action, Rename, Step, Write
+from farmhand.join.flow import JoinOptions, join
+from farmhand.join.leave import leave
 from farmhand.join.mounts import (
     MountPlan,
     MountResult,
@@ -51,6 +54,7 @@ from farmhand.join.mounts import (
 from farmhand.join.nebula import ReleaseDownload, fetch_release, locate
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
+from farmhand.join.probe import Probe
 from farmhand.join.services import service_plan, service_removal
 from farmhand.join.shares import share_hints
 from farmhand.join.staging import windows_owner_only
@@ -64,6 +68,7 @@ from farmhand.join.system import (
     WRITE_SCRIPT,
     ServiceBinary,
     SystemPaths,
+    first_changeable,
 )
 from farmhand.keystore.bundle import open_bundle
 from farmhand.model.host import host_model
@@ -630,6 +635,246 @@ def test_foreground_stops_cleanly_and_leaves_no_nebula(
         left = run_cli("join", "--leave", env=_env(config))
         assert left.returncode == 0, left.stderr
     assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+# --- the Linux service for real, in a system root of the test's own --------------------------
+# Every file-placing step runs as root for real; only systemctl and apt-get are stand-ins
+# (they record their arguments), so this machine's own services and packages stay untouched.
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("nebula") is None, reason="needs root and nebula"
+)
+LINUX_UNIT_STEPS = ["systemctl daemon-reload", "systemctl enable --now farmhand-join.service"]
+LINUX_REMOVAL_STEPS = [
+    "systemctl disable --now farmhand-join.service",
+    "systemctl daemon-reload",
+    "systemctl reset-failed farmhand-join.service",
+]
+
+
+def _others_can_change(path: Path) -> list[str]:
+    """Whatever on the way to ``path`` (itself and every folder above it, links resolved) is
+    not root's, or is group- or other-writable (a root-owned sticky folder like /tmp is fine
+    above a file root owns). This test's own check, not farmhand's."""
+    real = Path(os.path.realpath(path))
+    bad = []
+    for part in (real, *real.parents):
+        info = part.stat()
+        sticky = part != real and stat.S_ISDIR(info.st_mode) and info.st_mode & stat.S_ISVTX
+        if info.st_uid != 0 or (info.st_mode & 0o022 and not sticky):
+            bad.append(f"{part} (uid {info.st_uid}, mode {stat.S_IMODE(info.st_mode):o})")
+    return bad
+
+
+@pytest.fixture
+def standins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """systemctl and apt-get first on PATH, recording each call; the hub "answers"."""
+    folder = tmp_path / "standins"
+    folder.mkdir()
+    log = tmp_path / "standins.log"
+    for name in ("systemctl", "apt-get"):
+        tool = folder / name
+        tool.write_text(f'#!/bin/sh\necho "{name} $*" >> "{log}"\n')
+        tool.chmod(0o755)
+    monkeypatch.setenv(
+        "PATH", f"{folder}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    )
+    monkeypatch.setattr(
+        "farmhand.join.hub.wait_for", lambda *_a, **_k: Probe("10.87.0.1", 445, "refused", 0.4)
+    )
+    return log
+
+
+def _logged(log: Path) -> list[str]:
+    return log.read_text().splitlines() if log.exists() else []
+
+
+def _system_root(tmp_path: Path) -> SystemPaths:
+    root = tmp_path / "system"
+    (root / "etc" / "systemd" / "system").mkdir(parents=True)  # as the machine has it
+    return SystemPaths.default(OS.LINUX, under=str(root))
+
+
+def _service_join(
+    farm: Farm, config: Path, system: SystemPaths, nebula: Path | None = None
+) -> tuple[Joined, list[str]]:
+    said: list[str] = []
+    options = JoinOptions(
+        bundle=farm.root / BOSS_BUNDLE,
+        hub_address="203.0.113.7",
+        mode="service",
+        nebula=nebula,
+        wait=1,
+    )
+    joined = join(
+        options,
+        lambda: PASSPHRASE,
+        os_=OS.LINUX,
+        paths=JoinPaths(config / "farmhand"),
+        say=said.append,
+        interactive=False,
+        system=system,
+    )
+    return joined, said
+
+
+@pytest.mark.interop
+@needs_root
+@pytest.mark.parametrize("whose", ["root's", "the user's"])
+def test_the_linux_service_runs_and_reads_only_files_only_root_can_change(
+    farm: Farm, config: Path, tmp_path: Path, standins: Path, whose: str
+) -> None:
+    """A nebula only root can change runs as it is; one the user can change (here: owned by
+    'nobody') gets root's own copy. Either way every file the unit runs or reads, and every
+    folder above it, is root's alone, and the user's folder keeps no config and no key."""
+    user_nebula = None
+    if whose == "the user's":
+        nobody = _nobody()
+        if nobody is None:
+            pytest.skip("no user 'nobody'")
+        home = tmp_path / "home"
+        (home / "bin").mkdir(parents=True)
+        user_nebula = home / "bin" / "nebula"
+        shutil.copy("/usr/bin/nebula", user_nebula)
+        for path in (home, home / "bin", user_nebula):
+            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+    system = _system_root(tmp_path)
+    joined, _said = _service_join(farm, config, system, user_nebula)
+
+    state = joined.state
+    assert (state.mode, state.service_installed, joined.hub is not None) == ("service", True, True)
+    unit = Path(system.unit)
+    found = re.search(r'^ExecStart="([^"]+)" -config "([^"]+)"$', unit.read_text(), re.M)
+    assert found is not None
+    binary, config_yml = Path(found.group(1)), Path(found.group(2))
+    if user_nebula is None:
+        assert binary == Path(os.path.realpath(shutil.which("nebula") or ""))
+    else:
+        assert binary == Path(system.nebula)
+        assert binary.read_bytes() == user_nebula.read_bytes()
+        assert stat.S_IMODE(binary.stat().st_mode) == 0o755
+    assert state.nebula == str(binary)
+    assert config_yml == Path(system.config)
+    pki = dict(re.findall(r"^  (ca|cert|key): (.+)$", config_yml.read_text(), re.M))
+    assert pki == {
+        k: system.file(n) for k, n in (("ca", "ca.crt"), ("cert", "host.crt"), ("key", "host.key"))
+    }
+    runs_or_reads = [unit, binary, config_yml, *(Path(p) for p in pki.values())]
+    assert {str(p): _others_can_change(p) for p in runs_or_reads} == {
+        str(p): [] for p in runs_or_reads
+    }
+    assert stat.S_IMODE(Path(system.dir).stat().st_mode) == 0o700
+    assert stat.S_IMODE(Path(pki["key"]).stat().st_mode) == 0o600
+    assert stat.S_IMODE(config_yml.stat().st_mode) == 0o600
+    assert not Path(system.staging).exists()
+    assert _logged(standins) == LINUX_UNIT_STEPS
+
+    # The user's folder: the record and what the user reads, nothing the service uses.
+    paths = JoinPaths(config / "farmhand")
+    assert sorted(p.name for p in paths.dir.iterdir()) == [
+        "ca.crt",
+        "farm.json",
+        "host.crt",
+        "join.json",
+        "smb.password",
+    ]
+    key = Path(pki["key"]).read_bytes()
+    assert all(key not in p.read_bytes() for p in paths.dir.iterdir())
+    assert "argv" not in paths.state.read_text()
+
+    removed = leave(
+        os_=OS.LINUX, paths=paths, say=lambda _l: None, interactive=False, system=system
+    )
+    assert removed == ["systemd unit farmhand-join.service", str(paths.dir)]
+    assert _logged(standins) == LINUX_UNIT_STEPS + LINUX_REMOVAL_STEPS
+    for gone in (unit, Path(system.dir), Path(system.nebula), Path(system.bin_dir)):
+        assert not gone.exists(), gone
+    assert binary.exists() or user_nebula is not None  # root's own nebula is never removed
+    assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.interop
+@needs_root
+def test_leave_runs_no_command_line_added_to_join_json(
+    farm: Farm, config: Path, tmp_path: Path, standins: Path
+) -> None:
+    """join.json is the user's file: commands written into it (as format 1 held them, or a
+    package name that is an apt option) are never run, with or without admin rights."""
+    system = _system_root(tmp_path)
+    _service_join(farm, config, system)
+    paths = JoinPaths(config / "farmhand")
+    marker = tmp_path / "ran-as-root"
+    evil = {"what": "tidying up", "argv": ["touch", str(marker)], "admin": True, "check": True}
+    data = json.loads(paths.state.read_text())
+    data.update(
+        format=1,
+        install=[evil],
+        remove=[evil],
+        unmount=[evil],
+        mounted=["smb://203.0.113.9/farm"],
+        package=f"-oAPT::Update::Pre-Invoke::=touch {marker}",
+    )
+    paths.state.write_text(json.dumps(data))
+    said: list[str] = []
+    removed = leave(os_=OS.LINUX, paths=paths, say=said.append, interactive=False, system=system)
+    assert not marker.exists()
+    assert _logged(standins) == LINUX_UNIT_STEPS + LINUX_REMOVAL_STEPS  # no apt-get at all
+    assert "systemd unit farmhand-join.service" in removed
+    assert any("which farmhand never installs: left alone" in line for line in said)
+    assert any("cannot unmount smb://203.0.113.9/farm" in line for line in said)
+    assert not Path(system.dir).exists()
+    assert not Path(system.unit).exists()
+    assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+@needs_root
+@pytest.mark.parametrize("problem", ["a folder above it anyone can write", "a service there"])
+def test_an_unsafe_or_taken_service_place_is_refused_before_anything_is_written(
+    farm: Farm, config: Path, tmp_path: Path, standins: Path, problem: str
+) -> None:
+    system = _system_root(tmp_path)
+    root = tmp_path / "system"
+    if problem == "a service there":
+        Path(system.dir).mkdir(parents=True)
+        expected = f"{system.dir} exists: a farmhand join service is installed already"
+    else:
+        (root / "etc").chmod(0o777)
+        expected = f"{root / 'etc'} can be changed by others than root"
+    before, root_before = snapshot(config), snapshot(root)
+    with pytest.raises(JoinError, match=re.escape(expected)):
+        _service_join(farm, config, system)
+    assert snapshot(config) == before
+    assert snapshot(root) == root_before
+    assert _logged(standins) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root (the files must be root's)")
+def test_only_root_can_change_is_checked_all_the_way_up(tmp_path: Path) -> None:
+    folder = tmp_path / "roots"
+    folder.mkdir(mode=0o755)
+    target = folder / "nebula"
+    target.write_bytes(b"")
+    target.chmod(0o755)
+    assert first_changeable(str(target)) is None
+    target.chmod(0o775)
+    assert first_changeable(str(target)) == str(target)
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    (sticky / "file").write_bytes(b"")
+    (sticky / "file").chmod(0o644)
+    assert first_changeable(str(sticky / "file")) is None  # root's file under a sticky folder
+    assert first_changeable(str(sticky)) == str(sticky)  # that folder itself: anyone's
+    nobody = _nobody()
+    if nobody is None:
+        pytest.skip("no user 'nobody'")
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "nebula").write_bytes(b"")
+    os.chown(theirs, nobody.pw_uid, nobody.pw_gid)
+    assert first_changeable(str(theirs / "nebula")) == str(theirs)
+    (folder / "link").symlink_to(theirs / "nebula")  # root's link to the user's file
+    assert first_changeable(str(folder / "link")) == str(theirs)
 
 
 # --- the pinned upstream release (macOS, Windows; any OS given the archive) -----------------
