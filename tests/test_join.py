@@ -827,6 +827,40 @@ def test_leave_runs_no_command_line_added_to_join_json(
     assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
 
 
+@pytest.mark.interop
+@needs_root
+def test_a_foreground_join_becomes_a_service_without_the_bundle(
+    farm: Farm, config: Path, tmp_path: Path, standins: Path
+) -> None:
+    """`farmhand join --service` after a foreground join: root gets its own copy of the
+    config (naming root's paths) and key; the user's folder then drops both."""
+    system = _system_root(tmp_path)
+    paths = JoinPaths(config / "farmhand")
+    foreground = JoinOptions(bundle=farm.root / BOSS_BUNDLE, hub_address="203.0.113.7")
+    join(foreground, lambda: PASSPHRASE, os_=OS.LINUX, paths=paths, say=print, system=system)
+    key = paths.key.read_bytes()
+    assert _logged(standins) == []
+
+    def no_passphrase() -> str:
+        raise AssertionError("asked for the passphrase")
+
+    options = JoinOptions(mode="service", wait=1)
+    joined = join(options, no_passphrase, os_=OS.LINUX, paths=paths, say=print, system=system)
+    assert (joined.state.mode, joined.state.service_installed) == ("service", True)
+    assert Path(system.file("host.key")).read_bytes() == key
+    text = Path(system.config).read_text()
+    assert f"  key: {system.file('host.key')}\n" in text
+    assert str(paths.dir) not in text
+    for path in (system.unit, system.config, system.file("host.key")):
+        assert _others_can_change(Path(path)) == []
+    assert not paths.key.exists()
+    assert not paths.config.exists()
+    assert _logged(standins) == LINUX_UNIT_STEPS
+    leave(os_=OS.LINUX, paths=paths, say=print, interactive=False, system=system)
+    assert not Path(system.dir).exists()
+    assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
 @needs_root
 @pytest.mark.parametrize("problem", ["a folder above it anyone can write", "a service there"])
 def test_an_unsafe_or_taken_service_place_is_refused_before_anything_is_written(
