@@ -413,7 +413,7 @@ def test_the_linux_unit_and_its_removal() -> None:
         _write(f"{staging}/host.crt", "0644"),
         _write(f"{staging}/host.key", "0600"),
         _write(f"{staging}/farmhand-join.service", "0644"),
-        ("mv", staging, final),
+        ("mv", "-T", staging, final),
     ]
     unit = _writes(plan.place)[f"{staging}/farmhand-join.service"]
     assert unit is not None

@@ -14,12 +14,12 @@ from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
 
 SYSTEM_SID = "*S-1-5-18"
-"""LocalSystem, which Windows services run as: it must read the key."""
+"""LocalSystem (read): kept from when the service read the key here; it now has its own."""
 
 
 def windows_owner_only(path: str, user: str) -> Step:
     """An owner-only ACL on a secret file: no inherited entries, the user, and LocalSystem
-    (read) for the nebula service. The exact icacls command, run without admin rights."""
+    (read). The exact icacls command, run without admin rights."""
     return Step(
         f"restricting {path} to {user}",
         ("icacls", path, "/inheritance:r", "/grant:r", f"{user}:F", "/grant:r", f"{SYSTEM_SID}:R"),

@@ -207,11 +207,14 @@ def place_steps(
                 Step(f"installing {target}", ("mv", "-f", new, target)),
             ]
     staging = system.staging
+    # GNU mv -T refuses to move into a folder that is there after all (BSD mv has no -T; on
+    # macOS the user can see, and join checks, that it is not)
+    no_nesting = ("-T",) if system.os is OS.LINUX else ()
     steps += [
         Step(f"removing a leftover {staging}", ("rm", "-rf", staging)),
         Step(f"creating {staging}", ("install", "-d", "-m", "0700", *owned, staging)),
         *(_write(f"{staging}/{name}", content, mode) for name, content, mode in files),
-        Step(f"moving {staging} to {system.dir}", ("mv", staging, system.dir)),
+        Step(f"moving {staging} to {system.dir}", ("mv", *no_nesting, staging, system.dir)),
     ]
     return tuple(steps)
 
