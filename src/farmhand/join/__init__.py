@@ -3,7 +3,8 @@
 The boss keybundle is decrypted in memory (``bundle``); the Nebula config and keys go to the
 user's config folder (``paths``, written whole through ``staging``); a nebula binary is found or
 installed (``nebula``); nebula runs in the foreground (``foreground``) or as a service of the OS
-(``services``); only the steps that need administrator rights get them (``admin``). ``flow``
+(``services``), which runs and reads only files in a place only root can change (``system``);
+only the steps that need administrator rights get them (``admin``). ``flow``
 runs a join as a short sequence of ``steps``, recording in join.json (``state``) what ``leave``
 must undo; ``hub`` waits for the hub and ``mounts`` mounts its share.
 """
