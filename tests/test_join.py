@@ -33,6 +33,7 @@ from conftest import (
     WITH_WRONG_PASSPHRASE,
     Farm,
     assert_cli_error,
+    changed,
     run_cli,
     snapshot,
 )
@@ -859,6 +860,29 @@ def test_a_foreground_join_becomes_a_service_without_the_bundle(
     leave(os_=OS.LINUX, paths=paths, say=print, interactive=False, system=system)
     assert not Path(system.dir).exists()
     assert sorted(p.name for p in config.iterdir()) == ["keep.txt"]
+
+
+@pytest.mark.interop
+@needs_root
+def test_a_service_that_fails_to_start_leaves_nothing_behind(
+    farm: Farm, config: Path, tmp_path: Path, standins: Path
+) -> None:
+    """The last step fails (systemctl cannot start the unit): root's files, the unit and the
+    user's folder are all taken back, with the same derived removal steps as --leave."""
+    systemctl = tmp_path / "standins" / "systemctl"
+    systemctl.write_text(
+        f'#!/bin/sh\necho "systemctl $*" >> "{standins}"\n'
+        'if [ "$1" = enable ]; then echo "Job failed" >&2; exit 1; fi\n'
+    )
+    system = _system_root(tmp_path)
+    root = tmp_path / "system"
+    before, root_before = snapshot(config), snapshot(root)
+    with pytest.raises(JoinError, match=r"starting farmhand-join\.service failed: Job failed"):
+        _service_join(farm, config, system)
+    assert _logged(standins) == LINUX_UNIT_STEPS + LINUX_REMOVAL_STEPS
+    assert snapshot(config) == before
+    # /etc/nebula stays (it may be the distribution's); nothing of the service is left in it.
+    assert changed(root_before, snapshot(root)) == {"etc/nebula"}
 
 
 @needs_root
