@@ -33,6 +33,7 @@ HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
 PRICE = 0.35
 CONFIG_DIR = "/root/.config/farmhand"
 UNIT = "/etc/systemd/system/farmhand-join.service"
+SERVICE_DIR = "/etc/nebula/farmhand-join"
 BUNDLE = "/root/boss1.keybundle.age"
 PASSFILE = "/root/farm-passphrase"
 
@@ -105,10 +106,18 @@ def test_the_boss_joins_as_a_service_and_reaches_the_hub(lab: JoinLab) -> None:
     assert lab.sh(BOSS, "systemctl is-enabled farmhand-join.service") == "enabled"
     modes = lab.sh(BOSS, f"stat -c '%n %a' {CONFIG_DIR}/join/*").splitlines()
     modes_by_name = dict(line.rsplit(" ", 1) for line in modes)
-    assert modes_by_name[f"{CONFIG_DIR}/join/host.key"] == "600"
     assert modes_by_name[f"{CONFIG_DIR}/join/smb.password"] == "600"
-    assert modes_by_name[f"{CONFIG_DIR}/join/config.yml"] == "600"
+    assert f"{CONFIG_DIR}/join/host.key" not in modes_by_name  # the service has root's own
+    assert f"{CONFIG_DIR}/join/config.yml" not in modes_by_name
     assert lab.sh(BOSS, f"stat -c %a {CONFIG_DIR}/join") == "700"
+    # What the service runs and reads is root's alone: the package's nebula, root's config.
+    owned = lab.sh(BOSS, f"stat -c '%n %a %U' {SERVICE_DIR} {SERVICE_DIR}/*").splitlines()
+    owned_by_name = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in owned}
+    assert owned_by_name[SERVICE_DIR] == "700 root"
+    assert owned_by_name[f"{SERVICE_DIR}/host.key"] == "600 root"
+    assert owned_by_name[f"{SERVICE_DIR}/config.yml"] == "600 root"
+    exec_start = f'ExecStart="/usr/bin/nebula" -config "{SERVICE_DIR}/config.yml"'
+    assert exec_start in lab.sh(BOSS, f"cat {UNIT}")
     # The password never leaves the 0600 file: not in the unit, the state or the output.
     password = lab.sh(BOSS, f"cat {CONFIG_DIR}/join/smb.password")
     assert password not in out + result.stderr
@@ -224,6 +233,7 @@ def test_leave_removes_the_unit_the_config_and_the_keys(lab: JoinLab) -> None:
     assert "left the farm" in result.stdout
     assert lab.sh(BOSS, f"test -e {UNIT} && echo left || echo gone") == "gone"
     assert lab.sh(BOSS, f"test -e {CONFIG_DIR} && echo left || echo gone") == "gone"
+    assert lab.sh(BOSS, f"test -e {SERVICE_DIR} && echo left || echo gone") == "gone"
     units = lab.sh(BOSS, "systemctl list-units --all --no-legend 'farmhand*' | wc -l")
     assert units == "0"
     assert lab.sh(BOSS, "pgrep -x nebula || echo none") == "none"

@@ -9,13 +9,15 @@ from typing import Annotated
 import typer
 
 from farmhand.cli.common import PassphraseFile, console, err_console, passphrase
+from farmhand.join.flow import JoinOptions
+from farmhand.join.flow import join as do_join
 from farmhand.join.foreground import run_foreground
-from farmhand.join.mounts import mount_report, should_mount
+from farmhand.join.leave import leave as do_leave
+from farmhand.join.mounts import mount_report, mount_share, should_mount
 from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import current_os
-from farmhand.join.setup import Joined, JoinOptions, mount_share
-from farmhand.join.setup import join as do_join
-from farmhand.join.setup import leave as do_leave
+from farmhand.join.state import Joined
+from farmhand.join.system import SystemPaths
 
 
 def _out(line: str) -> None:
@@ -90,8 +92,9 @@ def join(
 ) -> None:
     """Join the farm from this machine (a boss): Nebula in the foreground or as a service.
 
-    Config and keys go to your config folder; once the hub answers, it prints how to reach the
-    shares and offers to mount them. --leave removes everything join installed.
+    Config and keys go to your config folder (with --service: to a folder only root can
+    change); once the hub answers, it prints how to reach the shares and offers to mount
+    them. --leave removes everything join installed.
     """
     os_ = current_os()
     paths = JoinPaths.default()
@@ -117,10 +120,13 @@ def join(
     )
     joined = do_join(options, lambda: passphrase(passphrase_file), os_=os_, paths=paths, say=_say)
     state = joined.state
+    if state.mode == "service":
+        where = f"the service's config and key in {SystemPaths.default(os_).dir} (root's alone)"
+    else:
+        where = f"config and keys in {paths.dir}"
     _out(
         f"joined farm {state.farm!r} as {state.boss} ({state.overlay_ip}); "
-        f"nebula {state.nebula_version or '(version unknown)'} at {state.nebula}; "
-        f"config and keys in {paths.dir}"
+        f"nebula {state.nebula_version or '(version unknown)'} at {state.nebula}; {where}"
     )
     if options.mode == "foreground":
         offered: list[bool] = []

@@ -27,6 +27,7 @@ from farmhand.errors import UsageError
 from farmhand.join.nebula import nebula_version
 from farmhand.join.paths import JoinPaths
 from farmhand.join.probe import Probe, tcp_probe
+from farmhand.join.state import load_state
 from farmhand.keystore.bundle import Bundle, Peer
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.host import SHARES, SMB_PORT, SSH_PORT
@@ -69,8 +70,6 @@ class FarmView:
     @classmethod
     def from_join(cls, paths: JoinPaths) -> FarmView:
         """The farm as ``farmhand join`` left it in the config folder (no passphrase needed)."""
-        from farmhand.join.setup import load_state
-
         state = load_state(paths)
         try:
             meta = json.loads(paths.farm.read_text(encoding="utf-8"))

@@ -19,8 +19,9 @@ from types import FrameType
 from typing import TextIO
 
 from farmhand.join import JoinError
+from farmhand.join.hub import hub_hints
 from farmhand.join.probe import Probe, tcp_probe
-from farmhand.join.setup import Joined, hub_hints
+from farmhand.join.state import Joined
 from farmhand.model.host import SMB_PORT
 
 STOP_SIGNALS = tuple(

@@ -19,13 +19,18 @@ stdin: never in argv (other users can read that), never in output (scrubbed from
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from farmhand.join import Say
+from farmhand.join.admin import Elevation
+from farmhand.join.commands import Step, run_step
+from farmhand.join.paths import JoinPaths
 from farmhand.join.platforms import OS
-from farmhand.join.services import Step
+from farmhand.join.state import Joined, JoinState, save_state
 
 MOUNT_SHARE = "farm"
 """The share a person works in (scenes, renders); ``queue`` is the farm's own business."""
@@ -38,8 +43,8 @@ LINUX_PACKAGES = "gvfs-backends (gio mount, as GNOME/KDE do) or cifs-utils (moun
 
 @dataclass(frozen=True)
 class MountPlan:
-    """How to mount one share on one OS: ``mount`` runs now, ``unmount`` goes to join.json for
-    ``--leave``; with no ``mount`` steps, ``manual`` says what the person can do instead."""
+    """How to mount one share on one OS: ``mount`` runs now, ``unmount`` on ``--leave`` (made
+    again from the same facts); with no ``mount`` steps, ``manual`` says what to do instead."""
 
     share: str
     where: str
@@ -183,3 +188,63 @@ def mount_report(os_: OS, plan: MountPlan, result: MountResult, password_file: s
     if os_ is OS.WINDOWS:
         return [f"connected {plan.where}: Explorer and your programs open it without asking"]
     return [f"mounted {plan.where}: your file manager shows it ('gio mount -l' lists it)"]
+
+
+def mount_share(joined: Joined, *, gio: str | None = None) -> tuple[MountPlan, MountResult]:
+    """Mount the farm share the way this OS does, recording in join.json first that it is
+    mounted, so --leave undoes even a mount that half happened. ``gio``: Linux's gio binary
+    (default: the one on PATH)."""
+    state = joined.state
+    plan = mount_plan(state.os, hub=state.hub_overlay_ip, user=state.smb_user, gio=_gio(state, gio))
+    if not plan.automatic:
+        return plan, MountResult(False)
+    if plan.where in state.mounted:
+        return plan, MountResult(True, "already mounted by an earlier join")
+    state.mounted.append(plan.where)
+    save_state(joined.paths, state)
+    result = run_mount(plan, joined.paths.smb_password)
+    if not result.mounted:
+        state.mounted.remove(plan.where)
+        save_state(joined.paths, state)
+    return plan, result
+
+
+def _gio(state: JoinState, gio: str | None) -> str | None:
+    return shutil.which("gio") if state.os is OS.LINUX and gio is None else gio
+
+
+def unmount_steps(state: JoinState, *, gio: str | None = None) -> dict[str, tuple[Step, ...]]:
+    """How to unmount what join.json says is mounted, by address: the unmount of this OS's
+    own mount plan for each share, made again here (join.json holds no commands to run)."""
+    steps = {}
+    for share in state.shares:
+        plan = mount_plan(
+            state.os,
+            hub=state.hub_overlay_ip,
+            user=state.smb_user,
+            share=share,
+            gio=_gio(state, gio),
+        )
+        if plan.where in state.mounted:
+            steps[plan.where] = plan.unmount
+    return steps
+
+
+def unmount_shares(
+    state: JoinState, paths: JoinPaths, say: Say, *, gio: str | None = None
+) -> list[str]:
+    """Unmount what join mounted (best effort: a share the person already ejected is fine);
+    returns what was unmounted."""
+    if not state.mounted:
+        return []
+    planned = unmount_steps(state, gio=gio)
+    for where in state.mounted:
+        for step in planned.get(where, ()):
+            say(step.what)
+            run_step(step, Elevation())
+        if where not in planned:
+            say(f"farmhand cannot unmount {where} here: unmount it yourself")
+    done = [f"the mount of {where}" for where in state.mounted if where in planned]
+    state.mounted = []
+    save_state(paths, state)
+    return done

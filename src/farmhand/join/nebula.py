@@ -3,8 +3,8 @@
 Linux: nebula on PATH, else the distribution's package (apt) when one is available. macOS and
 Windows: a nebula on PATH or the usual install folders, one the user names with
 ``--nebula PATH`` (a binary, or the upstream archive), else the pinned upstream release
-(``farmhand.nebula.release``), downloaded into join's own folder and verified by sha256 before
-anything is unpacked.
+(``farmhand.nebula.release``), verified by sha256 before anything is unpacked: into join's own
+folder for the foreground, and from memory into root's place for the service (``system``).
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ def locate(
     return ReleaseDownload(archive, archive.url)
 
 
-def fetch_release(download: ReleaseDownload, dest: Path, os_: OS) -> NebulaBinary:
-    """Download (or read) the archive, check its sha256, unpack nebula into ``dest``."""
+def release_files(download: ReleaseDownload, os_: OS) -> dict[str, bytes]:
+    """Download (or read) the archive, check its sha256, and take nebula (and wintun.dll on
+    Windows) out of it, in memory: the service's copy is written from these bytes by root."""
     what = download.archive.filename
     try:
         if "://" in download.source:
@@ -174,27 +175,38 @@ def fetch_release(download: ReleaseDownload, dest: Path, os_: OS) -> NebulaBinar
             f"{what} from {download.source} has sha256 {digest[:16]}..., not the pinned "
             f"{download.archive.sha256[:16]}... of nebula {NEBULA_VERSION}: refusing to use it"
         )
-    dest.mkdir(parents=True, exist_ok=True)
     exe = os_.nebula_exe
+    found: dict[str, bytes] = {}
     try:
         if what.endswith(".zip"):
             with zipfile.ZipFile(io.BytesIO(data)) as archive:
                 for name in archive.namelist():
                     base = name.rsplit("/", 1)[-1]
                     if base == exe or (base == "wintun.dll" and "amd64" in name):
-                        (dest / base).write_bytes(archive.read(name))
+                        found[base] = archive.read(name)
         else:
             with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
                 handle = tar.extractfile(tar.getmember(exe))
                 if handle is not None:
-                    (dest / exe).write_bytes(handle.read())
+                    found[exe] = handle.read()
     except (zipfile.BadZipFile, tarfile.TarError, KeyError) as exc:
         raise JoinError(f"{what} is not a nebula release archive ({exc})") from None
-    binary = dest / exe
-    if not binary.is_file():
+    if exe not in found:
         raise JoinError(f"{what} holds no {exe}")
+    if os_ is OS.WINDOWS and "wintun.dll" not in found:
+        raise JoinError(f"{what} holds no amd64 wintun.dll (nebula.exe needs it beside it)")
+    return found
+
+
+def fetch_release(download: ReleaseDownload, dest: Path, os_: OS) -> NebulaBinary:
+    """``release_files`` unpacked into ``dest`` (join's own folder, for the foreground)."""
+    files = release_files(download, os_)
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, content in files.items():
+        (dest / name).write_bytes(content)
+    binary = dest / os_.nebula_exe
     binary.chmod(0o755)
-    return _checked(str(binary), os_, f"unpacked from {what}")
+    return _checked(str(binary), os_, f"unpacked from {download.archive.filename}")
 
 
 def installed_path(os_: OS) -> str:

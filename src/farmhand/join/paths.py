@@ -5,8 +5,12 @@ Layout of ``<config>/farmhand/join/``::
     config.yml, ca.crt, host.crt   Nebula's config and the boss certificate
     host.key, smb.password         secrets: 0600 (an owner-only ACL on Windows)
     farm.json                      the bundle's metadata (plan, peers, blocklist): no secrets
-    join.json                      what join installed, so --leave can undo exactly that
+    join.json                      what join installed (facts, no commands), for --leave
     nebula.log, foreground.pid     nebula's output and farmhand's pid in foreground mode
+
+With ``--service`` the folder keeps no config.yml and no host.key: the service runs from its
+own root-owned place (``system``), and this folder holds only the record, the CA and
+certificate (for ``farmhand status``), farm.json and the SMB password (for mounting).
 """
 
 from __future__ import annotations

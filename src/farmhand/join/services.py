@@ -1,168 +1,182 @@
 """Running nebula as a service of the OS: systemd, launchd or nebula's own Windows service.
 
-Each backend is a plan of plain commands (``Step``) plus the files they install, so what runs
-on Linux here is exactly what the tests check for macOS and Windows, command by command.
+Each backend is a plan of plain actions, so what runs on Linux here is exactly what the tests
+check for macOS and Windows, command by command. Every file the service runs or reads is in
+its root-owned place (``system``), and so are the unit and plist it is installed from; the
+removal steps follow from the OS alone, so ``--leave`` needs nothing but the fact that a
+service was installed.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 from farmhand.hostfiles.base import render_template
+from farmhand.join.commands import Action, Step
 from farmhand.join.platforms import OS
-from farmhand.model.paths import SYSTEMD_DIR
+from farmhand.join.system import (
+    LAUNCHD_LABEL,
+    SYSTEMD_UNIT,
+    ServiceBinary,
+    StagedFile,
+    SystemPaths,
+    place_steps,
+    remove_steps,
+)
 
-SYSTEMD_UNIT = "farmhand-join.service"
-SYSTEMD_PATH = f"{SYSTEMD_DIR}/{SYSTEMD_UNIT}"
-LAUNCHD_LABEL = "farmhand.join"
-LAUNCHD_PLIST = f"/Library/LaunchDaemons/{LAUNCHD_LABEL}.plist"
-LAUNCHD_LOG = "/Library/Logs/farmhand-join.log"
 WINDOWS_SERVICE = "Nebula"
 """The name nebula's ``-service install`` registers (fixed by nebula itself)."""
-SYSTEM_SID = "*S-1-5-18"
-"""LocalSystem, which Windows services run as: it must read the key."""
-
-
-@dataclass(frozen=True)
-class Step:
-    """One command. ``admin``: needs administrator rights; ``check``: a failure is an error
-    (removal steps are best effort, so a half-installed service can still be removed)."""
-
-    what: str
-    argv: tuple[str, ...]
-    admin: bool = True
-    check: bool = True
-
-    def to_json(self) -> dict[str, object]:
-        return {
-            "what": self.what,
-            "argv": list(self.argv),
-            "admin": self.admin,
-            "check": self.check,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, object]) -> Step:
-        argv = data["argv"]
-        assert isinstance(argv, list)
-        return cls(
-            str(data["what"]), tuple(str(a) for a in argv), bool(data["admin"]), bool(data["check"])
-        )
-
-
-@dataclass(frozen=True)
-class StagedFile:
-    """A file join writes into its own folder, for a step to install (e.g. the unit)."""
-
-    name: str
-    content: bytes
-    mode: int = 0o644
 
 
 @dataclass(frozen=True)
 class ServicePlan:
+    """``place`` puts the service's files in root's place, ``check`` runs ``nebula -test`` on
+    them as root, ``start`` installs and starts the service; ``remove`` takes it all away."""
+
     description: str
-    files: tuple[StagedFile, ...] = ()
-    install: tuple[Step, ...] = ()
+    place: tuple[Action, ...] = ()
+    check: Step | None = None
+    start: tuple[Step, ...] = ()
     remove: tuple[Step, ...] = ()
-    installs: tuple[str, ...] = field(default=())
-    """Paths outside join's folder the service puts on the machine (removed on leave)."""
+
+    @property
+    def install(self) -> tuple[Action, ...]:
+        return (*self.place, *((self.check,) if self.check else ()), *self.start)
+
+
+def service_description(os_: OS) -> str:
+    if os_ is OS.LINUX:
+        return f"systemd unit {SYSTEMD_UNIT}"
+    if os_ is OS.MACOS:
+        return f"launchd daemon {LAUNCHD_LABEL}"
+    return f"Windows service {WINDOWS_SERVICE!r} (nebula -service)"
 
 
 def service_plan(
-    os_: OS, *, nebula: str, config: str, join_dir: str, farm: str, boss: str
+    os_: OS,
+    system: SystemPaths,
+    *,
+    files: Sequence[StagedFile],
+    binary: ServiceBinary,
+    farm: str,
+    boss: str,
 ) -> ServicePlan:
-    """How to run ``nebula -config CONFIG`` as a service on ``os_``."""
-    sep = os_.sep
+    """How to run ``nebula -config CONFIG`` as a service on ``os_``, with ``files`` (config,
+    CA, certificate, key) and ``binary`` placed in ``system`` first."""
+    nebula, config = binary.runs(system), system.config
+    unit: list[StagedFile] = []
+    start: tuple[Step, ...] = ()
     if os_ is OS.LINUX:
-        staged = f"{join_dir}{sep}{SYSTEMD_UNIT}"
-        unit = render_template(
+        text = render_template(
             "join/farmhand-join.service.j2",
             farm=farm,
             boss=boss,
             nebula=nebula.replace("%", "%%"),
             config=config.replace("%", "%%"),
         )
-        return ServicePlan(
-            f"systemd unit {SYSTEMD_UNIT}",
-            files=(StagedFile(SYSTEMD_UNIT, unit),),
-            install=(
-                Step(f"installing {SYSTEMD_PATH}", ("install", "-m", "0644", staged, SYSTEMD_PATH)),
-                Step("reloading systemd", ("systemctl", "daemon-reload")),
-                Step(f"starting {SYSTEMD_UNIT}", ("systemctl", "enable", "--now", SYSTEMD_UNIT)),
-            ),
-            remove=(
-                Step(
-                    f"stopping {SYSTEMD_UNIT}",
-                    ("systemctl", "disable", "--now", SYSTEMD_UNIT),
-                    check=False,
-                ),
-                Step(f"removing {SYSTEMD_PATH}", ("rm", "-f", SYSTEMD_PATH)),
-                Step("reloading systemd", ("systemctl", "daemon-reload"), check=False),
-                Step(
-                    f"forgetting {SYSTEMD_UNIT}",
-                    ("systemctl", "reset-failed", SYSTEMD_UNIT),
-                    check=False,
+        unit = [(SYSTEMD_UNIT, text, 0o644)]
+        start = (
+            Step(
+                f"installing {system.unit}",
+                (
+                    "install",
+                    "-m",
+                    "0644",
+                    "-o",
+                    "root",
+                    "-g",
+                    "root",
+                    system.file(SYSTEMD_UNIT),
+                    system.unit,
                 ),
             ),
-            installs=(SYSTEMD_PATH,),
+            Step("reloading systemd", ("systemctl", "daemon-reload")),
+            Step(f"starting {SYSTEMD_UNIT}", ("systemctl", "enable", "--now", SYSTEMD_UNIT)),
         )
-    if os_ is OS.MACOS:
-        staged = f"{join_dir}{sep}{LAUNCHD_LABEL}.plist"
-        plist = render_template(
+    elif os_ is OS.MACOS:
+        name = f"{LAUNCHD_LABEL}.plist"
+        text = render_template(
             "join/farmhand-join.plist.j2",
             farm=farm,
             boss=boss,
             label=LAUNCHD_LABEL,
             nebula=nebula,
             config=config,
-            log=LAUNCHD_LOG,
+            log=system.log,
         )
-        return ServicePlan(
-            f"launchd daemon {LAUNCHD_LABEL}",
-            files=(StagedFile(f"{LAUNCHD_LABEL}.plist", plist),),
-            install=(
-                Step(
-                    f"installing {LAUNCHD_PLIST}",
-                    ("install", "-m", "0644", "-o", "root", "-g", "wheel", staged, LAUNCHD_PLIST),
-                ),
-                Step(
-                    f"starting {LAUNCHD_LABEL}", ("launchctl", "bootstrap", "system", LAUNCHD_PLIST)
+        unit = [(name, text, 0o644)]
+        start = (
+            Step(
+                f"installing {system.unit}",
+                (
+                    "install",
+                    "-m",
+                    "0644",
+                    "-o",
+                    "root",
+                    "-g",
+                    "wheel",
+                    system.file(name),
+                    system.unit,
                 ),
             ),
-            remove=(
-                Step(
-                    f"stopping {LAUNCHD_LABEL}",
-                    ("launchctl", "bootout", f"system/{LAUNCHD_LABEL}"),
-                    check=False,
-                ),
-                Step(f"removing {LAUNCHD_PLIST}", ("rm", "-f", LAUNCHD_PLIST, LAUNCHD_LOG)),
-            ),
-            installs=(LAUNCHD_PLIST, LAUNCHD_LOG),
+            Step(f"starting {LAUNCHD_LABEL}", ("launchctl", "bootstrap", "system", system.unit)),
         )
-    return ServicePlan(
-        f"Windows service {WINDOWS_SERVICE!r} (nebula -service)",
-        install=(
+    else:
+        start = (
             Step(
                 f"installing the {WINDOWS_SERVICE} service",
                 (nebula, "-service", "install", "-config", config),
             ),
             Step(f"starting the {WINDOWS_SERVICE} service", (nebula, "-service", "start")),
-        ),
-        remove=(
+        )
+    return ServicePlan(
+        service_description(os_),
+        place=place_steps(system, [*files, *unit], binary),
+        check=Step("checking the config (nebula -test)", (nebula, "-test", "-config", config)),
+        start=start,
+        remove=service_removal(os_, system),
+    )
+
+
+def service_removal(os_: OS, system: SystemPaths) -> tuple[Step, ...]:
+    """Stop and remove the service, then its files: from the OS and farmhand's fixed places
+    alone (nothing recorded in join.json, which the user can change, is run as root)."""
+    stop: tuple[Step, ...]
+    if os_ is OS.LINUX:
+        stop = (
             Step(
-                f"stopping the {WINDOWS_SERVICE} service", (nebula, "-service", "stop"), check=False
+                f"stopping {SYSTEMD_UNIT}",
+                ("systemctl", "disable", "--now", SYSTEMD_UNIT),
+                check=False,
             ),
-            Step(f"removing the {WINDOWS_SERVICE} service", (nebula, "-service", "uninstall")),
-        ),
-    )
-
-
-def windows_owner_only(path: str, user: str) -> Step:
-    """An owner-only ACL on a secret file: no inherited entries, the user, and LocalSystem
-    (read) for the nebula service. The exact icacls command, run without admin rights."""
-    return Step(
-        f"restricting {path} to {user}",
-        ("icacls", path, "/inheritance:r", "/grant:r", f"{user}:F", "/grant:r", f"{SYSTEM_SID}:R"),
-        admin=False,
-    )
+            Step(f"removing {system.unit}", ("rm", "-f", system.unit)),
+            Step("reloading systemd", ("systemctl", "daemon-reload"), check=False),
+            Step(
+                f"forgetting {SYSTEMD_UNIT}",
+                ("systemctl", "reset-failed", SYSTEMD_UNIT),
+                check=False,
+            ),
+        )
+    elif os_ is OS.MACOS:
+        stop = (
+            Step(
+                f"stopping {LAUNCHD_LABEL}",
+                ("launchctl", "bootout", f"system/{LAUNCHD_LABEL}"),
+                check=False,
+            ),
+            Step(f"removing {system.unit}", ("rm", "-f", system.unit, system.log)),
+        )
+    else:
+        stop = (
+            Step(
+                f"stopping the {WINDOWS_SERVICE} service",
+                (system.nebula, "-service", "stop"),
+                check=False,
+            ),
+            Step(
+                f"removing the {WINDOWS_SERVICE} service", (system.nebula, "-service", "uninstall")
+            ),
+        )
+    return (*stop, *remove_steps(system))
