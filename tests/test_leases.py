@@ -59,6 +59,7 @@ class Hub:
             "hostname": extra.pop("hostname", "box"),
             "name": name,
         }
+        source = extra.pop("source", "")
         return leases.handle(
             {**request, **extra},
             table_path=str(self.table_path),
@@ -66,6 +67,7 @@ class Hub:
             pool_path=str(self.pool_path),
             published_path=str(self.published_path),
             now=now,
+            source=source,
         )
 
     def name(self, answer: dict[str, Any]) -> str:
@@ -104,7 +106,11 @@ def test_an_exhausted_pool_refuses_and_says_when_a_lease_may_end(hub: Hub) -> No
     answer = hub.ask(T0 + 1, "claim", MACHINES[3])
     assert (answer["ok"], answer["reason"]) == (False, "exhausted")
     assert "all 3 worker certificates are held by live machines" in answer["message"]
-    assert "the first lease to end unless renewed is worker0001" in answer["message"]
+    when = leases._when(T0 + TTL)
+    assert f"the first lease to end unless renewed ends at {when}" in answer["message"]
+    # It says when, never which certificate or machine: anyone with the claim key may ask.
+    assert not any(f"worker000{i}" in answer["message"] for i in (1, 2, 3))
+    assert not any(m[:12] in answer["message"] for m in (A, B, C))
     assert len(hub.published()["leases"]) == 3
 
 
@@ -119,7 +125,8 @@ def test_a_lease_that_is_not_renewed_ends_after_the_ttl(hub: Hub) -> None:
     # B comes back (its renewal was late): it lost its certificate and must pick again.
     late = hub.ask(T0 + TTL + 1, "renew", B, "worker0002")
     assert (late["ok"], late["reason"]) == (False, "lost")
-    assert MACHINES[3][:12] in late["message"]
+    assert late["message"] == "worker0002 is now held by another machine"
+    assert MACHINES[3][:12] not in late["message"], "never who holds it"
 
 
 def test_an_ended_lease_nobody_took_is_renewed_again(hub: Hub) -> None:
@@ -150,25 +157,31 @@ def test_a_returning_machine_prefers_its_last_certificate(hub: Hub) -> None:
     assert hub.name(hub.ask(T0 + 2, "claim", A)) == "worker0001"
 
 
-def test_a_host_named_like_a_certificate_gets_it_back_from_an_unnamed_holder(hub: Hub) -> None:
-    assert hub.name(hub.ask(T0, "claim", A)) == "worker0003"  # a clone named "render"
+def test_a_host_named_like_a_certificate_waits_and_never_moves_a_live_holder(hub: Hub) -> None:
+    """Every worker has the claim key and names itself: a workerNNNN hostname is no proof, so
+    it never takes a certificate from a live holder (one that renews), named or not."""
+    assert hub.name(hub.ask(T0, "claim", A, hostname="render")) == "worker0003"
     waiting = hub.ask(T0 + 1, "claim", B, "worker0003", hostname="worker0003")
     assert (waiting["ok"], waiting["reason"]) == (False, "taken")
-    assert "did not ask for it by name" in waiting["message"]
-    # Never two holders: the named host waits until the holder has been told and has let go.
-    moved = hub.ask(T0 + 2, "renew", A, "worker0003")
-    assert (moved["ok"], moved["reason"]) == (False, "lost")
-    # The holder picks again at once: it gets another one, not the one it must give up.
-    assert hub.name(hub.ask(T0 + 2, "claim", A)) == "worker0002"
-    assert hub.ask(T0 + 3, "renew", A, "worker0003")["reason"] == "lost"
-    grace = leases.HANDOVER_GRACE
-    assert hub.ask(T0 + 2 + grace - 1, "claim", B, "worker0003")["reason"] == "taken"
-    assert hub.name(hub.ask(T0 + 2 + grace, "claim", B, "worker0003")) == "worker0003"
-    assert hub.name(hub.ask(T0 + 3 + grace, "claim", A)) == "worker0002", "and keeps it"
-    # A holder that asked by name is never moved: the second host of that name just waits.
-    again = hub.ask(T0 + 4 + grace, "claim", C, "worker0003", hostname="worker0003")
+    assert "held by another live machine" in waiting["message"]
+    assert "this host waits for it" in waiting["message"]
+    assert A[:12] not in waiting["message"]
+    assert "render" not in waiting["message"]
+    # The holder is not told to move: it renews and keeps its certificate, again and again.
+    for t in range(T0 + 2, T0 + 3 * TTL, TTL // 3):
+        kept = hub.ask(t, "renew", A, "worker0003", hostname="render")
+        assert kept["ok"], kept
+        assert hub.ask(t, "claim", B, "worker0003", hostname="worker0003")["reason"] == "taken"
+    assert hub.name(hub.ask(T0 + 3 * TTL, "claim", A, hostname="render")) == "worker0003"
+    assert [x["machine"] for x in hub.published()["leases"]] == [A]
+    # Once the holder lets go (or stops renewing), the named host gets it.
+    assert hub.ask(T0 + 3 * TTL + 1, "release", A, "worker0003")["released"] is True
+    assert hub.name(hub.ask(T0 + 3 * TTL + 2, "claim", B, "worker0003")) == "worker0003"
+    assert hub.name(hub.ask(T0 + 3 * TTL + 3, "claim", A, hostname="render")) == "worker0002"
+    # A holder that asked by name is not moved either: the second host of that name waits.
+    again = hub.ask(T0 + 3 * TTL + 4, "claim", C, "worker0003", hostname="worker0003")
     assert "held by another live machine" in again["message"]
-    assert hub.ask(T0 + 5 + grace, "renew", B, "worker0003")["ok"]
+    assert hub.ask(T0 + 3 * TTL + 5, "renew", B, "worker0003")["ok"]
 
 
 def test_a_worker_hostname_asks_for_its_own_certificate(hub: Hub) -> None:
@@ -176,12 +189,116 @@ def test_a_worker_hostname_asks_for_its_own_certificate(hub: Hub) -> None:
     taken = hub.ask(T0 + 1, "claim", B, "worker0003", hostname="worker0003")
     assert (taken["ok"], taken["reason"]) == (False, "taken")
     assert "worker0003 is held by another live machine" in taken["message"]
-    assert "hostname worker0003" in taken["message"]
+    assert "hostname" not in taken["message"]
+    assert A[:12] not in taken["message"]
     # The same machine renamed to worker0002 moves: its old lease ends with the new grant.
     assert hub.name(hub.ask(T0 + 2, "claim", A, "worker0002")) == "worker0002"
     assert [x["name"] for x in hub.published()["leases"]] == ["worker0002"]
     unknown = hub.ask(T0 + 3, "claim", C, "worker0099")
     assert unknown["reason"] == "unknown"
+
+
+def test_one_source_holds_at_most_half_the_pool_and_brings_few_new_machines(
+    tmp_path: Path,
+) -> None:
+    """Random machine ids from one address cannot drain the pool: it holds at most
+    per_source certificates at once (half the pool by default) and brings at most that many
+    machines the hub has never seen per TTL; other addresses still get theirs."""
+    hub = Hub(tmp_path, size=6)
+    attacker, other = "203.0.113.7", "198.51.100.2"
+    randoms = [os.urandom(16).hex() for _ in range(6)]
+    got = [hub.ask(T0, "claim", m, source=attacker) for m in randoms]
+    assert [a["ok"] for a in got] == [True, True, True, False, False, False]
+    refused = got[3]
+    assert refused["reason"] == "limit"
+    assert refused["message"].startswith(
+        f"this address {attacker} already holds 3 worker certificate(s), the most one address "
+        "may hold at once (lease_per_source in farm.toml)"
+    )
+    for text in (a["message"] for a in got[3:]):
+        assert not any(m[:12] in text for m in randoms[:3]), "never another machine's id"
+        assert not any(a["lease"]["name"] in text for a in got[:3]), "nor its certificate"
+    # Asking again, or renewing, is no new lease: it does not count against the bound.
+    first = got[0]["lease"]["name"]
+    assert hub.name(hub.ask(T0 + 1, "claim", randoms[0], source=attacker)) == first
+    assert hub.ask(T0 + 1, "renew", randoms[0], first, source=attacker)["ok"]
+    # "Renewing" a free certificate is a claim too, and bounded the same way.
+    free = sorted({f"worker{i:04d}" for i in range(1, 7)} - {a["lease"]["name"] for a in got[:3]})
+    stolen = hub.ask(T0 + 1, "renew", randoms[4], free[0], source=attacker)
+    assert (stolen["ok"], stolen["reason"]) == (False, "limit")
+    # The pool still has free certificates for everyone else.
+    assert hub.name(hub.ask(T0 + 2, "claim", A, source=other)) == free[-1]
+    assert len(hub.published()["leases"]) == 4
+    # Letting one go frees a place, but not for yet another new machine within the TTL...
+    assert hub.ask(T0 + 3, "release", randoms[1], got[1]["lease"]["name"])["released"] is True
+    churn = hub.ask(T0 + 4, "claim", randoms[5], source=attacker)
+    assert (churn["ok"], churn["reason"]) == (False, "limit")
+    assert "brought 3 new machines to the hub within 60 s" in churn["message"]
+    # ...while a machine the hub knows comes back at once, and new ones after the TTL.
+    assert hub.name(hub.ask(T0 + 5, "claim", randoms[1], boot="02" * 16, source=attacker))
+    assert hub.ask(T0 + 6, "claim", randoms[5], source=attacker)["reason"] == "limit"
+    assert hub.ask(T0 + TTL + 1, "release", randoms[1], got[1]["lease"]["name"], boot="02" * 16)
+    renewed = [
+        hub.ask(T0 + TTL, "renew", m, a["lease"]["name"], source=attacker)
+        for m, a in ((randoms[0], got[0]), (randoms[2], got[2]))
+    ]
+    assert all(a["ok"] for a in renewed)
+    assert hub.ask(T0 + TTL + 2, "claim", randoms[1], source=attacker)["ok"]
+    assert hub.ask(T0 + TTL + 3, "claim", randoms[5], source=attacker)["reason"] == "limit"
+
+
+def test_the_bound_per_source_can_be_set_for_workers_behind_one_address(tmp_path: Path) -> None:
+    hub = Hub(tmp_path, size=4)
+    hub.pool_path.write_text(json.dumps({"ttl": TTL, "pool": pool(4), "per_source": 4}))
+    nat = "192.0.2.1"
+    assert [hub.ask(T0, "claim", m, source=nat)["ok"] for m in MACHINES[:4]] == [True] * 4
+    assert hub.ask(T0, "claim", MACHINES[4], source=nat)["reason"] == "exhausted"
+    assert leases.load_pool(str(hub.pool_path))["per_source"] == 4
+    hub.set_pool(pool(7))
+    assert leases.load_pool(str(hub.pool_path))["per_source"] == 4, "7 // 2, rounded up"
+
+
+@pytest.mark.parametrize(
+    ("environ", "source"),
+    [
+        ({"SSH_CONNECTION": "203.0.113.7 51234 10.0.0.1 22"}, "203.0.113.7"),
+        ({"SSH_CLIENT": "198.51.100.2 51234 22"}, "198.51.100.2"),
+        ({"SSH_CONNECTION": "2001:db8:1:2:aaaa::7 5 2001:db8::1 22"}, "2001:db8:1:2::/64"),
+        ({"SSH_CONNECTION": "::ffff:192.0.2.9 5 ::1 22"}, "192.0.2.9"),
+        ({"SSH_CONNECTION": "fe80::1%eth0 5 fe80::2 22"}, "fe80::/64"),
+        ({}, ""),
+        ({"SSH_CONNECTION": "nonsense"}, ""),
+    ],
+)
+def test_the_source_is_the_address_sshd_names(environ: dict[str, str], source: str) -> None:
+    assert leases.source_of(environ) == source
+
+
+def _pipe_with(data: bytes, close: bool) -> int:
+    read, write = os.pipe()
+    os.write(write, data)
+    if close:
+        os.close(write)
+    return read
+
+
+def test_a_request_must_arrive_whole_within_the_deadline_and_the_size_cap() -> None:
+    now = [100.0]
+
+    def clock() -> float:
+        now[0] += 6.0  # every look at the clock: six seconds later
+        return now[0]
+
+    # A request that never ends (stdin stays open) is cut off at the deadline.
+    with pytest.raises(leases.Refused, match="no complete request within 10 s") as exc:
+        leases.read_request(_pipe_with(b'{"op": ', close=False), seconds=10.0, clock=clock)
+    assert exc.value.reason == "timeout"
+    assert now[0] == 118.0, "it stopped at the first look past the deadline"
+    # One that is too long is refused at once, without reading it to its end.
+    with pytest.raises(leases.Refused, match="request too long") as exc:
+        leases.read_request(_pipe_with(b"x" * (leases.MAX_REQUEST + 10), close=False))
+    assert exc.value.reason == "bad-request"
+    assert leases.read_request(_pipe_with(b"{}", close=True)) == b"{}"
 
 
 def test_expired_and_revoked_certificates_are_never_handed_out(hub: Hub) -> None:

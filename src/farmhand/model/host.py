@@ -152,6 +152,15 @@ class HostModel:
         return max(2, self.lease_ttl // 3)
 
     @property
+    def lease_per_source(self) -> int:
+        """How many worker certificates one source address may hold at once (farm.toml
+        lease_per_source; 0 when unset: the lease service then allows half the pool)."""
+        raw = self.plan.extra.get("lease_per_source", 0)
+        if isinstance(raw, bool) or not isinstance(raw, int) or raw < 0:
+            raise UsageError(f"lease_per_source in farm.toml must be a whole number, not {raw!r}")
+        return raw
+
+    @property
     def lease_ssh_port(self) -> int:
         """The hub's SSH port workers claim certificates on (farm.toml lease_ssh_port)."""
         return int(self.plan.extra.get("lease_ssh_port", SSH_PORT))

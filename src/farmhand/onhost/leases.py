@@ -11,6 +11,18 @@ only for one forced command (``restrict,command=…`` in the authorized_keys of 
 ``farmhand-lease`` user), and workers pin the hub's extra ECDSA P-384 host key from the key store.
 No new port, nothing in clear, no unauthenticated party can claim.
 
+Every worker has the claim key, so the service assumes that a caller may misbehave:
+
+- one source address (sshd's ``SSH_CONNECTION``, an IPv6 address by its /64) holds at most
+  ``per_source`` certificates at once (farm.toml ``lease_per_source``; default half the pool,
+  rounded up) and brings at most ``per_source`` machines the hub has never seen per TTL, so
+  random machine ids cannot drain the pool (a renewal of a free certificate is a claim too);
+- a host named ``workerNNNN`` never takes that certificate from a live holder (one that
+  renews within its TTL): it waits like any other;
+- a refusal names nothing but what was asked: no other machine, hostname or certificate;
+- a session has SESSION_SECONDS to send its request (at most MAX_REQUEST bytes) and
+  SESSION_LIMIT in all.
+
 This one file is the whole protocol. farmhand imports it (tests, ``farmhand status``, rendering);
 the deploys install it unchanged as ``/usr/local/lib/farmhand/leases.py`` on the hub, where
 ``leases.py serve`` is the forced command, and on workers, where ``pick``, ``renew`` and
@@ -31,10 +43,13 @@ certificate if it is still free); the published copy lists live leases only.
 import contextlib
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import random
 import re
+import select
+import signal
 import socket
 import struct
 import subprocess
@@ -66,9 +81,11 @@ DEFAULT_TTL = 180
 MIN_TTL = 6
 MAX_REQUEST = 4096
 RETRY_SECONDS = 5.0
-HANDOVER_GRACE = 10
-"""Seconds an evicted holder keeps its lease after being told, to stop Nebula first."""
 REPEAT_LOG_SECONDS = 60.0
+SESSION_SECONDS = 10.0
+"""How long the lease service waits for a whole request on stdin before it hangs up."""
+SESSION_LIMIT = 30
+"""Seconds one lease session may last in all (reading, waiting for the lock, answering)."""
 
 _MACHINE = re.compile(r"^[0-9a-f]{16,64}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -139,6 +156,57 @@ def _ours(lease: Lease, machine: str, boot: str) -> bool:
     return bool(lease["machine"] == machine and lease.get("boot", "") == boot)
 
 
+def default_per_source(pool_size: int) -> int:
+    """How many certificates one source may hold at once unless farm.toml says (half the pool,
+    rounded up): one address can never take the whole pool."""
+    return max(1, (pool_size + 1) // 2)
+
+
+def source_of(environ: Dict[str, str]) -> str:
+    """Where a request comes from, as sshd tells the forced command (SSH_CONNECTION, else
+    SSH_CLIENT): an IPv4 address, or the /64 of an IPv6 address (one host usually has a whole
+    /64 to pick addresses from). '' when not run by sshd: a caller on the hub itself, which
+    no bound applies to (it could edit the table anyway)."""
+    words = (environ.get("SSH_CONNECTION") or environ.get("SSH_CLIENT") or "").split()
+    text = words[0].split("%")[0] if words else ""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(text + "/64", strict=False))
+    return str(address)
+
+
+def _check_source(
+    table: Table, machine: str, boot: str, source: str, per_source: int, now: int, ttl: int
+) -> None:
+    """Refused('limit') when ``source`` holds ``per_source`` live leases already (other than
+    this boot's own), or brought ``per_source`` machines the hub had never seen within a TTL."""
+    if per_source <= 0 or not source:
+        return
+    held = [x for x in live(table, now) if x.get("source") == source]
+    held = [x for x in held if not _ours(x, machine, boot)]
+    where = ("network " if "/" in source else "address ") + source
+    if len(held) >= per_source:
+        raise Refused(
+            "limit",
+            f"this {where} already holds {len(held)} worker certificate(s), the most one address "
+            "may hold at once (lease_per_source in farm.toml): waiting until one of its leases "
+            "ends",
+        )
+    if not any(x["machine"] == machine for x in table["leases"]):
+        recent = [t for t in table.get("sources", {}).get(source, []) if t > now - ttl]
+        if len(recent) >= per_source:
+            raise Refused(
+                "limit",
+                f"this {where} brought {len(recent)} new machines to the hub within {ttl} s, the "
+                "most it may (lease_per_source in farm.toml): trying again later",
+            )
+
+
 def _grant(
     table: Table,
     entry: Dict[str, Any],
@@ -148,31 +216,32 @@ def _grant(
     now: int,
     ttl: int,
     by_name: bool = False,
+    source: str = "",
+    per_source: int = 0,
 ) -> Lease:
-    for other in table["leases"]:  # one certificate per running machine: its others end
-        moving = other.get("evicted")  # keeps its grace: its Nebula may still be stopping
-        if _ours(other, machine, boot) and other["name"] != entry["name"] and not moving:
-            other["expires"] = min(other["expires"], now)
     lease = _record(table, entry["name"])
-    if lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now:
+    fresh = lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now
+    if fresh:
+        _check_source(table, machine, boot, source, per_source, now, ttl)
+        if source and not any(x["machine"] == machine for x in table["leases"]):
+            table.setdefault("sources", {}).setdefault(source, []).append(now)
+    for other in table["leases"]:  # one certificate per running machine: its others end
+        if _ours(other, machine, boot) and other["name"] != entry["name"]:
+            other["expires"] = min(other["expires"], now)
+    if lease is None or fresh:
         table["leases"] = [x for x in table["leases"] if x["name"] != entry["name"]]
         lease = {"name": entry["name"], "ip": str(entry["ip"]), "since": now}
         table["leases"].append(lease)
     lease.update(machine=machine, boot=boot, hostname=hostname, renewed=now, expires=now + ttl)
     lease["by_name"] = by_name
-    lease.pop("evict", None)
+    lease["source"] = source
+    lease.pop("evict", None)  # marks an older hub left: nobody is moved off a live lease now
     lease.pop("evicted", None)
     lease["ip"] = str(entry["ip"])
     table["leases"].sort(key=lambda x: x["name"])
     table["updated"] = now
     table["ttl"] = ttl
     return dict(lease)
-
-
-def _holder(lease: Lease) -> str:
-    return "machine {} (hostname {}, since {})".format(
-        lease["machine"][:12], lease.get("hostname") or "?", _when(lease["since"])
-    )
 
 
 def _when(stamp: int) -> str:
@@ -188,11 +257,17 @@ def claim(
     want: str,
     now: int,
     ttl: int,
+    source: str = "",
+    per_source: int = 0,
 ) -> Lease:
     """Give ``machine`` a certificate: ``want`` if named (a workerNNNN hostname), else any free
-    one, preferring the one it held last. Raises Refused when it must wait."""
+    one, preferring the one it held last. Raises Refused when it must wait.
+
+    A refusal names nothing but what was asked: never another machine, its hostname or
+    which certificate it holds (every worker has the claim key, so anyone may ask)."""
     usable = _usable(pool, now)
     held = {x["name"]: x for x in live(table, now)}
+    limits = {"source": source, "per_source": per_source}  # type: Dict[str, Any]
     if want:
         if want not in usable:
             raise Refused(
@@ -200,50 +275,35 @@ def claim(
                 f"the hub's pool has no usable certificate {want} (not in the workers bundle, "
                 "revoked or expired)",
             )
+        # A host named like the certificate waits like any other: a live holder (one that
+        # renews) is never moved off it, whatever the asking host calls itself.
         holder = held.get(want)
-        spare = [n for n in usable if n not in held and n != want]
-        # A host named like the certificate wins it back from one that took it as "any free"
-        # one: the holder moves to another at its next renewal; only then (after a grace for it
-        # to stop Nebula) is the certificate handed over.
-        theirs = holder is not None and not _ours(holder, machine, boot)
-        if theirs and holder is not None and not holder.get("by_name") and spare:
-            holder["evict"] = True
-            raise Refused(
-                "taken",
-                f"{want} is held by {_holder(holder)}, which did not ask for it by name: it "
-                "moves to another certificate at its next renewal, then this one gets it",
-            )
         if holder is not None and not _ours(holder, machine, boot):
-            same = holder["machine"] == machine
             raise Refused(
                 "taken",
-                "{} is held by {}: {}, until {} unless it renews".format(
+                "{} is held by {} until {} unless that lease is renewed; this host waits for "
+                "it".format(
                     want,
                     "an earlier boot of this machine (or a clone with its machine-id and MAC)"
-                    if same
+                    if holder["machine"] == machine
                     else "another live machine",
-                    _holder(holder),
                     _when(holder["expires"]),
                 ),
             )
-        return _grant(table, usable[want], machine, boot, hostname, now, ttl, by_name=True)
-    mine = [
-        x
-        for x in held.values()
-        if _ours(x, machine, boot) and x["name"] in usable and not x.get("evicted")
-    ]
+        return _grant(
+            table, usable[want], machine, boot, hostname, now, ttl, by_name=True, **limits
+        )
+    mine = [x for x in held.values() if _ours(x, machine, boot) and x["name"] in usable]
     if mine:
-        return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl)
+        return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl, **limits)
     free = [name for name in usable if name not in held]
     if not free:
-        soonest = min(held.values(), key=lambda x: x["expires"]) if held else None
+        soonest = min((x["expires"] for x in held.values()), default=0)
         raise Refused(
             "exhausted",
             "the pool is exhausted: all {} worker certificates are held by live machines{}".format(
                 len(usable),
-                "; the first lease to end unless renewed is {} at {}".format(
-                    soonest["name"], _when(soonest["expires"])
-                )
+                f"; the first lease to end unless renewed ends at {_when(soonest)}"
                 if soonest
                 else "",
             ),
@@ -254,7 +314,7 @@ def claim(
     # their way.
     own = [n for n in free if (_record(table, n) or {}).get("machine") == machine]
     ranked = own or sorted(free, reverse=True)
-    return _grant(table, usable[ranked[0]], machine, boot, hostname, now, ttl)
+    return _grant(table, usable[ranked[0]], machine, boot, hostname, now, ttl, **limits)
 
 
 def renew(
@@ -266,8 +326,11 @@ def renew(
     hostname: str,
     now: int,
     ttl: int,
+    source: str = "",
+    per_source: int = 0,
 ) -> Lease:
-    """Extend ``machine``'s lease of ``name``; Refused('lost') when another machine has it."""
+    """Extend ``machine``'s lease of ``name``; Refused('lost') when another machine has it.
+    A lease that had already ended and that nobody took is granted again."""
     usable = _usable(pool, now)
     if name not in usable:
         raise Refused(
@@ -275,24 +338,25 @@ def renew(
             f"the hub's pool no longer has {name} (revoked or expired): re-deploy this worker",
         )
     lease = _record(table, name)
-    if lease is not None and not _ours(lease, machine, boot) and lease["expires"] > now:
-        raise Refused("lost", f"{name} is now held by {_holder(lease)}")
-    if (
-        lease is not None
-        and (lease.get("evict") or lease.get("evicted"))
-        and lease["expires"] > now
-    ):
-        # It stays held for the grace (so nobody else runs it yet) but is no longer this
-        # machine's to renew or to claim again.
-        if not lease.get("evicted"):
-            lease["expires"] = min(lease["expires"], now + HANDOVER_GRACE)
-        lease["evict"], lease["evicted"] = False, True
-        raise Refused(
-            "lost",
-            f"a host named {name} asks for {name}: this worker moves to another certificate",
-        )
-    by_name = bool(lease is not None and _ours(lease, machine, boot) and lease.get("by_name"))
-    return _grant(table, usable[name], machine, boot, hostname, now, ttl, by_name=by_name)
+    if lease is not None and lease["expires"] > now:
+        if not _ours(lease, machine, boot):
+            raise Refused("lost", f"{name} is now held by another machine")
+        if lease.get("evicted"):  # an older hub told this worker to move: it has been told
+            raise Refused("lost", f"{name} was handed to a host of that name")
+    held = lease is not None and _ours(lease, machine, boot) and lease["expires"] > now
+    by_name = bool(held and lease is not None and lease.get("by_name"))
+    return _grant(
+        table,
+        usable[name],
+        machine,
+        boot,
+        hostname,
+        now,
+        ttl,
+        by_name=by_name,
+        source=source,
+        per_source=per_source,
+    )
 
 
 def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:
@@ -326,9 +390,13 @@ def _dump(table: Table) -> bytes:
 
 
 def load_pool(path: str = HUB_POOL) -> Dict[str, Any]:
+    """The hub's pool (lease-pool.json): ``ttl``, ``pool`` and ``per_source`` (farm.toml's
+    lease_per_source, else half the pool)."""
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
-    return {"ttl": int(data["ttl"]), "pool": list(data["pool"])}
+    pool = list(data["pool"])
+    per_source = int(data.get("per_source") or 0) or default_per_source(len(pool))
+    return {"ttl": int(data["ttl"]), "pool": pool, "per_source": per_source}
 
 
 def check_request(request: Any) -> Dict[str, str]:
@@ -368,8 +436,10 @@ def handle(
     pool_path: str = HUB_POOL,
     published_path: Optional[str] = PUBLISHED,
     now: Optional[int] = None,
+    source: str = "",
 ) -> Dict[str, Any]:
-    """Apply one request to the table on disk under an exclusive lock; the answer as a dict."""
+    """Apply one request from ``source`` (see source_of) to the table on disk under an
+    exclusive lock; the answer as a dict."""
     try:
         fields = check_request(request)
     except Refused as exc:
@@ -400,6 +470,8 @@ def handle(
                     fields["name"],
                     stamp,
                     ttl,
+                    source=source,
+                    per_source=config["per_source"],
                 )
             elif fields["op"] == "renew":
                 answer["lease"] = renew(
@@ -411,6 +483,8 @@ def handle(
                     fields["hostname"],
                     stamp,
                     ttl,
+                    source=source,
+                    per_source=config["per_source"],
                 )
             else:
                 answer["released"] = release(
@@ -420,11 +494,14 @@ def handle(
             answer = {"ok": False, "reason": exc.reason, "message": str(exc), "ttl": ttl}
         table["updated"] = stamp
         table["ttl"] = ttl
-        # Forget leases that ended over a day ago and whose certificate left the pool.
+        # Forget leases that ended over a day ago and whose certificate left the pool, and new
+        # machines counted more than a TTL ago.
         names = {p["name"] for p in config["pool"]}
         table["leases"] = [
             x for x in table["leases"] if x["name"] in names or x["expires"] > stamp - 86400
         ]
+        recent = {k: [t for t in v if t > stamp - ttl] for k, v in table.get("sources", {}).items()}
+        table["sources"] = {k: v for k, v in recent.items() if v}
         _atomic_write(table_path, _dump(table), 0o644)
         if published_path:
             try:
@@ -434,18 +511,67 @@ def handle(
     return answer
 
 
+class _SessionOver(Exception):
+    pass
+
+
+def _session_over(signum: int, frame: Any) -> None:
+    raise _SessionOver()
+
+
+def read_request(
+    fd: int = 0,
+    limit: int = MAX_REQUEST,
+    seconds: float = SESSION_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """The request on ``fd``, up to its end: at most ``limit`` bytes within ``seconds`` (in all,
+    however slowly they trickle in), or Refused."""
+    deadline = clock() + seconds
+    chunks = []  # type: List[bytes]
+    size = 0
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            raise Refused(
+                "timeout", f"no complete request within {seconds:.0f} s: the hub hangs up"
+            )
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        data = os.read(fd, limit + 1 - size)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+        size += len(data)
+        if size > limit:
+            raise Refused("bad-request", "request too long")
+
+
 def serve(**paths: Any) -> int:
-    """The forced command: one JSON request on stdin, one JSON answer on stdout (``paths``
-    moves the table elsewhere, for tests)."""
-    raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
-    if len(raw) > MAX_REQUEST:
-        answer = {"ok": False, "reason": "bad-request", "message": "request too long"}
-    else:
+    """The forced command: one JSON request on stdin (within SESSION_SECONDS), one JSON answer
+    on stdout, the whole session within SESSION_LIMIT (``paths`` moves the table elsewhere,
+    for tests)."""
+    signal.signal(signal.SIGALRM, _session_over)
+    signal.alarm(SESSION_LIMIT)
+    try:
         try:
-            request = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            request = None
-        answer = handle(request, **paths)
+            raw = read_request()
+            try:
+                request = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                request = None
+            answer = handle(request, source=source_of(dict(os.environ)), **paths)
+        except Refused as exc:
+            answer = {"ok": False, "reason": exc.reason, "message": str(exc)}
+        except _SessionOver:
+            answer = {
+                "ok": False,
+                "reason": "busy",
+                "message": f"the hub could not answer within {SESSION_LIMIT} s",
+            }
+    finally:
+        signal.alarm(0)
     sys.stdout.write(json.dumps(answer) + "\n")
     return 0
 
