@@ -8,8 +8,10 @@ end-to-end path through OpenSSH is in tests/test_leases_ssh.py and tests/test_la
 from __future__ import annotations
 
 import ast
+import errno
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -337,16 +339,75 @@ def test_bad_requests_are_refused_and_change_nothing(hub: Hub, request_: Any) ->
     assert not hub.table_path.exists()
 
 
-def test_files_are_written_atomically_with_their_modes_and_a_damaged_table_is_kept(
+def test_files_are_written_durably_with_their_modes_and_a_damaged_table_is_kept(
     hub: Hub,
 ) -> None:
     hub.ask(T0, "claim", A)
     for path in (hub.table_path, hub.published_path):
         assert stat.S_IMODE(path.stat().st_mode) == 0o644
-    assert sorted(p.name for p in hub.table_path.parent.iterdir()) == ["leases.json", "lock"]
+    journal = hub.table_path.parent / "leases.json.unsaved"
+    assert sorted(p.name for p in hub.table_path.parent.iterdir()) == [
+        "leases.json",
+        "leases.json.unsaved",
+        "lock",
+    ]
+    assert journal.stat().st_size == 4096, "room for unsaved renewals, made while there is room"
+    assert leases.read_journal(str(journal)) == []
+    # Each write keeps the table it replaces as .prev (a hard link, no copy).
+    assert hub.ask(T0 + 1, "renew", A, "worker0003")["ok"]
+    prev = leases.parse_table((hub.table_path.parent / "leases.json.prev").read_text())
+    assert [(x["name"], x["expires"]) for x in prev["leases"]] == [("worker0003", T0 + TTL)]
+    assert leases.parse_table(hub.table_path.read_text())["leases"][0]["expires"] == T0 + 1 + TTL
+    # A damaged table is kept for a human and never replaced by an empty one (which would give
+    # worker0003 away while A runs it): the last good copy is used, and for one TTL nothing
+    # is granted, because the damaged table may have held a lease the copy does not.
     hub.table_path.write_text("{not json")
-    assert hub.name(hub.ask(T0 + 1, "claim", B)) == "worker0003"
-    assert (hub.table_path.parent / f"leases.json.damaged-{T0 + 1}").read_text() == "{not json"
+    waiting = hub.ask(T0 + 2, "claim", B)
+    assert (waiting["ok"], waiting["reason"]) == (False, "paused")
+    assert "the hub restored its lease table from the last good copy" in waiting["message"]
+    assert (hub.table_path.parent / f"leases.json.damaged-{T0 + 2}").read_text() == "{not json"
+    assert hub.published()["grants_paused_until"] == T0 + 2 + TTL
+    # A renewal the copy proves (this very boot held it) is answered; another one is not.
+    assert hub.ask(T0 + 3, "renew", A, "worker0003")["ok"]
+    unproven = hub.ask(T0 + 3, "renew", B, "worker0001")
+    assert (unproven["ok"], unproven["reason"]) == (False, "paused")
+    assert hub.ask(T0 + 1 + TTL, "claim", B)["reason"] == "paused"
+    assert hub.name(hub.ask(T0 + 2 + TTL, "claim", B)) == "worker0002", "not A's"
+    assert "grants_paused_until" not in hub.published()
+    # Both the table and its copy damaged: nothing is granted or renewed until every lease they
+    # could hold has ended (a TTL after either was last written), then a new table.
+    last_write = T0 + 100
+    for path in (hub.table_path, hub.table_path.parent / "leases.json.prev"):
+        path.write_text("{not json")
+        os.utime(path, (last_write, last_write))
+    for op, machine, name in (("renew", A, "worker0003"), ("claim", C, "")):
+        answer = hub.ask(last_write + 1, op, machine, name)
+        assert (answer["ok"], answer["reason"]) == (False, "hub-table"), answer
+        assert "nor a good copy of it: it grants and renews nothing until" in answer["message"]
+    assert "cannot read its lease table" in hub.published()["table_error"]
+    assert hub.table_path.read_text() == "{not json", "left as it is meanwhile"
+    assert hub.ask(last_write + TTL, "claim", C)["reason"] == "hub-table"
+    assert hub.name(hub.ask(last_write + 1 + TTL, "claim", C)) == "worker0003"
+    for name in ("leases.json", "leases.json.prev"):
+        kept = hub.table_path.parent / f"{name}.damaged-{last_write + 1 + TTL}"
+        assert kept.read_text() == "{not json"
+
+
+def test_a_damaged_journal_holds_grants_for_a_ttl_and_is_made_anew(hub: Hub) -> None:
+    """The journal may hold renewals answered while the disk was full: if it cannot be read,
+    no certificate is granted until a TTL after it was last written."""
+    hub.ask(T0, "claim", A)
+    journal = hub.table_path.parent / "leases.json.unsaved"
+    journal.write_text("garbage")
+    os.utime(journal, (T0 + 10, T0 + 10))
+    waiting = hub.ask(T0 + 11, "claim", B)
+    assert (waiting["ok"], waiting["reason"]) == (False, "paused")
+    assert "journal of unsaved renewals was damaged" in waiting["message"]
+    assert hub.ask(T0 + 12, "renew", A, "worker0003")["ok"], "a lease on record is renewed"
+    assert leases.read_journal(str(journal)) == []
+    assert journal.stat().st_size == 4096
+    assert hub.ask(T0 + 10 + TTL, "claim", B)["reason"] == "paused"
+    assert hub.name(hub.ask(T0 + 11 + TTL, "claim", B)) == "worker0002"
 
 
 def _claim_in_a_process(args: tuple[str, str]) -> dict[str, Any]:
@@ -374,6 +435,192 @@ def test_simultaneous_claims_from_many_processes_never_share_a_certificate(
     assert sorted(granted) == [f"worker{i:04d}" for i in range(1, 7)]
     assert sorted(a["reason"] for a in answers if not a["ok"]) == ["exhausted"] * 3
     assert len(hub.published()["leases"]) == 6
+
+
+# --- a full disk ------------------------------------------------------------------------------
+
+FULL_DISK_DRIVER = """
+import errno, json, os, sys
+from farmhand.onhost import leases
+
+disk, pool_path, T0, TTL = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+os.makedirs(disk + "/state")
+os.makedirs(disk + "/share")
+table = disk + "/state/leases.json"
+A, B, C = "a" * 32, "b" * 32, "c" * 32
+out = {"steps": []}
+
+def ask(now, op, machine, name=""):
+    answer = leases.handle(
+        {"op": op, "machine": machine, "boot": machine, "hostname": "h", "name": name},
+        table_path=table, lock_path=disk + "/state/lock", pool_path=pool_path,
+        published_path=disk + "/share/leases.json", now=now)
+    out["steps"].append([now, op, machine[0], name, answer])
+    return answer
+
+def snapshot(key):
+    with open(table, "rb") as handle:
+        out[key] = handle.read().decode()
+    with open(disk + "/share/leases.json") as handle:
+        out[key + "_published"] = json.load(handle)
+
+ask(T0, "claim", A)
+ask(T0, "claim", B)
+snapshot("before")
+# Fill the disk to the last byte.
+filler = os.open(disk + "/filler", os.O_WRONLY | os.O_CREAT)
+for size in (4096, 1):
+    try:
+        while os.write(filler, b"x" * size):
+            pass
+    except OSError as exc:
+        out["fill_error"] = exc.errno
+try:
+    os.write(filler, b"x")
+    out["still_room"] = True
+except OSError:
+    out["still_room"] = False
+os.close(filler)
+for t in (20, 40, 60, 80):
+    ask(T0 + t, "renew", A, "worker0003")
+ask(T0 + 81, "claim", C)
+ask(T0 + 82, "renew", B, "worker0002")
+ask(T0 + 83, "release", A, "worker0003")
+snapshot("during")
+out["journal"] = leases.read_journal(table + ".unsaved")
+out["listing"] = sorted(os.listdir(disk + "/state"))
+os.unlink(disk + "/filler")
+ask(T0 + 100, "claim", C)
+ask(T0 + 101, "renew", A, "worker0003")
+snapshot("after")
+out["journal_after"] = leases.read_journal(table + ".unsaved")
+print(json.dumps(out))
+"""
+
+
+def test_a_full_disk_keeps_live_leases_and_never_hands_a_certificate_out_twice(
+    tmp_path: Path,
+) -> None:
+    """On a real 64 KiB tmpfs (a private mount namespace): the disk fills up while A and B
+    hold leases. A keeps renewing and keeps its lease past the expiry the table on disk still
+    shows; C is granted nothing; the table on disk stays whole. Once there is room again, C
+    gets B's ended lease, never A's."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare (a tmpfs in a private mount namespace)")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (tmp_path / "pool.json").write_text(json.dumps({"ttl": TTL, "pool": pool(3)}))
+    (tmp_path / "driver.py").write_text(FULL_DISK_DRIVER)
+    script = 'mount -t tmpfs -o size=64k farmhand-full "$1" && exec "$2" "$3" "$1" "$4" "$5" "$6"'
+    result = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh", str(disk),
+         sys.executable, str(tmp_path / "driver.py"), str(tmp_path / "pool.json"), str(T0),
+         str(TTL)],
+        env={**os.environ, "PYTHONPATH": str(Path(leases.__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["fill_error"] == errno.ENOSPC
+    assert out["still_room"] is False
+    steps = {(t - T0, op, who): answer for t, op, who, _, answer in out["steps"]}
+    assert steps[(0, "claim", "a")]["lease"]["name"] == "worker0003"
+    assert steps[(0, "claim", "b")]["lease"]["name"] == "worker0002"
+    # Live leases are kept, well past the expiry on disk (T0 + TTL): every renewal is ok, with
+    # the full TTL, and says that it is in the journal.
+    for t in (20, 40, 60, 80):
+        renewal = steps[(t, "renew", "a")]
+        assert renewal["ok"], renewal
+        assert renewal["lease"]["expires"] == T0 + t + TTL
+        assert "this renewal is in its journal" in renewal["warning"]
+        assert "No space left on device" in renewal["warning"]
+    # Nothing that would need the disk: no grant, no renewal of an ended lease, no release.
+    for key in ((81, "claim", "c"), (82, "renew", "b"), (83, "release", "a")):
+        assert (steps[key]["ok"], steps[key]["reason"]) == (False, "hub-disk"), steps[key]
+        assert (
+            "the hub cannot save its lease table (No space left on device"
+            in (steps[key]["message"])
+        )
+    # The table on disk is whole and unchanged: it parses and holds the same leases.
+    assert out["during"] == out["before"]
+    assert [x["name"] for x in leases.parse_table(out["during"])["leases"]] == [
+        "worker0002",
+        "worker0003",
+    ]
+    assert out["journal"] == [["worker0003", "a" * 32, "a" * 32, T0 + 80]]
+    assert not [n for n in out["listing"] if n.endswith(".tmp")], "no temporary file left"
+    # The condition is published for farmhand status (rewritten in place: no room for a new
+    # file), with the leases as the hub sees them.
+    during = out["during_published"]
+    assert during["disk_full"] is True
+    assert "No space left on device" in during["write_error"]
+    assert [(x["name"], x["expires"]) for x in during["leases"]] == [("worker0003", T0 + 80 + TTL)]
+    # And logged for the hub's journal.
+    assert "farmhand-lease: cannot save the lease table" in result.stderr
+    assert "No space left on device" in result.stderr
+    # Room again: C gets B's ended lease, not A's (which the table on disk shows ended at
+    # T0 + TTL, but A renewed it); A's renewals are now in the table.
+    assert steps[(100, "claim", "c")]["lease"]["name"] == "worker0002"
+    assert steps[(101, "renew", "a")]["ok"]
+    after = leases.parse_table(out["after"])
+    holders = {x["name"]: x["machine"][0] for x in leases.live(after, T0 + 101)}
+    assert holders == {"worker0002": "c", "worker0003": "a"}
+    assert out["journal_after"] == []
+    assert "write_error" not in out["after_published"]
+    assert "disk_full" not in out["after_published"]
+
+
+SHORT_WRITE_DRIVER = """
+import json, resource, signal, sys
+from farmhand.onhost import leases
+
+root, limit, now = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+answers = []
+for op, machine, name in json.loads(sys.argv[4]):
+    answers.append(leases.handle(
+        {"op": op, "machine": machine, "boot": machine, "hostname": "h", "name": name},
+        table_path=root + "/state/leases.json", lock_path=root + "/state/lock",
+        pool_path=root + "/lease-pool.json", published_path=root + "/share/leases.json",
+        now=now))
+print(json.dumps(answers))
+"""
+
+
+def test_a_short_write_never_commits_half_a_table(tmp_path: Path) -> None:
+    """Files may grow no larger than a few hundred bytes (RLIMIT_FSIZE in a subprocess): every
+    write of the table comes up short. It is never committed: claims are refused, the table
+    stays whole, and a renewal is ok but not extended (the journal, a whole block, cannot be
+    rewritten under this limit either): the lease ends when the table on disk says."""
+    hub = Hub(tmp_path, size=6)
+    for m in MACHINES[:3]:
+        hub.ask(T0, "claim", m, boot=m, hostname="h")
+    before = hub.table_path.read_bytes()
+    limit = len(before) - 200
+    requests = [("renew", A, "worker0006"), ("claim", MACHINES[3], ""), ("renew", B, "worker0005")]
+    (tmp_path / "driver.py").write_text(SHORT_WRITE_DRIVER)
+    result = subprocess.run(
+        [sys.executable, str(tmp_path / "driver.py"), str(tmp_path), str(limit), str(T0 + 20),
+         json.dumps(requests)],
+        env={**os.environ, "PYTHONPATH": str(Path(leases.__file__).parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    renewed, claimed, again = json.loads(result.stdout)
+    assert hub.table_path.read_bytes() == before, "the old table, whole"
+    assert (claimed["ok"], claimed["reason"]) == (False, "hub-disk")
+    assert "File too large" in claimed["message"]
+    for answer in (renewed, again):
+        assert answer["ok"], answer
+        assert answer["lease"]["expires"] == T0 + TTL, "not extended: nothing could be saved"
+        assert "the lease is not extended" in answer["warning"]
+    assert not [p for p in hub.table_path.parent.iterdir() if p.name.endswith(".tmp")]
+    assert "cannot save the lease table" in result.stderr
 
 
 def _identity(

@@ -37,10 +37,35 @@ as ``.farmhand/leases.json``)::
       "expires": UNIX}]}
 
 The hub keeps ended leases in its own copy (so a machine that comes back gets its old
-certificate if it is still free); the published copy lists live leases only.
+certificate if it is still free); the published copy lists live leases only, plus, when they
+apply, ``write_error`` and ``disk_full`` (the hub cannot save its table), ``table_error`` (nor
+read it) and ``grants_paused_until``/``grants_paused_why`` (no new certificate until then).
+
+No certificate is ever held twice, even on a full or failing disk:
+
+- the table is written by durable_write (a temporary file in the same folder written in full
+  and checked, fsync, rename, fsync of the folder), so it is the old table or the new one,
+  never part; the table it replaces stays as ``leases.json.prev``. Nothing is answered ok
+  before it is on disk, except the renewal below;
+- a renewal that cannot be saved is answered ok (full TTL) when the table on disk, with the
+  renewals already answered that way, shows the lease live and held by this very boot, and
+  the renewal is in the journal ``leases.json.unsaved``: a file of a fixed size made while
+  there is room, rewritten in place (no new space) and folded into the table by the next
+  request. So live workers keep their leases however long the disk stays full, and no grant
+  can be made on a table that misses a renewal. Grants and releases that cannot be saved are
+  refused (``hub-disk``). The condition goes to the journal (syslog tag farmhand-lease) and
+  into the published copy (rewritten in place if no new file fits);
+- a table that cannot be read is never replaced by an empty one: ``.prev`` is used instead
+  and no certificate is granted for one TTL (the lost table may have granted a lease
+  ``.prev`` lacks; every such holder renews, or its lease ends, within a TTL), while
+  renewals of leases ``.prev`` shows this very boot holding are answered. With no readable
+  copy at all, nothing is granted or renewed until a TTL after the files were last written
+  (their mtime), when every lease they could hold has ended; only then does an empty table
+  start. Damaged files are kept as ``.damaged-UNIX``.
 """
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import ipaddress
@@ -54,8 +79,9 @@ import socket
 import struct
 import subprocess
 import sys
+import syslog
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 FORMAT = 1
 LEASE_USER = "farmhand-lease"
@@ -82,6 +108,10 @@ MIN_TTL = 6
 MAX_REQUEST = 4096
 RETRY_SECONDS = 5.0
 REPEAT_LOG_SECONDS = 60.0
+HUB_LOG_TAG = "farmhand-lease"
+JOURNAL_SUFFIX = ".unsaved"
+JOURNAL_ENTRY = 160
+"""Bytes the journal of unsaved renewals keeps for each certificate of the pool."""
 SESSION_SECONDS = 10.0
 """How long the lease service waits for a whole request on stdin before it hangs up."""
 SESSION_LIMIT = 30
@@ -222,6 +252,16 @@ def _grant(
     lease = _record(table, entry["name"])
     fresh = lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now
     if fresh:
+        paused = int(table.get("grants_paused_until", 0))
+        if now < paused:
+            raise Refused(
+                "paused",
+                "{}: it grants no certificate until {}, when every lease it may not know of "
+                "has ended or been renewed".format(
+                    table.get("grants_paused_why") or "the hub's lease table was damaged",
+                    _when(paused),
+                ),
+            )
         _check_source(table, machine, boot, source, per_source, now, ttl)
         if source and not any(x["machine"] == machine for x in table["leases"]):
             table.setdefault("sources", {}).setdefault(source, []).append(now)
@@ -373,20 +413,263 @@ def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:
 # --- the hub: the forced command of the claim key -------------------------------------------
 
 
-def _atomic_write(path: str, data: bytes, mode: int) -> None:
+def durable_write(path: str, data: bytes, mode: int, keep_previous: bool = False) -> None:
+    """Make ``path`` hold all of ``data`` or, should anything fail, exactly what it held before:
+    a temporary file in the same folder, written in full (every short write continued, the
+    length checked), flushed to disk, renamed over ``path``, then the folder flushed. With
+    ``keep_previous`` the file it replaces stays as ``path.prev`` (a hard link: no copy, no
+    space; skipped if the link cannot be made). Raises OSError, having removed its temporary
+    file."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(data):
+                written = os.write(fd, view[done:])
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "short write", tmp)
+                done += written
+            os.fsync(fd)
+            if os.fstat(fd).st_size != len(data):
+                raise OSError(errno.EIO, "the file is not as long as written", tmp)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        if keep_previous and os.path.exists(path):
+            # Best effort: a .prev that lags behind is only older, never wrong.
+            link = f"{path}.prev.{os.getpid()}.tmp"
+            try:
+                os.link(path, link)
+                os.replace(link, path + ".prev")
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(link)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def overwrite_in_place(path: str, data: bytes) -> None:
+    """Rewrite the existing ``path`` with ``data`` inside the space it already has on disk, for
+    when no new file can be written (a full disk): raises OSError when it does not fit. Not
+    atomic, so only for files that can be read torn (the published copy) or that are never
+    longer than one block (the journal)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        info = os.fstat(fd)
+        if len(data) > max(info.st_size, info.st_blocks * 512):
+            raise OSError(errno.ENOSPC, "does not fit in the space the file has", path)
+        if os.pwrite(fd, data, 0) != len(data):
+            raise OSError(errno.ENOSPC, "short write", path)
+        os.ftruncate(fd, len(data))
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _dump(table: Table) -> bytes:
     return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
+
+
+def _copy(table: Table) -> Table:
+    return dict(json.loads(json.dumps(table)))
+
+
+def _syslog(text: str) -> None:
+    syslog.openlog(HUB_LOG_TAG, syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.syslog(syslog.LOG_WARNING, text)
+
+
+def _hub_log(text: str) -> None:
+    """To the hub's journal (syslog, tag farmhand-lease) and the service's stderr."""
+    with contextlib.suppress(OSError, ValueError):
+        _syslog(text)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{HUB_LOG_TAG}: {text}\n")
+        sys.stderr.flush()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+# The journal of renewals the hub answered but could not save (TABLE.unsaved): a file of a fixed
+# size, made while the disk has room, and rewritten in place (no new space) when it has none.
+
+
+def journal_size(pool_size: int) -> int:
+    return max(4096, -(-(JOURNAL_ENTRY * pool_size + 64) // 4096) * 4096)
+
+
+def _journal_bytes(entries: List[List[Any]], size: int) -> bytes:
+    text = json.dumps({"renewed": sorted(entries)}, sort_keys=True)
+    if len(text) + 1 > size:
+        raise OSError(errno.ENOSPC, "the journal of unsaved renewals is full")
+    return (text + " " * (size - len(text) - 1) + "\n").encode()
+
+
+def read_journal(path: str) -> List[List[Any]]:
+    """[[name, machine, boot, renewed], …]; [] when there is none; ValueError when damaged."""
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ValueError(_why(exc)) from None
+    entries = data.get("renewed") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, list) and len(e) == 4 and isinstance(e[3], int) for e in entries
+    ):
+        raise ValueError("not a journal of unsaved renewals")
+    return entries
+
+
+def _journal_add(path: str, entry: List[Any]) -> None:
+    entries = [e for e in read_journal(path) if e[0] != entry[0]] + [entry]
+    overwrite_in_place(path, _journal_bytes(entries, os.path.getsize(path)))
+
+
+def _fold(table: Table, entries: List[List[Any]], ttl: int) -> int:
+    """Apply the journal's renewals to ``table``: each still names the machine and boot that
+    holds the lease, and is newer than what the table says. How many applied."""
+    applied = 0
+    for name, machine, boot, renewed in entries:
+        lease = _record(table, str(name))
+        if lease is None or lease["machine"] != machine or lease.get("boot", "") != boot:
+            continue
+        if renewed > lease["renewed"]:
+            lease["renewed"] = renewed
+            lease["expires"] = max(lease["expires"], renewed + ttl)
+            applied += 1
+    return applied
+
+
+def _mtime(path: str) -> int:
+    try:
+        return int(os.stat(path).st_mtime) + 1
+    except OSError:
+        return 0
+
+
+def _pause(table: Table, until: int, why: str) -> None:
+    if until > int(table.get("grants_paused_until", 0)):
+        table["grants_paused_until"] = until
+        table["grants_paused_why"] = why
+
+
+class _Unreadable(Exception):
+    """Neither the table nor its last good copy can be read: nothing can be granted or
+    renewed until ``until``, when every lease either could hold has ended."""
+
+    def __init__(self, message: str, until: int) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def _read_table_file(path: str) -> Optional[Table]:
+    """The table in ``path``; None when there is no such file; ValueError when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(_why(exc)) from None
+    return parse_table(raw.decode("utf-8"))
+
+
+def load_table(table_path: str, ttl: int, now: int) -> Tuple[Table, bool, int]:
+    """The table to work on, its journal of unsaved renewals folded in; whether the file on
+    disk is good (so that the next write keeps it as ``.prev``); how many journal entries it
+    had (-1: the journal is damaged, and grants wait a TTL after it was last written). Never
+    an empty table because a table could not be read:
+
+    - the table unreadable (or gone while ``.prev`` is there): the last good copy, ``.prev``.
+      The table it replaces may have granted a lease that ``.prev`` lacks, so for one TTL no
+      certificate is granted (``grants_paused_until``): renewals of leases ``.prev`` shows
+      this very boot holding are answered, others must wait until their holder renewed (and
+      was refused) or its lease ended;
+    - both unreadable: _Unreadable until a TTL after the last time either was written (their
+      mtime; or the journal's), when every lease they could hold has ended; then an empty
+      table, the damaged files kept aside as ``.damaged-NOW``.
+    """
+    prev_path = table_path + ".prev"
+    journal_path = table_path + JOURNAL_SUFFIX
+    pauses = []  # type: List[Tuple[int, str]]
+    journaled = 0
+    try:
+        entries = read_journal(journal_path)
+        journaled = len(entries)
+    except ValueError as exc:
+        entries, journaled = [], -1
+        until = _mtime(journal_path) + ttl
+        _hub_log(
+            f"the journal {journal_path} is damaged ({exc}): no new lease until {_when(until)}"
+        )
+        pauses.append((until, "the hub's journal of unsaved renewals was damaged"))
+    problem = ""
+    try:
+        table = _read_table_file(table_path)
+    except ValueError as exc:
+        table, problem = None, str(exc) or "unreadable"
+    good = table is not None
+    if table is None and (problem or os.path.exists(prev_path)):
+        problem = problem or "missing"
+        try:
+            table = _read_table_file(prev_path)
+        except ValueError as exc:
+            table, problem = None, f"{problem}; its last good copy: {exc or 'unreadable'}"
+        if table is None:
+            until = max(_mtime(table_path), _mtime(prev_path)) + ttl
+            until = max([until] + [int(e[3]) + ttl for e in entries])
+            if now < until:
+                raise _Unreadable(
+                    f"the hub cannot read its lease table ({problem}) nor a good copy of it: "
+                    f"it grants and renews nothing until {_when(until)}, when every lease it "
+                    "could hold has ended",
+                    until,
+                )
+            for path in (table_path, prev_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(path, f"{path}.damaged-{now}")
+            _hub_log(
+                f"the lease table {table_path} could not be read ({problem}) and every lease "
+                "it could hold has ended: starting a new one (the old files are kept as "
+                f".damaged-{now})"
+            )
+            table = empty_table(ttl, now)
+        else:
+            if os.path.exists(table_path):
+                os.replace(table_path, f"{table_path}.damaged-{now}")
+            until = now + ttl
+            _hub_log(
+                f"the lease table {table_path} could not be read ({problem}): restored from "
+                f"{prev_path}; no new lease until {_when(until)}"
+                + (f" (the damaged one is kept as .damaged-{now})" if problem != "missing" else "")
+            )
+            pauses.append((until, "the hub restored its lease table from the last good copy"))
+    elif table is None:
+        table = empty_table(ttl, now)  # the first request ever
+    for until, why in pauses:
+        _pause(table, until, why)
+    _fold(table, entries, ttl)
+    return table, good, journaled
 
 
 def load_pool(path: str = HUB_POOL) -> Dict[str, Any]:
@@ -428,6 +711,104 @@ def check_request(request: Any) -> Dict[str, str]:
     return out
 
 
+def _refusal(reason: str, message: str, ttl: int) -> Dict[str, Any]:
+    return {"ok": False, "reason": reason, "message": message, "ttl": ttl}
+
+
+def _unsaved(
+    fields: Dict[str, str],
+    answer: Dict[str, Any],
+    before: Table,
+    error: OSError,
+    journal_path: str,
+    now: int,
+    ttl: int,
+) -> Tuple[Dict[str, Any], Table]:
+    """The answer, and the table as it now stands, when the table could not be saved.
+
+    The table on disk is still ``before`` (the write kept it whole). A grant or a release is
+    refused: what is not on disk did not happen. A renewal of a lease ``before`` shows live
+    and held by this very boot is answered ok, with the full TTL, once it is in the journal
+    (a few bytes rewritten in place, no new space), which the next request folds in, so
+    nobody else can be granted that lease meanwhile. If even the journal cannot be written,
+    it is still ok but not extended: the lease ends when ``before`` says."""
+    why = _why(error)
+    if not answer.get("ok"):
+        return answer, before  # a refusal changed nothing that matters
+    name = answer["lease"]["name"] if "lease" in answer else fields["name"]
+    record = _record(before, name)
+    mine = (
+        record is not None
+        and _ours(record, fields["machine"], fields["boot"])
+        and record["expires"] > now
+        and not record.get("evicted")
+    )
+    if fields["op"] == "release":
+        return _refusal(
+            "hub-disk",
+            f"the hub cannot save its lease table ({why}): not released, the lease ends by "
+            "itself unless renewed",
+            ttl,
+        ), before
+    if not mine or record is None:
+        if fields["op"] == "claim":
+            text = "it grants no certificate until it can"
+        else:
+            text = "it renews only leases it has on record until it can"
+        return _refusal("hub-disk", f"the hub cannot save its lease table ({why}): {text}", ttl), (
+            before
+        )
+    view = _copy(before)
+    lease = _record(view, name)
+    assert lease is not None
+    try:
+        _journal_add(journal_path, [name, fields["machine"], fields["boot"], now])
+    except (OSError, ValueError) as exc:
+        warning = (
+            f"the hub cannot save its lease table ({why}) nor note this renewal ({_why(exc)}): "
+            f"the lease is not extended and ends at {_when(lease['expires'])} unless the hub "
+            "can save it by then"
+        )
+    else:
+        lease["renewed"], lease["expires"] = now, now + ttl
+        warning = f"the hub cannot save its lease table ({why}): this renewal is in its journal"
+    _hub_log(f"{fields['op']} of {name} answered without saving the table: {warning}")
+    return {"ok": True, "ttl": ttl, "lease": dict(lease), "warning": warning}, view
+
+
+def _publish(path: Optional[str], table: Table, now: int, condition: Dict[str, Any]) -> None:
+    """The published copy with ``condition`` (write_error, disk_full, table_error,
+    grants_paused_until/why: only those that apply); in place when no new file fits."""
+    if not path:
+        return
+    data = published(table, now)
+    data.update(condition)
+    try:
+        durable_write(path, _dump(data), 0o644)
+    except OSError as exc:
+        try:
+            overwrite_in_place(path, _dump(data))
+        except OSError as again:
+            _hub_log(f"cannot publish {path}: {_why(exc)}; in place: {_why(again)}")
+
+
+def _remove_temporaries(*paths: Optional[str]) -> None:
+    """Temporary files left by a process that died while writing (every writer holds the lock,
+    so under it none is in use)."""
+    for path in paths:
+        if not path:
+            continue
+        folder, base = os.path.split(path)
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(base + ".") and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+
+
 def handle(
     request: Any,
     *,
@@ -439,25 +820,32 @@ def handle(
     source: str = "",
 ) -> Dict[str, Any]:
     """Apply one request from ``source`` (see source_of) to the table on disk under an
-    exclusive lock; the answer as a dict."""
+    exclusive lock; the answer as a dict. The table is saved with durable_write (keeping the
+    one it replaces as ``.prev``) before any answer says ok; see load_table and _unsaved for
+    what happens when it cannot be read or written."""
     try:
         fields = check_request(request)
     except Refused as exc:
         return {"ok": False, "reason": exc.reason, "message": str(exc)}
     config = load_pool(pool_path)
     ttl = config["ttl"]
+    journal_path = table_path + JOURNAL_SUFFIX
     with open(lock_path, "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         stamp = int(time.time()) if now is None else now
+        _remove_temporaries(table_path, journal_path, published_path)
         try:
-            with open(table_path, encoding="utf-8") as handle_:
-                table = parse_table(handle_.read())
-        except FileNotFoundError:
-            table = empty_table(ttl, stamp)
-        except ValueError:
-            # Keep the damaged table for a human; workers renew into a fresh one within a TTL.
-            os.replace(table_path, f"{table_path}.damaged-{stamp}")
-            table = empty_table(ttl, stamp)
+            table, good, journaled = load_table(table_path, ttl, stamp)
+        except _Unreadable as exc:
+            _hub_log(str(exc))
+            _publish(
+                published_path,
+                empty_table(ttl, stamp),
+                stamp,
+                {"table_error": str(exc), "grants_paused_until": exc.until},
+            )
+            return _refusal("hub-table", str(exc), ttl)
+        before = _copy(table)
         answer = {"ok": True, "ttl": ttl}  # type: Dict[str, Any]
         try:
             if fields["op"] == "claim":
@@ -491,7 +879,7 @@ def handle(
                     table, fields["machine"], fields["boot"], fields["name"], stamp
                 )
         except Refused as exc:
-            answer = {"ok": False, "reason": exc.reason, "message": str(exc), "ttl": ttl}
+            answer = _refusal(exc.reason, str(exc), ttl)
         table["updated"] = stamp
         table["ttl"] = ttl
         # Forget leases that ended over a day ago and whose certificate left the pool, and new
@@ -502,12 +890,34 @@ def handle(
         ]
         recent = {k: [t for t in v if t > stamp - ttl] for k, v in table.get("sources", {}).items()}
         table["sources"] = {k: v for k, v in recent.items() if v}
-        _atomic_write(table_path, _dump(table), 0o644)
-        if published_path:
+        if int(table.get("grants_paused_until", 0)) <= stamp:
+            table.pop("grants_paused_until", None)
+            table.pop("grants_paused_why", None)
+        condition = {}  # type: Dict[str, Any]
+        try:
+            durable_write(table_path, _dump(table), 0o644, keep_previous=good)
+        except OSError as exc:
+            _hub_log(f"cannot save the lease table {table_path}: {_why(exc)}")
+            answer, table = _unsaved(fields, answer, before, exc, journal_path, stamp, ttl)
+            condition = {"write_error": _why(exc), "disk_full": _disk_full(exc)}
+        else:
+            if journaled > 0:
+                _hub_log(f"the lease table is saved again, with {journaled} unsaved renewal(s)")
             try:
-                _atomic_write(published_path, _dump(published(table, stamp)), 0o644)
-            except OSError as exc:
-                sys.stderr.write(f"farmhand: cannot publish {published_path}: {exc}\n")
+                size = journal_size(len(config["pool"]))
+                if journaled or not os.path.isfile(journal_path):
+                    durable_write(journal_path, _journal_bytes([], size), 0o644)
+                elif os.path.getsize(journal_path) < size:
+                    durable_write(
+                        journal_path, _journal_bytes(read_journal(journal_path), size), 0o644
+                    )
+            except (OSError, ValueError) as exc:
+                _hub_log(f"cannot prepare the journal {journal_path}: {_why(exc)}")
+        paused = int(table.get("grants_paused_until", 0))
+        if paused > stamp:
+            condition["grants_paused_until"] = paused
+            condition["grants_paused_why"] = table.get("grants_paused_why", "")
+        _publish(published_path, table, stamp, condition)
     return answer
 
 
@@ -754,7 +1164,7 @@ def _install_certificate(config: Dict[str, Any], name: str) -> None:
         with open(os.path.join(pool, f"{name}.{kind}"), "rb") as handle:
             data = handle.read()
         if _read_bytes(target) != data:
-            _atomic_write(target, data, mode)
+            durable_write(target, data, mode)
         os.chmod(target, mode)
 
 
@@ -768,7 +1178,7 @@ def _read_bytes(path: str) -> bytes:
 
 def _save_state(state: Dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(WORKER_STATE), mode=0o755, exist_ok=True)
-    _atomic_write(WORKER_STATE, (json.dumps(state) + "\n").encode(), 0o644)
+    durable_write(WORKER_STATE, (json.dumps(state) + "\n").encode(), 0o644)
 
 
 def _load_state() -> Optional[Dict[str, Any]]:
