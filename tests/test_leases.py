@@ -15,6 +15,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -136,13 +137,17 @@ def test_an_ended_lease_nobody_took_is_renewed_again(hub: Hub) -> None:
     answer = hub.ask(T0 + TTL + 100, "renew", A, "worker0003")
     assert answer["ok"]
     assert answer["lease"]["expires"] == T0 + 2 * TTL + 100
+    # ...but the worker hears that it had lapsed: it ran without a lease, and starts over.
+    assert answer["lapsed"] is True
+    assert answer["now"] == T0 + TTL + 100
+    assert "lapsed" not in hub.ask(T0 + TTL + 101, "renew", A, "worker0003")
 
 
 def test_release_frees_at_once_and_only_by_its_holder(hub: Hub) -> None:
     for m in (A, B, C):
         hub.ask(T0, "claim", m)
     stranger = hub.ask(T0 + 1, "release", MACHINES[3], "worker0002")
-    assert stranger == {"ok": True, "ttl": TTL, "released": False}
+    assert stranger == {"ok": True, "ttl": TTL, "released": False, "now": T0 + 1}
     assert hub.ask(T0 + 1, "claim", MACHINES[3])["reason"] == "exhausted"
     assert hub.ask(T0 + 2, "release", B, "worker0002")["released"] is True
     assert "worker0002" not in {x["name"] for x in hub.published()["leases"]}
@@ -621,6 +626,175 @@ def test_a_short_write_never_commits_half_a_table(tmp_path: Path) -> None:
         assert "the lease is not extended" in answer["warning"]
     assert not [p for p in hub.table_path.parent.iterdir() if p.name.endswith(".tmp")]
     assert "cannot save the lease table" in result.stderr
+
+
+# --- the worker: its lease judged on clocks that keep counting through a suspend -------------
+
+
+class Worker:
+    """A worker's picker and renewal timer with the hub, systemctl and the clocks faked: the
+    clocks are (wall clock, CLOCK_BOOTTIME) as the test sets them; time.monotonic() is not
+    among them (it stops while the machine is suspended or its VM paused)."""
+
+    def __init__(self, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.answers: list[dict[str, Any]] = []
+        self.requests: list[dict[str, Any]] = []
+        self.systemctl: list[tuple[str, ...]] = []
+        self.now: tuple[float, float | None] = (1_000_000.0, 50.0)
+        (root / "pool").mkdir()
+        for kind in ("crt", "key"):
+            (root / f"pool/worker0003.{kind}").write_text(kind)
+        self.config = {
+            "hub": "hub",
+            "ttl": TTL,
+            "renew_every": TTL // 3,
+            "pool_dir": str(root / "pool"),
+            "cert": str(root / "host.crt"),
+            "key": str(root / "host.key"),
+            "nebula_unit": "farmhand-nebula.service",
+            "pick_unit": "farmhand-pick-cert.service",
+        }
+        self.state = root / "run/lease.json"
+        monkeypatch.setattr(leases, "WORKER_STATE", str(self.state))
+        monkeypatch.setattr(leases, "ask_hub", self._ask)
+        monkeypatch.setattr(leases, "_systemctl", lambda *args: self.systemctl.append(args))
+        monkeypatch.setattr(leases, "short_hostname", lambda: "render")
+
+    def _ask(self, config: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(request)
+        return self.answers.pop(0)
+
+    def clock(self) -> tuple[float, float | None]:
+        return self.now
+
+    def later(self, wall: float, boot: float | None) -> None:
+        old_boot = self.now[1]
+        self.now = (
+            self.now[0] + wall,
+            None if boot is None or old_boot is None else old_boot + boot,
+        )
+
+    def granted(self, hub_now: int, ok: bool = True, **extra: Any) -> dict[str, Any]:
+        lease = {"name": "worker0003", "ip": "10.87.99.3", "renewed": hub_now}
+        return {
+            "ok": ok,
+            "ttl": TTL,
+            "now": hub_now,
+            "lease": {**lease, "expires": hub_now + TTL},
+            **extra,
+        }
+
+    def stopped_nebula(self) -> bool:
+        return ("stop", "farmhand-nebula.service") in self.systemctl
+
+
+@pytest.fixture
+def worker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Worker:
+    made = Worker(tmp_path, monkeypatch)
+    made.answers.append(made.granted(T0))  # the hub's clock: far from the worker's
+    assert leases.pick(made.config, attempts=1, clock=made.clock) == 0
+    state = json.loads(made.state.read_text())
+    assert state["name"] == "worker0003"
+    assert (state["expires_at"], state["expires_boot"]) == (1_000_000.0 + TTL, 50.0 + TTL)
+    assert "renewed_at" not in state, "no monotonic time"
+    return made
+
+
+def test_a_worker_renews_while_its_lease_lasts_by_its_own_clocks(worker: Worker) -> None:
+    worker.later(TTL // 3, TTL // 3)
+    worker.answers.append(worker.granted(T0 + TTL // 3))
+    assert leases.renew_once(worker.config, clock=worker.clock) == 0
+    assert [r["op"] for r in worker.requests] == ["claim", "renew"]
+    state = json.loads(worker.state.read_text())
+    assert state["expires_at"] == worker.now[0] + TTL
+    assert not worker.stopped_nebula()
+    # The hub cannot be reached: the lease is kept while it lasts, given up when it ends (or
+    # when a failed renewal leaves less than half a renewal period).
+    for _ in range(2):
+        worker.later(TTL // 3, TTL // 3)
+        worker.answers.append({"ok": False, "reason": "unreachable", "message": "no route"})
+        assert leases.renew_once(worker.config, clock=worker.clock) == 0
+        assert not worker.stopped_nebula()
+    worker.later(TTL // 3, TTL // 3)
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert worker.stopped_nebula()
+    assert not worker.state.exists()
+    assert len(worker.requests) == 4, "the ended lease was not renewed"
+    # A failed renewal with less than half a renewal period left gives up at once.
+    worker.answers.append(worker.granted(T0 + 100))
+    assert leases.pick(worker.config, attempts=1, clock=worker.clock) == 0
+    worker.systemctl.clear()
+    worker.later(TTL - TTL // 6, TTL - TTL // 6)
+    worker.answers.append({"ok": False, "reason": "unreachable", "message": "no route"})
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert worker.stopped_nebula()
+
+
+def test_a_worker_that_slept_through_its_expiry_treats_the_lease_as_lost(worker: Worker) -> None:
+    """Suspended (or its VM paused) for longer than the TTL: the monotonic clock says hardly any
+    time passed, the wall clock says the lease ended. It stops Nebula and claims again, without
+    even asking the hub to renew (which might grant the ended lease back, nobody having taken
+    it, but Nebula ran without one meanwhile)."""
+    worker.later(TTL + 1, TTL + 1)
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert [r["op"] for r in worker.requests] == ["claim"], "no renewal asked for"
+    assert worker.systemctl == [
+        ("stop", "farmhand-nebula.service"),
+        ("restart", "--no-block", "farmhand-pick-cert.service"),
+        ("start", "--no-block", "farmhand-nebula.service"),
+    ]
+    assert not worker.state.exists()
+
+
+def test_either_clock_past_the_expiry_ends_the_lease(worker: Worker) -> None:
+    """A VM pause: the guest's wall clock is set right again, but its boot clock did not count
+    the pause; or the wall clock was not set right yet, but the boot clock counted a suspend."""
+    worker.later(TTL + 5, 1)
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert worker.stopped_nebula()
+    worker.systemctl.clear()
+    worker.answers.append(worker.granted(T0 + 500))
+    assert leases.pick(worker.config, attempts=1, clock=worker.clock) == 0
+    worker.later(1, TTL + 5)
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert worker.stopped_nebula()
+
+
+def test_a_renewal_the_hub_says_had_lapsed_starts_over(worker: Worker) -> None:
+    """Clocks that counted nothing (a paused VM whose clock is not set right yet): the hub's
+    clock is the last word. It says the lease had ended before this renewal."""
+    worker.later(5, 5)
+    worker.answers.append(worker.granted(T0 + TTL + 30, lapsed=True))
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert worker.stopped_nebula()
+    assert not worker.state.exists()
+
+
+def test_a_renewal_the_hub_could_not_save_keeps_the_expiry_it_gives(worker: Worker) -> None:
+    worker.later(TTL // 3, TTL // 3)
+    answer = worker.granted(T0 + TTL // 3, warning="the hub cannot save its lease table")
+    answer["lease"]["expires"] = T0 + TTL  # not extended
+    worker.answers.append(answer)
+    assert leases.renew_once(worker.config, clock=worker.clock) == 0
+    state = json.loads(worker.state.read_text())
+    assert state["expires_at"] == worker.now[0] + TTL - TTL // 3
+    assert not worker.stopped_nebula()
+
+
+def test_an_older_pickers_state_is_still_judged(worker: Worker) -> None:
+    state = json.loads(worker.state.read_text())
+    for key in ("expires_at", "expires_boot"):
+        del state[key]
+    worker.state.write_text(json.dumps({**state, "renewed_at": 0.0}))  # monotonic, long ago
+    assert leases.renew_once(worker.config, clock=worker.clock) == 1
+    assert worker.stopped_nebula()
+
+
+def test_the_real_clocks_count_boot_time() -> None:
+    wall, boot = leases.clocks()
+    assert abs(wall - time.time()) < 5
+    assert boot is not None
+    assert boot >= time.monotonic() - 1, "CLOCK_BOOTTIME includes suspends: never behind"
 
 
 def _identity(

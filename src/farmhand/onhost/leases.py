@@ -370,7 +370,8 @@ def renew(
     per_source: int = 0,
 ) -> Lease:
     """Extend ``machine``'s lease of ``name``; Refused('lost') when another machine has it.
-    A lease that had already ended and that nobody took is granted again."""
+    A lease that had already ended and that nobody took is granted again, marked ``lapsed``:
+    the worker ran without a lease for a while (suspended, paused, cut off) and starts over."""
     usable = _usable(pool, now)
     if name not in usable:
         raise Refused(
@@ -385,7 +386,7 @@ def renew(
             raise Refused("lost", f"{name} was handed to a host of that name")
     held = lease is not None and _ours(lease, machine, boot) and lease["expires"] > now
     by_name = bool(held and lease is not None and lease.get("by_name"))
-    return _grant(
+    granted = _grant(
         table,
         usable[name],
         machine,
@@ -397,6 +398,9 @@ def renew(
         source=source,
         per_source=per_source,
     )
+    if not held:
+        granted["lapsed"] = True
+    return granted
 
 
 def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:
@@ -880,6 +884,8 @@ def handle(
                 )
         except Refused as exc:
             answer = _refusal(exc.reason, str(exc), ttl)
+        if answer.get("lease", {}).pop("lapsed", False):
+            answer["lapsed"] = True
         table["updated"] = stamp
         table["ttl"] = ttl
         # Forget leases that ended over a day ago and whose certificate left the pool, and new
@@ -918,6 +924,7 @@ def handle(
             condition["grants_paused_until"] = paused
             condition["grants_paused_why"] = table.get("grants_paused_why", "")
         _publish(published_path, table, stamp, condition)
+    answer["now"] = stamp  # the worker counts the lease's time from here, on its own clocks
     return answer
 
 
@@ -987,6 +994,12 @@ def serve(**paths: Any) -> int:
 
 
 # --- workers: pick at boot, renew on a timer, release at shutdown ---------------------------
+#
+# A worker judges its lease on the wall clock and CLOCK_BOOTTIME (see clocks), from the time the
+# hub says it had left (``expires - now`` in the answer, counted from before the request went
+# out), never on time.monotonic(), which stops while the machine is suspended or its VM paused:
+# a worker that wakes up after its lease ended stops Nebula and claims again, and so does one
+# whose renewal the hub answers ``lapsed``.
 
 
 def _log(text: str) -> None:
@@ -1196,7 +1209,53 @@ def _forget_state() -> None:
         os.unlink(WORKER_STATE)
 
 
-def pick(config: Dict[str, Any], attempts: int = 0) -> int:
+Clocks = Tuple[float, Optional[float]]
+
+
+def clocks() -> Clocks:
+    """(wall clock, CLOCK_BOOTTIME or None): the clocks a worker judges its lease on. Both keep
+    counting while the machine is suspended; the wall clock also counts a VM pause once NTP or
+    the guest agent sets it right. time.monotonic() stops in both, so it is never used."""
+    clock_id = getattr(time, "CLOCK_BOOTTIME", 7 if sys.platform.startswith("linux") else None)
+    boot = None  # type: Optional[float]
+    if clock_id is not None:
+        try:
+            boot = time.clock_gettime(clock_id)
+        except (OSError, AttributeError):
+            boot = None
+    return time.time(), boot
+
+
+def lease_deadlines(answer: Dict[str, Any], sent: Clocks, ttl: int) -> Dict[str, Any]:
+    """When the lease the hub just granted ends, on this machine's clocks: the time it had left
+    by the hub's own clock (``expires - now`` in its answer), counted from before the request
+    was sent, so never later than the hub's expiry, however far apart the two clocks are."""
+    lease = answer.get("lease") or {}
+    try:
+        left = float(lease["expires"]) - float(answer.get("now", lease["renewed"]))
+    except (KeyError, TypeError, ValueError):
+        left = float(ttl)
+    left = max(0.0, left)
+    return {
+        "expires_at": sent[0] + left,
+        "expires_boot": None if sent[1] is None else sent[1] + left,
+        "hub_expires": lease.get("expires"),
+    }
+
+
+def lease_left(state: Dict[str, Any], now: Clocks) -> float:
+    """Seconds until the lease in ``state`` ends: the least any clock says (<= 0: it ended)."""
+    lefts = []
+    if isinstance(state.get("expires_at"), (int, float)):
+        lefts.append(float(state["expires_at"]) - now[0])
+    if isinstance(state.get("expires_boot"), (int, float)) and now[1] is not None:
+        lefts.append(float(state["expires_boot"]) - now[1])
+    if not lefts and isinstance(state.get("renewed_at"), (int, float)):  # an older picker's
+        lefts.append(float(state["renewed_at"]) + int(state["ttl"]) - time.monotonic())
+    return min(lefts) if lefts else 0.0
+
+
+def pick(config: Dict[str, Any], attempts: int = 0, clock: Callable[[], Clocks] = clocks) -> int:
     """Claim until the hub grants a certificate, then install it for Nebula. Every refusal is
     logged (again when the reason changes, or each minute) and retried: never a guess."""
     _forget_state()
@@ -1212,6 +1271,7 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
     last, last_at, tries = "", 0.0, 0
     while True:
         tries += 1
+        sent = clock()
         answer = ask_hub(
             config,
             {"op": "claim", "machine": machine, "boot": boot, "hostname": hostname, "name": want},
@@ -1219,6 +1279,7 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
         if answer.get("ok"):
             lease = answer["lease"]
             _install_certificate(config, lease["name"])
+            ttl = int(answer.get("ttl", config["ttl"]))
             _save_state(
                 {
                     "name": lease["name"],
@@ -1226,8 +1287,8 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
                     "machine": machine,
                     "boot": boot,
                     "hostname": hostname,
-                    "ttl": int(answer.get("ttl", config["ttl"])),
-                    "renewed_at": time.monotonic(),
+                    "ttl": ttl,
+                    **lease_deadlines(answer, sent, ttl),
                 }
             )
             _log(
@@ -1261,12 +1322,23 @@ def _start_over(config: Dict[str, Any], why: str) -> int:
     return 1
 
 
-def renew_once(config: Dict[str, Any]) -> int:
-    """One renewal (the timer's job). A lost lease, or one that may have ended because the hub
-    was unreachable for a whole TTL, stops Nebula and starts the pick over."""
+def renew_once(config: Dict[str, Any], clock: Callable[[], Clocks] = clocks) -> int:
+    """One renewal (the timer's job). The lease is judged on clocks that keep counting through
+    a suspend or a VM pause (see clocks): one that has ended by them (the machine slept
+    through its expiry), that the hub says had lapsed, that was lost, or that is about to end
+    because the hub cannot be reached, stops Nebula and starts the pick over."""
     state = _load_state()
     if state is None:
         return 0  # no certificate picked yet (the picker is still waiting)
+    name = state["name"]
+    left = lease_left(state, clock())
+    if left <= 0:
+        return _start_over(
+            config,
+            f"the lease of {name} ended {-left:.0f} s ago by this machine's clock, without a "
+            "renewal (was it suspended or paused?)",
+        )
+    sent = clock()
     answer = ask_hub(
         config,
         {
@@ -1274,32 +1346,40 @@ def renew_once(config: Dict[str, Any]) -> int:
             "machine": state["machine"],
             "boot": state["boot"],
             "hostname": state["hostname"],
-            "name": state["name"],
+            "name": name,
         },
     )
     if answer.get("ok"):
-        state["renewed_at"] = time.monotonic()
+        if answer.get("lapsed"):
+            return _start_over(
+                config,
+                f"the hub says the lease of {name} had ended before this renewal (was this "
+                "machine suspended or paused?)",
+            )
         state["ttl"] = int(answer.get("ttl", state["ttl"]))
+        state.update(lease_deadlines(answer, sent, state["ttl"]))
+        state.pop("renewed_at", None)
         _save_state(state)
+        if answer.get("warning"):
+            _log(f"renewed {name}, but: {answer['warning']}")
         return 0
     reason = answer.get("reason")
     if reason == "lost":
         return _start_over(
-            config, "the lease of {} was lost: {}".format(state["name"], answer.get("message"))
+            config, "the lease of {} was lost: {}".format(name, answer.get("message"))
         )
     if reason == "unknown":
         # A revoked certificate's address is never handed out again: no clash is possible.
-        _log("cannot renew {}: {}".format(state["name"], answer.get("message")))
+        _log("cannot renew {}: {}".format(name, answer.get("message")))
         return 1
-    silent = time.monotonic() - float(state["renewed_at"])
-    if silent >= int(state["ttl"]) - max(2, int(config["renew_every"]) // 2):
+    left = lease_left(state, clock())
+    if left <= max(2, int(config["renew_every"]) // 2):
         return _start_over(
             config,
-            "no renewal of {} for {:.0f} s (lease {} s): the hub may give it away ({})".format(
-                state["name"], silent, state["ttl"], answer.get("message")
-            ),
+            "no renewal of {}, whose lease ends in {:.0f} s (lease {} s): the hub may give it "
+            "away ({})".format(name, max(0.0, left), state["ttl"], answer.get("message")),
         )
-    _log("cannot renew {} yet: {}; will retry".format(state["name"], answer.get("message")))
+    _log("cannot renew {} yet: {}; will retry".format(name, answer.get("message")))
     return 0
 
 
