@@ -308,6 +308,30 @@ def test_a_request_must_arrive_whole_within_the_deadline_and_the_size_cap() -> N
     assert leases.read_request(_pipe_with(b"{}", close=True)) == b"{}"
 
 
+def test_serve_answers_in_json_when_the_hub_itself_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    request = {"op": "claim", "machine": A, "boot": BOOT, "hostname": "h", "name": ""}
+    monkeypatch.setattr(leases, "read_request", lambda: json.dumps(request).encode())
+    monkeypatch.setenv("SSH_CONNECTION", "203.0.113.7 5 10.0.0.1 22")
+    assert leases.serve(pool_path=str(tmp_path / "missing.json")) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert (answer["ok"], answer["reason"]) == (False, "hub-error")
+    assert "No such file or directory" in answer["message"]
+    (tmp_path / "hub").mkdir()
+    hub = Hub(tmp_path / "hub")
+    paths = {
+        "table_path": str(hub.table_path),
+        "lock_path": str(hub.root / "state/lock"),
+        "pool_path": str(hub.pool_path),
+        "published_path": str(hub.published_path),
+    }
+    assert leases.serve(**paths) == 0
+    granted = json.loads(capsys.readouterr().out)
+    assert granted["ok"], granted
+    assert granted["lease"]["source"] == "203.0.113.7", "the source sshd named"
+
+
 def test_expired_and_revoked_certificates_are_never_handed_out(hub: Hub) -> None:
     entries = pool(3)
     entries[0]["not_after"] = T0 - 1  # worker0001's certificate has expired

@@ -110,7 +110,7 @@ RETRY_SECONDS = 5.0
 REPEAT_LOG_SECONDS = 60.0
 HUB_LOG_TAG = "farmhand-lease"
 JOURNAL_SUFFIX = ".unsaved"
-JOURNAL_ENTRY = 160
+JOURNAL_ENTRY = 200
 """Bytes the journal of unsaved renewals keeps for each certificate of the pool."""
 SESSION_SECONDS = 10.0
 """How long the lease service waits for a whole request on stdin before it hangs up."""
@@ -849,6 +849,9 @@ def handle(
                 {"table_error": str(exc), "grants_paused_until": exc.until},
             )
             return _refusal("hub-table", str(exc), ttl)
+        except OSError as exc:  # say, a damaged table cannot even be moved aside
+            _hub_log(f"cannot use the lease table {table_path}: {_why(exc)}")
+            return _refusal("hub-disk", f"the hub cannot use its lease table ({_why(exc)})", ttl)
         before = _copy(table)
         answer = {"ok": True, "ttl": ttl}  # type: Dict[str, Any]
         try:
@@ -987,6 +990,9 @@ def serve(**paths: Any) -> int:
                 "reason": "busy",
                 "message": f"the hub could not answer within {SESSION_LIMIT} s",
             }
+        except (OSError, ValueError, KeyError) as exc:  # its lock, folder or pool file
+            _hub_log(f"cannot answer: {_why(exc)}")
+            answer = {"ok": False, "reason": "hub-error", "message": f"the hub failed: {_why(exc)}"}
     finally:
         signal.alarm(0)
     sys.stdout.write(json.dumps(answer) + "\n")
