@@ -22,7 +22,7 @@ import tempfile
 import xml.etree.ElementTree as ET  # our own rendered file, not untrusted input
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ from conftest import (
     run_cli,
     snapshot,
 )
-from farmhand.errors import BundleError
+from farmhand.errors import BundleError, UsageError
 from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import RenderedFile, write_tree
 from farmhand.hostfiles.queue import GROUP_READABLE
@@ -851,6 +851,20 @@ def test_lease_dropin_keeps_the_default_host_keys_first(
     assert (config["hub"], config["hub_port"], config["ttl"]) == (HUB_ADDRESS, 22, 180)
     pool = json.loads(under(cli_trees["hub"], leases.HUB_POOL).read_text())
     assert [p["name"] for p in pool["pool"]] == list(WORKER_NAMES)
+    assert pool["per_source"] == leases.default_per_source(len(WORKER_NAMES))
+
+
+def test_lease_per_source_from_farm_toml_reaches_the_hubs_pool(bundles: dict[str, Bundle]) -> None:
+    hub = bundles["hub"]
+
+    def pool_with(value: object) -> dict[str, Any]:
+        plan = hub.plan.with_settings(lease_per_source=value)
+        files = {f.path: f for f in library_render(replace(hub, plan=plan))}
+        return dict(json.loads(files[leases.HUB_POOL].content))
+
+    assert pool_with(20)["per_source"] == 20, "workers behind one NAT address"
+    with pytest.raises(UsageError, match=r'lease_per_source = "lots": expected a whole number'):
+        pool_with("lots")
 
 
 # ------------------------------------------------------------------------------------------------

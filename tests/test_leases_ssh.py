@@ -201,3 +201,129 @@ def test_a_default_client_still_sees_the_hosts_own_key(hub: Hub) -> None:
         timeout=30,
     )  # fmt: skip
     assert "Server host key: ssh-ed25519" in scan.stderr
+
+
+# --- a claim-key holder that is not a well-behaved worker ----------------------------------
+
+POOL = [{"name": f"worker{i:04d}", "ip": f"10.87.99.{i}", "not_after": 2**40} for i in range(1, 7)]
+
+
+@pytest.fixture
+def six(hub: Hub) -> Iterator[Hub]:
+    """The hub with six certificates, three per source address, and an empty table."""
+    pool_file = hub.root / "lease-pool.json"
+    before = pool_file.read_text()
+
+    def clear() -> None:
+        for path in (hub.root / "state").iterdir():
+            if path.name != "lock":
+                path.unlink()
+
+    clear()
+    pool_file.write_text(json.dumps({"ttl": 30, "per_source": 3, "pool": POOL}))
+    try:
+        yield hub
+    finally:
+        pool_file.write_text(before)
+        clear()
+
+
+def _ask(hub: Hub, request: dict[str, Any], source: str = "127.0.0.1") -> dict[str, Any]:
+    """One request through sshd from the loopback address ``source`` (sshd tells the forced
+    command in SSH_CONNECTION)."""
+    argv = leases.ssh_argv(hub.config())
+    result = subprocess.run(
+        [*argv[:-1], "-o", f"BindAddress={source}", argv[-1]],
+        input=json.dumps(request).encode(),
+        capture_output=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def _claim(machine: str, hostname: str = "render", name: str = "") -> dict[str, Any]:
+    return {"op": "claim", "machine": machine, "boot": BOOT, "hostname": hostname, "name": name}
+
+
+def test_random_machine_ids_from_one_address_hit_the_bound(six: Hub) -> None:
+    randoms = [os.urandom(16).hex() for _ in range(5)]
+    answers = [_ask(six, _claim(m, hostname=f"rnd{i}")) for i, m in enumerate(randoms)]
+    assert [a["ok"] for a in answers] == [True, True, True, False, False]
+    granted = [a["lease"]["name"] for a in answers[:3]]
+    assert granted == ["worker0006", "worker0005", "worker0004"]
+    for refused in answers[3:]:
+        assert refused["reason"] == "limit"
+        assert refused["message"].startswith(
+            "this address 127.0.0.1 already holds 3 worker certificate(s), the most one address "
+            "may hold at once"
+        )
+        text = refused["message"]
+        assert not any(m[:12] in text or f"rnd{i}" in text for i, m in enumerate(randoms))
+        assert not any(name in text for name in granted)
+    # The pool still has free certificates for machines elsewhere.
+    other = _ask(six, _claim("cd" * 16, hostname="elsewhere"), source="127.0.0.2")
+    assert other["ok"], other
+    assert other["lease"]["name"] == "worker0003"
+    published = json.loads((six.root / "published.json").read_text())
+    assert sorted(x["name"] for x in published["leases"]) == sorted([*granted, "worker0003"])
+    assert "127.0.0" not in json.dumps(published), "the source is the hub's own business"
+
+
+def test_a_worker_named_claim_does_not_evict_a_live_holder(six: Hub) -> None:
+    holder = _ask(six, _claim("ab" * 16, hostname="render-a"), source="127.0.0.2")
+    assert holder["lease"]["name"] == "worker0006"
+    named = _ask(six, _claim("cd" * 16, hostname="worker0006", name="worker0006"))
+    assert (named["ok"], named["reason"]) == (False, "taken")
+    assert "worker0006 is held by another live machine" in named["message"]
+    assert "abababababab" not in named["message"]
+    assert "render-a" not in named["message"]
+    renewal = {
+        "op": "renew",
+        "machine": "ab" * 16,
+        "boot": BOOT,
+        "hostname": "render-a",
+        "name": "worker0006",
+    }
+    kept = _ask(six, renewal, source="127.0.0.2")
+    assert kept["ok"], kept
+    assert kept["lease"]["machine"] == "ab" * 16
+    assert _ask(six, _claim("cd" * 16, "worker0006", "worker0006"))["reason"] == "taken"
+    published = json.loads((six.root / "published.json").read_text())
+    assert [(x["name"], x["hostname"]) for x in published["leases"]] == [("worker0006", "render-a")]
+    # Someone else's lease is not theirs to renew, and the answer does not say whose it is.
+    stolen = _ask(six, {**renewal, "machine": "cd" * 16, "hostname": "worker0006"})
+    assert (stolen["ok"], stolen["reason"]) == (False, "lost")
+    assert "abababababab" not in stolen["message"]
+    assert "render-a" not in stolen["message"]
+
+
+def test_a_session_that_sends_nothing_is_closed_within_the_time_limit(six: Hub) -> None:
+    started = time.monotonic()
+    silent = subprocess.Popen(
+        leases.ssh_argv(six.config()),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:  # stdin stays open and empty: the hub, not the client, ends the session
+        silent.wait(timeout=leases.SESSION_SECONDS + 20)
+        elapsed = time.monotonic() - started
+        out, err = silent.stdout.read(), silent.stderr.read()
+    finally:
+        silent.kill()
+        silent.wait()
+        for stream in (silent.stdin, silent.stdout, silent.stderr):
+            stream.close()
+    assert leases.SESSION_SECONDS - 1 <= elapsed <= leases.SESSION_SECONDS + 10, elapsed
+    answer = json.loads(out)
+    assert (answer["ok"], answer["reason"]) == (False, "timeout"), err
+    assert answer["message"] == "no complete request within 10 s: the hub hangs up"
+    # And one that sends too much is cut off at once.
+    flood = subprocess.run(
+        leases.ssh_argv(six.config()),
+        input=b"{" * (leases.MAX_REQUEST + 1),
+        capture_output=True,
+        timeout=30,
+    )
+    assert json.loads(flood.stdout)["message"] == "request too long"

@@ -425,6 +425,14 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         "The hub's SSH port that workers claim their certificates on.",
         22,
     ),
+    ConfigSetting(
+        "lease_per_source",
+        Group.LEASES,
+        integer(0, 100_000),
+        "How many worker certificates one source address may hold at once (0: half the pool, "
+        "rounded up). Raise it when many workers share one NAT address.",
+        0,
+    ),
     # --- idle shutdown -------------------------------------------------------------------------
     ConfigSetting(
         "idle_after_minutes",
@@ -549,6 +557,7 @@ class FarmSettings:
     given: Mapping[str, Any] = field(default_factory=dict)
     lease_ttl: int = field(init=False)
     lease_ssh_port: int = field(init=False)
+    lease_per_source: int = field(init=False)
     idle_after_minutes: int = field(init=False)
     idle_boot_grace_minutes: int = field(init=False)
     idle_max_uptime_minutes: int = field(init=False)

@@ -104,6 +104,8 @@ def _print(report: dict[str, Any]) -> None:
         f"updated {_day(leases.get('updated'))}" if leases["available"] else leases["reason"],
     )
     console.print(table)
+    if leases.get("condition"):
+        _out(leases["condition"].replace("lease table: ", "LEASE TABLE: ", 1))
 
     workers = Table(title=f"{len(report['workers'])} worker certificate(s)", title_justify="left")
     for column in ("name", "address", "state", "ssh", "machine", "since"):

@@ -33,12 +33,14 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
             "it comes from an older farmhand: run `farmhand keys rebundle`"
         )
     if model.role is Role.HUB:
+        entries = [
+            {"name": p.name, "ip": str(p.ip), "not_after": p.not_after}
+            for p in model.bundle.peers_of(Role.WORKER)
+        ]
         pool = {
             "ttl": model.lease_ttl,
-            "pool": [
-                {"name": p.name, "ip": str(p.ip), "not_after": p.not_after}
-                for p in model.bundle.peers_of(Role.WORKER)
-            ],
+            "per_source": model.lease_per_source or leases.default_per_source(len(entries)),
+            "pool": entries,
         }
         files += [
             RenderedFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),

@@ -169,6 +169,51 @@ def _leases_by_name(raw: Any, now: float) -> tuple[dict[str, dict[str, Any]], st
     return found, ""
 
 
+CONDITION_KEYS = ("write_error", "disk_full", "table_error", "grants_paused_until")
+
+
+def _utc(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(stamp))
+
+
+def lease_condition(raw: Any) -> str:
+    """One line on what the hub's lease service says of its own table (onhost/leases.py
+    publishes write_error/disk_full, table_error, grants_paused_until/why); '' when all is
+    well."""
+    if not isinstance(raw, dict):
+        return ""
+    if raw.get("table_error"):
+        return f"lease table: {raw['table_error']}"
+    parts = []
+    if raw.get("write_error"):
+        what = "its disk is full" if raw.get("disk_full") else "writing fails"
+        parts.append(
+            f"the hub cannot save it ({what}: {raw['write_error']}): live leases are kept, "
+            "new certificates wait until it can"
+        )
+    paused = raw.get("grants_paused_until")
+    if isinstance(paused, int | float) and not isinstance(paused, bool):
+        why = raw.get("grants_paused_why") or "the hub restored its lease table"
+        parts.append(f"no new certificate until {_utc(paused)} ({why})")
+    return "lease table: " + "; ".join(parts) if parts else ""
+
+
+def lease_table_info(raw: Any, reason: str, shape_error: str) -> dict[str, Any]:
+    """The report's "leases" entry: whether the table could be read, when the hub last
+    saved it, and its condition (see lease_condition)."""
+    info: dict[str, Any] = {
+        "available": raw is not None and not shape_error,
+        "reason": shape_error or reason,
+    }
+    if info["available"]:
+        info["updated"] = raw.get("updated")
+        info["ttl"] = raw.get("ttl")
+        for key in CONDITION_KEYS:
+            info[key] = raw.get(key)
+        info["condition"] = lease_condition(raw)
+    return info
+
+
 def gather(
     view: FarmView,
     *,
@@ -283,13 +328,7 @@ def gather(
             else None,
             "workers_without_boot_time": len(running_since) - len(known),
         }
-    leases_info: dict[str, Any] = {
-        "available": smb["leases"] is not None and not shape_error,
-        "reason": shape_error or smb["leases_reason"],
-    }
-    if leases_info["available"]:
-        leases_info["updated"] = smb["leases"].get("updated")
-        leases_info["ttl"] = smb["leases"].get("ttl")
+    leases_info = lease_table_info(smb["leases"], smb["leases_reason"], shape_error)
     return {
         "farm": view.plan.name,
         "checked_at": int(now),
@@ -355,4 +394,4 @@ def is_ip(text: str) -> bool:
     return True
 
 
-__all__ = ["FarmView", "Path", "gather", "view_from", "worker_price"]
+__all__ = ["FarmView", "Path", "gather", "lease_condition", "view_from", "worker_price"]

@@ -148,6 +148,12 @@ class HostModel:
         return max(2, self.lease_ttl // 3)
 
     @property
+    def lease_per_source(self) -> int:
+        """How many worker certificates one source address may hold at once (farm.toml
+        lease_per_source; 0 when unset: the lease service then allows half the pool)."""
+        return self.plan.settings.lease_per_source
+
+    @property
     def lease_ssh_port(self) -> int:
         """The hub's SSH port workers claim certificates on (farm.toml lease_ssh_port)."""
         return self.plan.settings.lease_ssh_port

@@ -12,6 +12,18 @@ only for one forced command (``restrict,command=…`` in the authorized_keys of 
 ``farmhand-lease`` user), and workers pin the hub's extra ECDSA P-384 host key from the key store.
 No new port, nothing in clear, no unauthenticated party can claim.
 
+Every worker has the claim key, so the service assumes that a caller may misbehave:
+
+- one source address (sshd's ``SSH_CONNECTION``, an IPv6 address by its /64) holds at most
+  ``per_source`` certificates at once (farm.toml ``lease_per_source``; default half the pool,
+  rounded up) and brings at most ``per_source`` machines the hub has never seen per TTL, so
+  random machine ids cannot drain the pool (a renewal of a free certificate is a claim too);
+- a host named ``workerNNNN`` never takes that certificate from a live holder (one that
+  renews within its TTL): it waits like any other;
+- a refusal names nothing but what was asked: no other machine, hostname or certificate;
+- a session has SESSION_SECONDS to send its request (at most MAX_REQUEST bytes) and
+  SESSION_LIMIT in all.
+
 This one file is the whole protocol. farmhand imports it (tests, ``farmhand status``, hostfiles);
 the deploys install it unchanged as ``/usr/local/lib/farmhand/leases.py`` on the hub, where
 ``leases.py serve`` is the forced command, and on workers, where ``pick``, ``renew`` and
@@ -26,22 +38,51 @@ as ``.farmhand/leases.json``)::
       "expires": UNIX}]}
 
 The hub keeps ended leases in its own copy (so a machine that comes back gets its old
-certificate if it is still free); the published copy lists live leases only.
+certificate if it is still free); the published copy lists live leases only, plus, when they
+apply, ``write_error`` and ``disk_full`` (the hub cannot save its table), ``table_error`` (nor
+read it) and ``grants_paused_until``/``grants_paused_why`` (no new certificate until then).
+
+No certificate is ever held twice, even on a full or failing disk:
+
+- the table is written by durable_write (a temporary file in the same folder written in full
+  and checked, fsync, rename, fsync of the folder), so it is the old table or the new one,
+  never part; the table it replaces stays as ``leases.json.prev``. Nothing is answered ok
+  before it is on disk, except the renewal below;
+- a renewal that cannot be saved is answered ok (full TTL) when the table on disk, with the
+  renewals already answered that way, shows the lease live and held by this very boot, and
+  the renewal is in the journal ``leases.json.unsaved``: a file of a fixed size made while
+  there is room, rewritten in place (no new space) and folded into the table by the next
+  request. So live workers keep their leases however long the disk stays full, and no grant
+  can be made on a table that misses a renewal. Grants and releases that cannot be saved are
+  refused (``hub-disk``). The condition goes to the journal (syslog tag farmhand-lease) and
+  into the published copy (rewritten in place if no new file fits);
+- a table that cannot be read is never replaced by an empty one: ``.prev`` is used instead
+  and no certificate is granted for one TTL (the lost table may have granted a lease
+  ``.prev`` lacks; every such holder renews, or its lease ends, within a TTL), while
+  renewals of leases ``.prev`` shows this very boot holding are answered. With no readable
+  copy at all, nothing is granted or renewed until a TTL after the files were last written
+  (their mtime), when every lease they could hold has ended; only then does an empty table
+  start. Damaged files are kept as ``.damaged-UNIX``.
 """
 
 import contextlib
+import errno
 import fcntl
 import hashlib
+import ipaddress
 import json
 import os
 import random
 import re
+import select
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import syslog
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 FORMAT = 1
 LEASE_USER = "farmhand-lease"
@@ -67,9 +108,15 @@ DEFAULT_TTL = 180
 MIN_TTL = 6
 MAX_REQUEST = 4096
 RETRY_SECONDS = 5.0
-HANDOVER_GRACE = 10
-"""Seconds an evicted holder keeps its lease after being told, to stop Nebula first."""
 REPEAT_LOG_SECONDS = 60.0
+HUB_LOG_TAG = "farmhand-lease"
+JOURNAL_SUFFIX = ".unsaved"
+JOURNAL_ENTRY = 200
+"""Bytes the journal of unsaved renewals keeps for each certificate of the pool."""
+SESSION_SECONDS = 10.0
+"""How long the lease service waits for a whole request on stdin before it hangs up."""
+SESSION_LIMIT = 30
+"""Seconds one lease session may last in all (reading, waiting for the lock, answering)."""
 
 _MACHINE = re.compile(r"^[0-9a-f]{16,64}$")
 _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -140,6 +187,57 @@ def _ours(lease: Lease, machine: str, boot: str) -> bool:
     return bool(lease["machine"] == machine and lease.get("boot", "") == boot)
 
 
+def default_per_source(pool_size: int) -> int:
+    """How many certificates one source may hold at once unless farm.toml says (half the pool,
+    rounded up): one address can never take the whole pool."""
+    return max(1, (pool_size + 1) // 2)
+
+
+def source_of(environ: Dict[str, str]) -> str:
+    """Where a request comes from, as sshd tells the forced command (SSH_CONNECTION, else
+    SSH_CLIENT): an IPv4 address, or the /64 of an IPv6 address (one host usually has a whole
+    /64 to pick addresses from). '' when not run by sshd: a caller on the hub itself, which
+    no bound applies to (it could edit the table anyway)."""
+    words = (environ.get("SSH_CONNECTION") or environ.get("SSH_CLIENT") or "").split()
+    text = words[0].split("%")[0] if words else ""
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return ""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(text + "/64", strict=False))
+    return str(address)
+
+
+def _check_source(
+    table: Table, machine: str, boot: str, source: str, per_source: int, now: int, ttl: int
+) -> None:
+    """Refused('limit') when ``source`` holds ``per_source`` live leases already (other than
+    this boot's own), or brought ``per_source`` machines the hub had never seen within a TTL."""
+    if per_source <= 0 or not source:
+        return
+    held = [x for x in live(table, now) if x.get("source") == source]
+    held = [x for x in held if not _ours(x, machine, boot)]
+    where = ("network " if "/" in source else "address ") + source
+    if len(held) >= per_source:
+        raise Refused(
+            "limit",
+            f"this {where} already holds {len(held)} worker certificate(s), the most one address "
+            "may hold at once (lease_per_source in farm.toml): waiting until one of its leases "
+            "ends",
+        )
+    if not any(x["machine"] == machine for x in table["leases"]):
+        recent = [t for t in table.get("sources", {}).get(source, []) if t > now - ttl]
+        if len(recent) >= per_source:
+            raise Refused(
+                "limit",
+                f"this {where} brought {len(recent)} new machines to the hub within {ttl} s, the "
+                "most it may (lease_per_source in farm.toml): trying again later",
+            )
+
+
 def _grant(
     table: Table,
     entry: Dict[str, Any],
@@ -149,31 +247,42 @@ def _grant(
     now: int,
     ttl: int,
     by_name: bool = False,
+    source: str = "",
+    per_source: int = 0,
 ) -> Lease:
-    for other in table["leases"]:  # one certificate per running machine: its others end
-        moving = other.get("evicted")  # keeps its grace: its Nebula may still be stopping
-        if _ours(other, machine, boot) and other["name"] != entry["name"] and not moving:
-            other["expires"] = min(other["expires"], now)
     lease = _record(table, entry["name"])
-    if lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now:
+    fresh = lease is None or not _ours(lease, machine, boot) or lease["expires"] <= now
+    if fresh:
+        paused = int(table.get("grants_paused_until", 0))
+        if now < paused:
+            raise Refused(
+                "paused",
+                "{}: it grants no certificate until {}, when every lease it may not know of "
+                "has ended or been renewed".format(
+                    table.get("grants_paused_why") or "the hub's lease table was damaged",
+                    _when(paused),
+                ),
+            )
+        _check_source(table, machine, boot, source, per_source, now, ttl)
+        if source and not any(x["machine"] == machine for x in table["leases"]):
+            table.setdefault("sources", {}).setdefault(source, []).append(now)
+    for other in table["leases"]:  # one certificate per running machine: its others end
+        if _ours(other, machine, boot) and other["name"] != entry["name"]:
+            other["expires"] = min(other["expires"], now)
+    if lease is None or fresh:
         table["leases"] = [x for x in table["leases"] if x["name"] != entry["name"]]
         lease = {"name": entry["name"], "ip": str(entry["ip"]), "since": now}
         table["leases"].append(lease)
     lease.update(machine=machine, boot=boot, hostname=hostname, renewed=now, expires=now + ttl)
     lease["by_name"] = by_name
-    lease.pop("evict", None)
+    lease["source"] = source
+    lease.pop("evict", None)  # marks an older hub left: nobody is moved off a live lease now
     lease.pop("evicted", None)
     lease["ip"] = str(entry["ip"])
     table["leases"].sort(key=lambda x: x["name"])
     table["updated"] = now
     table["ttl"] = ttl
     return dict(lease)
-
-
-def _holder(lease: Lease) -> str:
-    return "machine {} (hostname {}, since {})".format(
-        lease["machine"][:12], lease.get("hostname") or "?", _when(lease["since"])
-    )
 
 
 def _when(stamp: int) -> str:
@@ -189,11 +298,17 @@ def claim(
     want: str,
     now: int,
     ttl: int,
+    source: str = "",
+    per_source: int = 0,
 ) -> Lease:
     """Give ``machine`` a certificate: ``want`` if named (a workerNNNN hostname), else any free
-    one, preferring the one it held last. Raises Refused when it must wait."""
+    one, preferring the one it held last. Raises Refused when it must wait.
+
+    A refusal names nothing but what was asked: never another machine, its hostname or
+    which certificate it holds (every worker has the claim key, so anyone may ask)."""
     usable = _usable(pool, now)
     held = {x["name"]: x for x in live(table, now)}
+    limits = {"source": source, "per_source": per_source}  # type: Dict[str, Any]
     if want:
         if want not in usable:
             raise Refused(
@@ -201,50 +316,35 @@ def claim(
                 f"the hub's pool has no usable certificate {want} (not in the workers bundle, "
                 "revoked or expired)",
             )
+        # A host named like the certificate waits like any other: a live holder (one that
+        # renews) is never moved off it, whatever the asking host calls itself.
         holder = held.get(want)
-        spare = [n for n in usable if n not in held and n != want]
-        # A host named like the certificate wins it back from one that took it as "any free"
-        # one: the holder moves to another at its next renewal; only then (after a grace for it
-        # to stop Nebula) is the certificate handed over.
-        theirs = holder is not None and not _ours(holder, machine, boot)
-        if theirs and holder is not None and not holder.get("by_name") and spare:
-            holder["evict"] = True
-            raise Refused(
-                "taken",
-                f"{want} is held by {_holder(holder)}, which did not ask for it by name: it "
-                "moves to another certificate at its next renewal, then this one gets it",
-            )
         if holder is not None and not _ours(holder, machine, boot):
-            same = holder["machine"] == machine
             raise Refused(
                 "taken",
-                "{} is held by {}: {}, until {} unless it renews".format(
+                "{} is held by {} until {} unless that lease is renewed; this host waits for "
+                "it".format(
                     want,
                     "an earlier boot of this machine (or a clone with its machine-id and MAC)"
-                    if same
+                    if holder["machine"] == machine
                     else "another live machine",
-                    _holder(holder),
                     _when(holder["expires"]),
                 ),
             )
-        return _grant(table, usable[want], machine, boot, hostname, now, ttl, by_name=True)
-    mine = [
-        x
-        for x in held.values()
-        if _ours(x, machine, boot) and x["name"] in usable and not x.get("evicted")
-    ]
+        return _grant(
+            table, usable[want], machine, boot, hostname, now, ttl, by_name=True, **limits
+        )
+    mine = [x for x in held.values() if _ours(x, machine, boot) and x["name"] in usable]
     if mine:
-        return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl)
+        return _grant(table, usable[mine[0]["name"]], machine, boot, hostname, now, ttl, **limits)
     free = [name for name in usable if name not in held]
     if not free:
-        soonest = min(held.values(), key=lambda x: x["expires"]) if held else None
+        soonest = min((x["expires"] for x in held.values()), default=0)
         raise Refused(
             "exhausted",
             "the pool is exhausted: all {} worker certificates are held by live machines{}".format(
                 len(usable),
-                "; the first lease to end unless renewed is {} at {}".format(
-                    soonest["name"], _when(soonest["expires"])
-                )
+                f"; the first lease to end unless renewed ends at {_when(soonest)}"
                 if soonest
                 else "",
             ),
@@ -255,7 +355,7 @@ def claim(
     # their way.
     own = [n for n in free if (_record(table, n) or {}).get("machine") == machine]
     ranked = own or sorted(free, reverse=True)
-    return _grant(table, usable[ranked[0]], machine, boot, hostname, now, ttl)
+    return _grant(table, usable[ranked[0]], machine, boot, hostname, now, ttl, **limits)
 
 
 def renew(
@@ -267,8 +367,12 @@ def renew(
     hostname: str,
     now: int,
     ttl: int,
+    source: str = "",
+    per_source: int = 0,
 ) -> Lease:
-    """Extend ``machine``'s lease of ``name``; Refused('lost') when another machine has it."""
+    """Extend ``machine``'s lease of ``name``; Refused('lost') when another machine has it.
+    A lease that had already ended and that nobody took is granted again, marked ``lapsed``:
+    the worker ran without a lease for a while (suspended, paused, cut off) and starts over."""
     usable = _usable(pool, now)
     if name not in usable:
         raise Refused(
@@ -276,24 +380,28 @@ def renew(
             f"the hub's pool no longer has {name} (revoked or expired): re-deploy this worker",
         )
     lease = _record(table, name)
-    if lease is not None and not _ours(lease, machine, boot) and lease["expires"] > now:
-        raise Refused("lost", f"{name} is now held by {_holder(lease)}")
-    if (
-        lease is not None
-        and (lease.get("evict") or lease.get("evicted"))
-        and lease["expires"] > now
-    ):
-        # It stays held for the grace (so nobody else runs it yet) but is no longer this
-        # machine's to renew or to claim again.
-        if not lease.get("evicted"):
-            lease["expires"] = min(lease["expires"], now + HANDOVER_GRACE)
-        lease["evict"], lease["evicted"] = False, True
-        raise Refused(
-            "lost",
-            f"a host named {name} asks for {name}: this worker moves to another certificate",
-        )
-    by_name = bool(lease is not None and _ours(lease, machine, boot) and lease.get("by_name"))
-    return _grant(table, usable[name], machine, boot, hostname, now, ttl, by_name=by_name)
+    if lease is not None and lease["expires"] > now:
+        if not _ours(lease, machine, boot):
+            raise Refused("lost", f"{name} is now held by another machine")
+        if lease.get("evicted"):  # an older hub told this worker to move: it has been told
+            raise Refused("lost", f"{name} was handed to a host of that name")
+    held = lease is not None and _ours(lease, machine, boot) and lease["expires"] > now
+    by_name = bool(held and lease is not None and lease.get("by_name"))
+    granted = _grant(
+        table,
+        usable[name],
+        machine,
+        boot,
+        hostname,
+        now,
+        ttl,
+        by_name=by_name,
+        source=source,
+        per_source=per_source,
+    )
+    if not held:
+        granted["lapsed"] = True
+    return granted
 
 
 def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:
@@ -310,26 +418,273 @@ def release(table: Table, machine: str, boot: str, name: str, now: int) -> bool:
 # --- the hub: the forced command of the claim key -------------------------------------------
 
 
-def _atomic_write(path: str, data: bytes, mode: int) -> None:
+def durable_write(path: str, data: bytes, mode: int, keep_previous: bool = False) -> None:
+    """Make ``path`` hold all of ``data`` or, should anything fail, exactly what it held before:
+    a temporary file in the same folder, written in full (every short write continued, the
+    length checked), flushed to disk, renamed over ``path``, then the folder flushed. With
+    ``keep_previous`` the file it replaces stays as ``path.prev`` (a hard link: no copy, no
+    space; skipped if the link cannot be made). Raises OSError, having removed its temporary
+    file."""
     tmp = f"{path}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        os.write(fd, data)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            view = memoryview(data)
+            done = 0
+            while done < len(data):
+                written = os.write(fd, view[done:])
+                if written <= 0:
+                    raise OSError(errno.ENOSPC, "short write", tmp)
+                done += written
+            os.fsync(fd)
+            if os.fstat(fd).st_size != len(data):
+                raise OSError(errno.EIO, "the file is not as long as written", tmp)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)
+        if keep_previous and os.path.exists(path):
+            # Best effort: a .prev that lags behind is only older, never wrong.
+            link = f"{path}.prev.{os.getpid()}.tmp"
+            try:
+                os.link(path, link)
+                os.replace(link, path + ".prev")
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.unlink(link)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    folder = os.open(os.path.dirname(path) or ".", os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
+
+
+def overwrite_in_place(path: str, data: bytes) -> None:
+    """Rewrite the existing ``path`` with ``data`` inside the space it already has on disk, for
+    when no new file can be written (a full disk): raises OSError when it does not fit. Not
+    atomic, so only for files that can be read torn (the published copy) or that are never
+    longer than one block (the journal)."""
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        info = os.fstat(fd)
+        if len(data) > max(info.st_size, info.st_blocks * 512):
+            raise OSError(errno.ENOSPC, "does not fit in the space the file has", path)
+        if os.pwrite(fd, data, 0) != len(data):
+            raise OSError(errno.ENOSPC, "short write", path)
+        os.ftruncate(fd, len(data))
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
 
 
 def _dump(table: Table) -> bytes:
     return (json.dumps(table, indent=1, sort_keys=True) + "\n").encode()
 
 
+def _copy(table: Table) -> Table:
+    return dict(json.loads(json.dumps(table)))
+
+
+def _syslog(text: str) -> None:
+    syslog.openlog(HUB_LOG_TAG, syslog.LOG_PID, syslog.LOG_DAEMON)
+    syslog.syslog(syslog.LOG_WARNING, text)
+
+
+def _hub_log(text: str) -> None:
+    """To the hub's journal (syslog, tag farmhand-lease) and the service's stderr."""
+    with contextlib.suppress(OSError, ValueError):
+        _syslog(text)
+    with contextlib.suppress(OSError, ValueError):
+        sys.stderr.write(f"{HUB_LOG_TAG}: {text}\n")
+        sys.stderr.flush()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    return str(exc) or type(exc).__name__
+
+
+def _disk_full(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+# The journal of renewals the hub answered but could not save (TABLE.unsaved): a file of a fixed
+# size, made while the disk has room, and rewritten in place (no new space) when it has none.
+
+
+def journal_size(pool_size: int) -> int:
+    return max(4096, -(-(JOURNAL_ENTRY * pool_size + 64) // 4096) * 4096)
+
+
+def _journal_bytes(entries: List[List[Any]], size: int) -> bytes:
+    text = json.dumps({"renewed": sorted(entries)}, sort_keys=True)
+    if len(text) + 1 > size:
+        raise OSError(errno.ENOSPC, "the journal of unsaved renewals is full")
+    return (text + " " * (size - len(text) - 1) + "\n").encode()
+
+
+def read_journal(path: str) -> List[List[Any]]:
+    """[[name, machine, boot, renewed], …]; [] when there is none; ValueError when damaged."""
+    try:
+        with open(path, "rb") as handle:
+            data = json.loads(handle.read().decode("utf-8"))
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise ValueError(_why(exc)) from None
+    entries = data.get("renewed") if isinstance(data, dict) else None
+    if not isinstance(entries, list) or not all(
+        isinstance(e, list) and len(e) == 4 and isinstance(e[3], int) for e in entries
+    ):
+        raise ValueError("not a journal of unsaved renewals")
+    return entries
+
+
+def _journal_add(path: str, entry: List[Any]) -> None:
+    entries = [e for e in read_journal(path) if e[0] != entry[0]] + [entry]
+    overwrite_in_place(path, _journal_bytes(entries, os.path.getsize(path)))
+
+
+def _fold(table: Table, entries: List[List[Any]], ttl: int) -> int:
+    """Apply the journal's renewals to ``table``: each still names the machine and boot that
+    holds the lease, and is newer than what the table says. How many applied."""
+    applied = 0
+    for name, machine, boot, renewed in entries:
+        lease = _record(table, str(name))
+        if lease is None or lease["machine"] != machine or lease.get("boot", "") != boot:
+            continue
+        if renewed > lease["renewed"]:
+            lease["renewed"] = renewed
+            lease["expires"] = max(lease["expires"], renewed + ttl)
+            applied += 1
+    return applied
+
+
+def _mtime(path: str) -> int:
+    try:
+        return int(os.stat(path).st_mtime) + 1
+    except OSError:
+        return 0
+
+
+def _pause(table: Table, until: int, why: str) -> None:
+    if until > int(table.get("grants_paused_until", 0)):
+        table["grants_paused_until"] = until
+        table["grants_paused_why"] = why
+
+
+class _Unreadable(Exception):
+    """Neither the table nor its last good copy can be read: nothing can be granted or
+    renewed until ``until``, when every lease either could hold has ended."""
+
+    def __init__(self, message: str, until: int) -> None:
+        super().__init__(message)
+        self.until = until
+
+
+def _read_table_file(path: str) -> Optional[Table]:
+    """The table in ``path``; None when there is no such file; ValueError when unreadable."""
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ValueError(_why(exc)) from None
+    return parse_table(raw.decode("utf-8"))
+
+
+def load_table(table_path: str, ttl: int, now: int) -> Tuple[Table, bool, int]:
+    """The table to work on, its journal of unsaved renewals folded in; whether the file on
+    disk is good (so that the next write keeps it as ``.prev``); how many journal entries it
+    had (-1: the journal is damaged, and grants wait a TTL after it was last written). Never
+    an empty table because a table could not be read:
+
+    - the table unreadable (or gone while ``.prev`` is there): the last good copy, ``.prev``.
+      The table it replaces may have granted a lease that ``.prev`` lacks, so for one TTL no
+      certificate is granted (``grants_paused_until``): renewals of leases ``.prev`` shows
+      this very boot holding are answered, others must wait until their holder renewed (and
+      was refused) or its lease ended;
+    - both unreadable: _Unreadable until a TTL after the last time either was written (their
+      mtime; or the journal's), when every lease they could hold has ended; then an empty
+      table, the damaged files kept aside as ``.damaged-NOW``.
+    """
+    prev_path = table_path + ".prev"
+    journal_path = table_path + JOURNAL_SUFFIX
+    pauses = []  # type: List[Tuple[int, str]]
+    journaled = 0
+    try:
+        entries = read_journal(journal_path)
+        journaled = len(entries)
+    except ValueError as exc:
+        entries, journaled = [], -1
+        until = _mtime(journal_path) + ttl
+        _hub_log(
+            f"the journal {journal_path} is damaged ({exc}): no new lease until {_when(until)}"
+        )
+        pauses.append((until, "the hub's journal of unsaved renewals was damaged"))
+    problem = ""
+    try:
+        table = _read_table_file(table_path)
+    except ValueError as exc:
+        table, problem = None, str(exc) or "unreadable"
+    good = table is not None
+    if table is None and (problem or os.path.exists(prev_path)):
+        problem = problem or "missing"
+        try:
+            table = _read_table_file(prev_path)
+        except ValueError as exc:
+            table, problem = None, f"{problem}; its last good copy: {exc or 'unreadable'}"
+        if table is None:
+            until = max(_mtime(table_path), _mtime(prev_path)) + ttl
+            until = max([until] + [int(e[3]) + ttl for e in entries])
+            if now < until:
+                raise _Unreadable(
+                    f"the hub cannot read its lease table ({problem}) nor a good copy of it: "
+                    f"it grants and renews nothing until {_when(until)}, when every lease it "
+                    "could hold has ended",
+                    until,
+                )
+            for path in (table_path, prev_path):
+                with contextlib.suppress(FileNotFoundError):
+                    os.replace(path, f"{path}.damaged-{now}")
+            _hub_log(
+                f"the lease table {table_path} could not be read ({problem}) and every lease "
+                "it could hold has ended: starting a new one (the old files are kept as "
+                f".damaged-{now})"
+            )
+            table = empty_table(ttl, now)
+        else:
+            if os.path.exists(table_path):
+                os.replace(table_path, f"{table_path}.damaged-{now}")
+            until = now + ttl
+            _hub_log(
+                f"the lease table {table_path} could not be read ({problem}): restored from "
+                f"{prev_path}; no new lease until {_when(until)}"
+                + (f" (the damaged one is kept as .damaged-{now})" if problem != "missing" else "")
+            )
+            pauses.append((until, "the hub restored its lease table from the last good copy"))
+    elif table is None:
+        table = empty_table(ttl, now)  # the first request ever
+    for until, why in pauses:
+        _pause(table, until, why)
+    _fold(table, entries, ttl)
+    return table, good, journaled
+
+
 def load_pool(path: str = HUB_POOL) -> Dict[str, Any]:
+    """The hub's pool (lease-pool.json): ``ttl``, ``pool`` and ``per_source`` (farm.toml's
+    lease_per_source, else half the pool)."""
     with open(path, encoding="utf-8") as handle:
         data = json.load(handle)
-    return {"ttl": int(data["ttl"]), "pool": list(data["pool"])}
+    pool = list(data["pool"])
+    per_source = int(data.get("per_source") or 0) or default_per_source(len(pool))
+    return {"ttl": int(data["ttl"]), "pool": pool, "per_source": per_source}
 
 
 def check_request(request: Any) -> Dict[str, str]:
@@ -361,6 +716,104 @@ def check_request(request: Any) -> Dict[str, str]:
     return out
 
 
+def _refusal(reason: str, message: str, ttl: int) -> Dict[str, Any]:
+    return {"ok": False, "reason": reason, "message": message, "ttl": ttl}
+
+
+def _unsaved(
+    fields: Dict[str, str],
+    answer: Dict[str, Any],
+    before: Table,
+    error: OSError,
+    journal_path: str,
+    now: int,
+    ttl: int,
+) -> Tuple[Dict[str, Any], Table]:
+    """The answer, and the table as it now stands, when the table could not be saved.
+
+    The table on disk is still ``before`` (the write kept it whole). A grant or a release is
+    refused: what is not on disk did not happen. A renewal of a lease ``before`` shows live
+    and held by this very boot is answered ok, with the full TTL, once it is in the journal
+    (a few bytes rewritten in place, no new space), which the next request folds in, so
+    nobody else can be granted that lease meanwhile. If even the journal cannot be written,
+    it is still ok but not extended: the lease ends when ``before`` says."""
+    why = _why(error)
+    if not answer.get("ok"):
+        return answer, before  # a refusal changed nothing that matters
+    name = answer["lease"]["name"] if "lease" in answer else fields["name"]
+    record = _record(before, name)
+    mine = (
+        record is not None
+        and _ours(record, fields["machine"], fields["boot"])
+        and record["expires"] > now
+        and not record.get("evicted")
+    )
+    if fields["op"] == "release":
+        return _refusal(
+            "hub-disk",
+            f"the hub cannot save its lease table ({why}): not released, the lease ends by "
+            "itself unless renewed",
+            ttl,
+        ), before
+    if not mine or record is None:
+        if fields["op"] == "claim":
+            text = "it grants no certificate until it can"
+        else:
+            text = "it renews only leases it has on record until it can"
+        return _refusal("hub-disk", f"the hub cannot save its lease table ({why}): {text}", ttl), (
+            before
+        )
+    view = _copy(before)
+    lease = _record(view, name)
+    assert lease is not None
+    try:
+        _journal_add(journal_path, [name, fields["machine"], fields["boot"], now])
+    except (OSError, ValueError) as exc:
+        warning = (
+            f"the hub cannot save its lease table ({why}) nor note this renewal ({_why(exc)}): "
+            f"the lease is not extended and ends at {_when(lease['expires'])} unless the hub "
+            "can save it by then"
+        )
+    else:
+        lease["renewed"], lease["expires"] = now, now + ttl
+        warning = f"the hub cannot save its lease table ({why}): this renewal is in its journal"
+    _hub_log(f"{fields['op']} of {name} answered without saving the table: {warning}")
+    return {"ok": True, "ttl": ttl, "lease": dict(lease), "warning": warning}, view
+
+
+def _publish(path: Optional[str], table: Table, now: int, condition: Dict[str, Any]) -> None:
+    """The published copy with ``condition`` (write_error, disk_full, table_error,
+    grants_paused_until/why: only those that apply); in place when no new file fits."""
+    if not path:
+        return
+    data = published(table, now)
+    data.update(condition)
+    try:
+        durable_write(path, _dump(data), 0o644)
+    except OSError as exc:
+        try:
+            overwrite_in_place(path, _dump(data))
+        except OSError as again:
+            _hub_log(f"cannot publish {path}: {_why(exc)}; in place: {_why(again)}")
+
+
+def _remove_temporaries(*paths: Optional[str]) -> None:
+    """Temporary files left by a process that died while writing (every writer holds the lock,
+    so under it none is in use)."""
+    for path in paths:
+        if not path:
+            continue
+        folder, base = os.path.split(path)
+        try:
+            names = os.listdir(folder or ".")
+        except OSError:
+            continue
+        for name in names:
+            if name.startswith(base + ".") and name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    os.unlink(os.path.join(folder, name))
+
+
 def handle(
     request: Any,
     *,
@@ -369,26 +822,38 @@ def handle(
     pool_path: str = HUB_POOL,
     published_path: Optional[str] = PUBLISHED,
     now: Optional[int] = None,
+    source: str = "",
 ) -> Dict[str, Any]:
-    """Apply one request to the table on disk under an exclusive lock; the answer as a dict."""
+    """Apply one request from ``source`` (see source_of) to the table on disk under an
+    exclusive lock; the answer as a dict. The table is saved with durable_write (keeping the
+    one it replaces as ``.prev``) before any answer says ok; see load_table and _unsaved for
+    what happens when it cannot be read or written."""
     try:
         fields = check_request(request)
     except Refused as exc:
         return {"ok": False, "reason": exc.reason, "message": str(exc)}
     config = load_pool(pool_path)
     ttl = config["ttl"]
+    journal_path = table_path + JOURNAL_SUFFIX
     with open(lock_path, "a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         stamp = int(time.time()) if now is None else now
+        _remove_temporaries(table_path, journal_path, published_path)
         try:
-            with open(table_path, encoding="utf-8") as handle_:
-                table = parse_table(handle_.read())
-        except FileNotFoundError:
-            table = empty_table(ttl, stamp)
-        except ValueError:
-            # Keep the damaged table for a human; workers renew into a fresh one within a TTL.
-            os.replace(table_path, f"{table_path}.damaged-{stamp}")
-            table = empty_table(ttl, stamp)
+            table, good, journaled = load_table(table_path, ttl, stamp)
+        except _Unreadable as exc:
+            _hub_log(str(exc))
+            _publish(
+                published_path,
+                empty_table(ttl, stamp),
+                stamp,
+                {"table_error": str(exc), "grants_paused_until": exc.until},
+            )
+            return _refusal("hub-table", str(exc), ttl)
+        except OSError as exc:  # say, a damaged table cannot even be moved aside
+            _hub_log(f"cannot use the lease table {table_path}: {_why(exc)}")
+            return _refusal("hub-disk", f"the hub cannot use its lease table ({_why(exc)})", ttl)
+        before = _copy(table)
         answer = {"ok": True, "ttl": ttl}  # type: Dict[str, Any]
         try:
             if fields["op"] == "claim":
@@ -401,6 +866,8 @@ def handle(
                     fields["name"],
                     stamp,
                     ttl,
+                    source=source,
+                    per_source=config["per_source"],
                 )
             elif fields["op"] == "renew":
                 answer["lease"] = renew(
@@ -412,46 +879,134 @@ def handle(
                     fields["hostname"],
                     stamp,
                     ttl,
+                    source=source,
+                    per_source=config["per_source"],
                 )
             else:
                 answer["released"] = release(
                     table, fields["machine"], fields["boot"], fields["name"], stamp
                 )
         except Refused as exc:
-            answer = {"ok": False, "reason": exc.reason, "message": str(exc), "ttl": ttl}
+            answer = _refusal(exc.reason, str(exc), ttl)
+        if answer.get("lease", {}).pop("lapsed", False):
+            answer["lapsed"] = True
         table["updated"] = stamp
         table["ttl"] = ttl
-        # Forget leases that ended over a day ago and whose certificate left the pool.
+        # Forget leases that ended over a day ago and whose certificate left the pool, and new
+        # machines counted more than a TTL ago.
         names = {p["name"] for p in config["pool"]}
         table["leases"] = [
             x for x in table["leases"] if x["name"] in names or x["expires"] > stamp - 86400
         ]
-        _atomic_write(table_path, _dump(table), 0o644)
-        if published_path:
+        recent = {k: [t for t in v if t > stamp - ttl] for k, v in table.get("sources", {}).items()}
+        table["sources"] = {k: v for k, v in recent.items() if v}
+        if int(table.get("grants_paused_until", 0)) <= stamp:
+            table.pop("grants_paused_until", None)
+            table.pop("grants_paused_why", None)
+        condition = {}  # type: Dict[str, Any]
+        try:
+            durable_write(table_path, _dump(table), 0o644, keep_previous=good)
+        except OSError as exc:
+            _hub_log(f"cannot save the lease table {table_path}: {_why(exc)}")
+            answer, table = _unsaved(fields, answer, before, exc, journal_path, stamp, ttl)
+            condition = {"write_error": _why(exc), "disk_full": _disk_full(exc)}
+        else:
+            if journaled > 0:
+                _hub_log(f"the lease table is saved again, with {journaled} unsaved renewal(s)")
             try:
-                _atomic_write(published_path, _dump(published(table, stamp)), 0o644)
-            except OSError as exc:
-                sys.stderr.write(f"farmhand: cannot publish {published_path}: {exc}\n")
+                size = journal_size(len(config["pool"]))
+                if journaled or not os.path.isfile(journal_path):
+                    durable_write(journal_path, _journal_bytes([], size), 0o644)
+                elif os.path.getsize(journal_path) < size:
+                    durable_write(
+                        journal_path, _journal_bytes(read_journal(journal_path), size), 0o644
+                    )
+            except (OSError, ValueError) as exc:
+                _hub_log(f"cannot prepare the journal {journal_path}: {_why(exc)}")
+        paused = int(table.get("grants_paused_until", 0))
+        if paused > stamp:
+            condition["grants_paused_until"] = paused
+            condition["grants_paused_why"] = table.get("grants_paused_why", "")
+        _publish(published_path, table, stamp, condition)
+    answer["now"] = stamp  # the worker counts the lease's time from here, on its own clocks
     return answer
 
 
+class _SessionOver(Exception):
+    pass
+
+
+def _session_over(signum: int, frame: Any) -> None:
+    raise _SessionOver()
+
+
+def read_request(
+    fd: int = 0,
+    limit: int = MAX_REQUEST,
+    seconds: float = SESSION_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> bytes:
+    """The request on ``fd``, up to its end: at most ``limit`` bytes within ``seconds`` (in all,
+    however slowly they trickle in), or Refused."""
+    deadline = clock() + seconds
+    chunks = []  # type: List[bytes]
+    size = 0
+    while True:
+        left = deadline - clock()
+        if left <= 0:
+            raise Refused(
+                "timeout", f"no complete request within {seconds:.0f} s: the hub hangs up"
+            )
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        data = os.read(fd, limit + 1 - size)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+        size += len(data)
+        if size > limit:
+            raise Refused("bad-request", "request too long")
+
+
 def serve(**paths: Any) -> int:
-    """The forced command: one JSON request on stdin, one JSON answer on stdout (``paths``
-    moves the table elsewhere, for tests)."""
-    raw = sys.stdin.buffer.read(MAX_REQUEST + 1)
-    if len(raw) > MAX_REQUEST:
-        answer = {"ok": False, "reason": "bad-request", "message": "request too long"}
-    else:
+    """The forced command: one JSON request on stdin (within SESSION_SECONDS), one JSON answer
+    on stdout, the whole session within SESSION_LIMIT (``paths`` moves the table elsewhere,
+    for tests)."""
+    signal.signal(signal.SIGALRM, _session_over)
+    signal.alarm(SESSION_LIMIT)
+    try:
         try:
-            request = json.loads(raw.decode("utf-8"))
-        except ValueError:
-            request = None
-        answer = handle(request, **paths)
+            raw = read_request()
+            try:
+                request = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                request = None
+            answer = handle(request, source=source_of(dict(os.environ)), **paths)
+        except Refused as exc:
+            answer = {"ok": False, "reason": exc.reason, "message": str(exc)}
+        except _SessionOver:
+            answer = {
+                "ok": False,
+                "reason": "busy",
+                "message": f"the hub could not answer within {SESSION_LIMIT} s",
+            }
+        except (OSError, ValueError, KeyError) as exc:  # its lock, folder or pool file
+            _hub_log(f"cannot answer: {_why(exc)}")
+            answer = {"ok": False, "reason": "hub-error", "message": f"the hub failed: {_why(exc)}"}
+    finally:
+        signal.alarm(0)
     sys.stdout.write(json.dumps(answer) + "\n")
     return 0
 
 
 # --- workers: pick at boot, renew on a timer, release at shutdown ---------------------------
+#
+# A worker judges its lease on the wall clock and CLOCK_BOOTTIME (see clocks), from the time the
+# hub says it had left (``expires - now`` in the answer, counted from before the request went
+# out), never on time.monotonic(), which stops while the machine is suspended or its VM paused:
+# a worker that wakes up after its lease ended stops Nebula and claims again, and so does one
+# whose renewal the hub answers ``lapsed``.
 
 
 def _log(text: str) -> None:
@@ -629,7 +1184,7 @@ def _install_certificate(config: Dict[str, Any], name: str) -> None:
         with open(os.path.join(pool, f"{name}.{kind}"), "rb") as handle:
             data = handle.read()
         if _read_bytes(target) != data:
-            _atomic_write(target, data, mode)
+            durable_write(target, data, mode)
         os.chmod(target, mode)
 
 
@@ -643,7 +1198,7 @@ def _read_bytes(path: str) -> bytes:
 
 def _save_state(state: Dict[str, Any]) -> None:
     os.makedirs(os.path.dirname(WORKER_STATE), mode=0o755, exist_ok=True)
-    _atomic_write(WORKER_STATE, (json.dumps(state) + "\n").encode(), 0o644)
+    durable_write(WORKER_STATE, (json.dumps(state) + "\n").encode(), 0o644)
 
 
 def _load_state() -> Optional[Dict[str, Any]]:
@@ -661,7 +1216,53 @@ def _forget_state() -> None:
         os.unlink(WORKER_STATE)
 
 
-def pick(config: Dict[str, Any], attempts: int = 0) -> int:
+Clocks = Tuple[float, Optional[float]]
+
+
+def clocks() -> Clocks:
+    """(wall clock, CLOCK_BOOTTIME or None): the clocks a worker judges its lease on. Both keep
+    counting while the machine is suspended; the wall clock also counts a VM pause once NTP or
+    the guest agent sets it right. time.monotonic() stops in both, so it is never used."""
+    clock_id = getattr(time, "CLOCK_BOOTTIME", 7 if sys.platform.startswith("linux") else None)
+    boot = None  # type: Optional[float]
+    if clock_id is not None:
+        try:
+            boot = time.clock_gettime(clock_id)
+        except (OSError, AttributeError):
+            boot = None
+    return time.time(), boot
+
+
+def lease_deadlines(answer: Dict[str, Any], sent: Clocks, ttl: int) -> Dict[str, Any]:
+    """When the lease the hub just granted ends, on this machine's clocks: the time it had left
+    by the hub's own clock (``expires - now`` in its answer), counted from before the request
+    was sent, so never later than the hub's expiry, however far apart the two clocks are."""
+    lease = answer.get("lease") or {}
+    try:
+        left = float(lease["expires"]) - float(answer.get("now", lease["renewed"]))
+    except (KeyError, TypeError, ValueError):
+        left = float(ttl)
+    left = max(0.0, left)
+    return {
+        "expires_at": sent[0] + left,
+        "expires_boot": None if sent[1] is None else sent[1] + left,
+        "hub_expires": lease.get("expires"),
+    }
+
+
+def lease_left(state: Dict[str, Any], now: Clocks) -> float:
+    """Seconds until the lease in ``state`` ends: the least any clock says (<= 0: it ended)."""
+    lefts = []
+    if isinstance(state.get("expires_at"), (int, float)):
+        lefts.append(float(state["expires_at"]) - now[0])
+    if isinstance(state.get("expires_boot"), (int, float)) and now[1] is not None:
+        lefts.append(float(state["expires_boot"]) - now[1])
+    if not lefts and isinstance(state.get("renewed_at"), (int, float)):  # an older picker's
+        lefts.append(float(state["renewed_at"]) + int(state["ttl"]) - time.monotonic())
+    return min(lefts) if lefts else 0.0
+
+
+def pick(config: Dict[str, Any], attempts: int = 0, clock: Callable[[], Clocks] = clocks) -> int:
     """Claim until the hub grants a certificate, then install it for Nebula. Every refusal is
     logged (again when the reason changes, or each minute) and retried: never a guess."""
     _forget_state()
@@ -677,6 +1278,7 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
     last, last_at, tries = "", 0.0, 0
     while True:
         tries += 1
+        sent = clock()
         answer = ask_hub(
             config,
             {"op": "claim", "machine": machine, "boot": boot, "hostname": hostname, "name": want},
@@ -684,6 +1286,7 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
         if answer.get("ok"):
             lease = answer["lease"]
             _install_certificate(config, lease["name"])
+            ttl = int(answer.get("ttl", config["ttl"]))
             _save_state(
                 {
                     "name": lease["name"],
@@ -691,8 +1294,8 @@ def pick(config: Dict[str, Any], attempts: int = 0) -> int:
                     "machine": machine,
                     "boot": boot,
                     "hostname": hostname,
-                    "ttl": int(answer.get("ttl", config["ttl"])),
-                    "renewed_at": time.monotonic(),
+                    "ttl": ttl,
+                    **lease_deadlines(answer, sent, ttl),
                 }
             )
             _log(
@@ -726,12 +1329,23 @@ def _start_over(config: Dict[str, Any], why: str) -> int:
     return 1
 
 
-def renew_once(config: Dict[str, Any]) -> int:
-    """One renewal (the timer's job). A lost lease, or one that may have ended because the hub
-    was unreachable for a whole TTL, stops Nebula and starts the pick over."""
+def renew_once(config: Dict[str, Any], clock: Callable[[], Clocks] = clocks) -> int:
+    """One renewal (the timer's job). The lease is judged on clocks that keep counting through
+    a suspend or a VM pause (see clocks): one that has ended by them (the machine slept
+    through its expiry), that the hub says had lapsed, that was lost, or that is about to end
+    because the hub cannot be reached, stops Nebula and starts the pick over."""
     state = _load_state()
     if state is None:
         return 0  # no certificate picked yet (the picker is still waiting)
+    name = state["name"]
+    left = lease_left(state, clock())
+    if left <= 0:
+        return _start_over(
+            config,
+            f"the lease of {name} ended {-left:.0f} s ago by this machine's clock, without a "
+            "renewal (was it suspended or paused?)",
+        )
+    sent = clock()
     answer = ask_hub(
         config,
         {
@@ -739,32 +1353,40 @@ def renew_once(config: Dict[str, Any]) -> int:
             "machine": state["machine"],
             "boot": state["boot"],
             "hostname": state["hostname"],
-            "name": state["name"],
+            "name": name,
         },
     )
     if answer.get("ok"):
-        state["renewed_at"] = time.monotonic()
+        if answer.get("lapsed"):
+            return _start_over(
+                config,
+                f"the hub says the lease of {name} had ended before this renewal (was this "
+                "machine suspended or paused?)",
+            )
         state["ttl"] = int(answer.get("ttl", state["ttl"]))
+        state.update(lease_deadlines(answer, sent, state["ttl"]))
+        state.pop("renewed_at", None)
         _save_state(state)
+        if answer.get("warning"):
+            _log(f"renewed {name}, but: {answer['warning']}")
         return 0
     reason = answer.get("reason")
     if reason == "lost":
         return _start_over(
-            config, "the lease of {} was lost: {}".format(state["name"], answer.get("message"))
+            config, "the lease of {} was lost: {}".format(name, answer.get("message"))
         )
     if reason == "unknown":
         # A revoked certificate's address is never handed out again: no clash is possible.
-        _log("cannot renew {}: {}".format(state["name"], answer.get("message")))
+        _log("cannot renew {}: {}".format(name, answer.get("message")))
         return 1
-    silent = time.monotonic() - float(state["renewed_at"])
-    if silent >= int(state["ttl"]) - max(2, int(config["renew_every"]) // 2):
+    left = lease_left(state, clock())
+    if left <= max(2, int(config["renew_every"]) // 2):
         return _start_over(
             config,
-            "no renewal of {} for {:.0f} s (lease {} s): the hub may give it away ({})".format(
-                state["name"], silent, state["ttl"], answer.get("message")
-            ),
+            "no renewal of {}, whose lease ends in {:.0f} s (lease {} s): the hub may give it "
+            "away ({})".format(name, max(0.0, left), state["ttl"], answer.get("message")),
         )
-    _log("cannot renew {} yet: {}; will retry".format(state["name"], answer.get("message")))
+    _log("cannot renew {} yet: {}; will retry".format(name, answer.get("message")))
     return 0
 
 
