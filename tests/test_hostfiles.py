@@ -218,7 +218,9 @@ def _yaml_scalar(text: str) -> Any:
 
 
 def cli_files(bundle: Path, role: str, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return run_cli("files", role, "--bundle", bundle, "--out", out, *extra, env=WITH_PASSPHRASE)
+    """The whole review tree, keys included (nebula -test below needs them)."""
+    argv = ("files", role, "--bundle", bundle, "--out", out, "--with-secrets", *extra)
+    return run_cli(*argv, env=WITH_PASSPHRASE)
 
 
 def render_args(role: str) -> tuple[str, ...]:
@@ -328,7 +330,7 @@ def test_cli_and_library_render_the_same_files(
     rendered: dict[str, list[RenderedFile]],
     tmp_path: Path,
 ) -> None:
-    write_tree(rendered[role], tmp_path)
+    write_tree(rendered[role], tmp_path, with_secrets=True)
     assert files_only(cli_trees[role]) == files_only(tmp_path)
     expected = {f.path.lstrip("/") for f in rendered[role]}
     assert set(files_only(tmp_path)) == expected
@@ -422,8 +424,8 @@ def test_render_is_the_hidden_old_name_of_files(
 ) -> None:
     """Scripts that still run ``farmhand render`` get exactly what ``farmhand files`` writes."""
     bundle = farm.root / BUNDLE_OF["worker"]
-    args = ("worker", "--bundle", bundle, "--out", tmp_path, *render_args("worker"))
-    result = run_cli("render", *args, env=WITH_PASSPHRASE)
+    args = ("worker", "--bundle", bundle, "--out", tmp_path, "--with-secrets")
+    result = run_cli("render", *args, *render_args("worker"), env=WITH_PASSPHRASE)
     assert result.returncode == 0, output(result)
     assert files_only(tmp_path) == files_only(cli_trees["worker"])
     listed = run_cli("--help").stdout
@@ -884,7 +886,7 @@ def test_el_hub_files(distro: str, bundles: dict[str, Bundle], tmp_path: Path) -
     unit = files["/etc/systemd/system/farmhand-nebula.service"].text
     assert "ExecStart=/usr/local/bin/nebula -config" in unit
     tree = tmp_path / "tree"
-    write_tree(list(files.values()), tree)
+    write_tree(list(files.values()), tree, with_secrets=True)
     check_units(tree, tmp_path, samba_service="smb")
 
 
@@ -925,7 +927,7 @@ def test_a_revoked_worker_is_blocklisted_everywhere_and_left_out_of_the_pool(
     trees = {}
     for role, bundle in reissued.items():
         trees[role] = tmp_path / role
-        write_tree(library_render(bundle), trees[role])
+        write_tree(library_render(bundle), trees[role], with_secrets=True)
         config = parse_yaml(under(trees[role], NEBULA_CONFIG).read_text())
         assert fingerprint in config["pki"]["blocklist"], role
         printed, _ = nebula_test(trees[role], tmp_path)

@@ -59,9 +59,17 @@ def host_files(
     key_logins: Annotated[
         bool, typer.Option(help="Include the key-only sshd drop-in (as when a key login works).")
     ] = True,
+    with_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--with-secrets",
+            help="Also write keys and passwords (OUT is then made your own 0700 folder).",
+        ),
+    ] = False,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Write every file a host would get, for review, under OUT/etc/..."""
+    """Write every file a host would get, for review, under OUT/etc/... (secrets only when
+    asked: --with-secrets)."""
     path = _default_bundle(role, bundle)
     opened = open_bundle(path, passphrase(passphrase_file))
     if opened.role is not role:
@@ -74,7 +82,7 @@ def host_files(
         key_logins_work=key_logins,
     )
     files = render_host(model)
-    write_tree(files, out)
+    write_tree(files, out, with_secrets=with_secrets)
     table = Table(
         title=f"{role.value} {model.name}: {len(files)} files under {out}", title_justify="left"
     )
@@ -82,7 +90,9 @@ def host_files(
     table.add_column("mode")
     table.add_column("note")
     for item in files:
-        note = "secret" if item.secret else ""
+        note = ""
+        if item.secret:
+            note = "secret" if with_secrets else "secret, not written (--with-secrets)"
         if item.at_boot:
             note = (note + ", " if note else "") + "chosen at boot"
         table.add_row(item.path, f"{item.mode:04o}", note)

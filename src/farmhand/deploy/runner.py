@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -14,6 +15,7 @@ from typing import Any
 from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
+from farmhand.passphrase import ENV_VAR as PASSPHRASE_ENV
 
 Event = dict[str, Any]
 
@@ -68,6 +70,13 @@ class DeployReport:
         return self.fatal or "the deploy failed"
 
 
+def engine_environment() -> dict[str, str]:
+    """The engine's environment: ours without the passphrase. The engine gets the passphrase
+    on stdin; everything it runs (apt's maintainer scripts, installers on @local) inherits its
+    environment and must never see it."""
+    return {k: v for k, v in os.environ.items() if k != PASSPHRASE_ENV}
+
+
 def run_deploy(
     role: Role,
     bundle: Path,
@@ -97,7 +106,12 @@ def run_deploy(
     report = DeployReport(role=role, hosts={t.label: HostResult(t.label) for t in targets})
     with tempfile.TemporaryFile("w+") as log:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            text=True,
+            env=engine_environment(),
         )
         assert proc.stdin is not None
         assert proc.stdout is not None

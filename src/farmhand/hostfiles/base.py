@@ -3,12 +3,13 @@ systemd's unit names for mount points. hostfiles is the only place Jinja2 runs."
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import jinja2
 
-from farmhand.errors import FarmhandError
+from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.fs import atomic_write
 from farmhand.resources import data_dir
 
@@ -57,15 +58,34 @@ def render_text(template: str, **context: object) -> str:
         raise FarmhandError(f"template {template} failed to render: {exc}") from None
 
 
-def write_tree(files: list[RenderedFile], out: Path) -> list[Path]:
-    """Lay ``files`` out under ``out`` as on the host (``out/etc/...``), with their modes."""
+def write_tree(files: list[RenderedFile], out: Path, *, with_secrets: bool = False) -> list[Path]:
+    """Lay ``files`` out under ``out`` as on the host (``out/etc/...``), with their modes.
+
+    Secrets are left out unless asked for: a review tree is often made inside a clone or a
+    shared folder. With them, ``out`` is made (or must be) the caller's own 0700 folder first, so
+    no other user can ever read a key from it."""
+    if with_secrets:
+        _private_folder(out)
     written = []
     for item in files:
+        if item.secret and not with_secrets:
+            continue
         target = out / item.path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(target, item.content, item.mode)
         written.append(target)
     return written
+
+
+def _private_folder(out: Path) -> None:
+    try:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = out.stat()
+    except OSError as exc:
+        raise UsageError(f"cannot make {out}: {exc.strerror}") from None
+    if info.st_uid != os.getuid():
+        raise UsageError(f"{out} belongs to another user: secrets go only into a folder of yours")
+    os.chmod(out, 0o700)
 
 
 def render_template(template: str, **context: object) -> bytes:

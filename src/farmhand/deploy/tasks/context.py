@@ -3,6 +3,7 @@ rendered files. The bundle is opened once per pyinfra run, in memory, on the con
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from pyinfra.context import host, state
@@ -15,6 +16,7 @@ from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import distro_from_os_release
 from farmhand.model.host import HostModel, host_model
+from farmhand.passphrase import ENV_VAR as PASSPHRASE_ENV
 from farmhand.passphrase import resolve_passphrase
 
 _BUNDLES: dict[tuple[str, int], Bundle] = {}
@@ -28,6 +30,9 @@ def _bundle(path: Path) -> Bundle:
     if key not in _BUNDLES:
         passphrase_file = host.data.get("farmhand_passphrase_file")
         passphrase = resolve_passphrase(Path(passphrase_file) if passphrase_file else None, None)
+        # Run as plain pyinfra (FARMHAND_PASSPHRASE=… pyinfra …): what the deploy runs on
+        # @local inherits this process's environment, so the passphrase leaves it once read.
+        os.environ.pop(PASSPHRASE_ENV, None)
         _BUNDLES[key] = open_bundle(path, passphrase)
     return _BUNDLES[key]
 
