@@ -1,4 +1,5 @@
-"""End to end: a farm deployed through an ordinary sudo login, with no secret ever readable.
+"""End to end: a farm deployed through an ordinary sudo login, with no secret ever readable,
+and what ``farmhand files`` shows for review is exactly what the deploy left on each host.
 
 Hosts on rented machines and every Vagrant box are reached as ``ubuntu@``, ``admin@`` or
 ``vagrant@``: a user with passwordless sudo and a key login, not root. ONE lab for the module
@@ -13,8 +14,13 @@ tight loop: a single successful read, however short the window, fails the test.
 
 from __future__ import annotations
 
+import base64
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -188,3 +194,61 @@ def test_the_login_user_has_no_key_of_its_own_afterwards(lab: Lab) -> None:
             name, ["stat", "-c", "%U %a", f"/var/lib/farmhand/uploads-{USER}"]
         ).stdout.split()
         assert mode == [USER, "700"], f"{name}: {mode}"
+
+
+# What the lab's deploys leave out on purpose (farmhand.lab.provision.LAB_DEPLOY_DATA): the
+# render queue and the share mounts. Every other file `farmhand files` writes must be on the host.
+LAB_SKIPS = (
+    "/etc/farmhand/queue/",
+    "/etc/systemd/system/farmhand-mongodb.",
+    "/etc/systemd/system/farmhand-deadline-",
+    "/etc/systemd/system/farmhand-flamenco",
+    "/usr/local/lib/farmhand/fetch-artifact",
+    "/etc/systemd/system/mnt-farmhand",
+    "/etc/farmhand/smb-credentials",
+)
+
+
+def review_tree(lab: Lab, role: Role, name: str, bundle: str, out: Path) -> dict[str, Path]:
+    """``farmhand files ROLE --out OUT --with-secrets`` as a user runs it: path on the host ->
+    file written (secrets included: they are compared too)."""
+    argv = [
+        sys.executable, "-m", "farmhand", "files", role.value, "--out", str(out),
+        "--bundle", str(prov.store_dir(lab.farm) / bundle_filename(role, bundle)),
+        "--passphrase-file", str(prov.passphrase_file(lab.farm)), "--with-secrets",
+    ]  # fmt: skip
+    if role is Role.WORKER:
+        argv += ["--host", name]  # the certificate this lab worker claims (its hostname)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FARMHAND_")}
+    done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    return {"/" + p.relative_to(out).as_posix(): p for p in out.rglob("*") if p.is_file()}
+
+
+def on_host(lab: Lab, name: str, paths: list[str]) -> dict[str, tuple[bytes, int]]:
+    """Each path's bytes and mode on ``name``, read as root (secrets included)."""
+    script = 'for f in "$@"; do [ -f "$f" ] && printf "%s %s " "$f" "$(stat -c %a "$f")" && '
+    script += 'base64 -w0 "$f" && echo; done'
+    out = lab.farm.exec(name, ["sh", "-c", script, "sh", *paths]).stdout
+    found = {}
+    for line in filter(None, out.split("\n")):
+        path, mode, data = [*line.split(" ", 2), ""][:3]
+        found[path] = (base64.b64decode(data), int(mode, 8))
+    return found
+
+
+@pytest.mark.parametrize(("role", "name", "bundle"), ROLES, ids=[r[1] for r in ROLES])
+def test_the_files_farmhand_files_writes_are_the_files_the_deploy_left(
+    lab: Lab, role: Role, name: str, bundle: str, tmp_path: Path
+) -> None:
+    review = review_tree(lab, role, name, bundle, tmp_path / name)
+    assert len(review) >= 5, review
+    landed = on_host(lab, name, sorted(review))
+    expected = {p for p in review if not p.startswith(LAB_SKIPS)}
+    assert set(landed) >= expected, f"not on {name}: {sorted(expected - set(landed))}"
+    differ = [
+        path
+        for path in sorted(expected)
+        if landed[path] != (review[path].read_bytes(), review[path].stat().st_mode & 0o7777)
+    ]
+    assert differ == [], f"{name}: review and host differ in {differ}"
