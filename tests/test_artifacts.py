@@ -10,7 +10,7 @@ import pytest
 from farmhand.errors import UsageError
 from farmhand.keystore.plan import new_plan
 from farmhand.model.distro import DEBIAN_12, Distro, Family
-from farmhand.queue import artifacts
+from farmhand.queue import artifacts, needed
 
 ALMA9 = Distro("almalinux", 9, Family.EL)
 
@@ -21,7 +21,7 @@ def plan_with(**settings: object):  # type: ignore[no-untyped-def]
 
 def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
     for artifact in (
-        *artifacts.needed(plan_with(), ALMA9),
+        *needed(plan_with(), ALMA9),
         artifacts.FLAMENCO,
         artifacts.BELLA,
         artifacts.BLENDER,
@@ -34,13 +34,13 @@ def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
 
 
 def test_needed_follows_the_plan_and_the_distribution() -> None:
-    keys = [x.key for x in artifacts.needed(plan_with(), DEBIAN_12)]
+    keys = [x.key for x in needed(plan_with(), DEBIAN_12)]
     assert keys == ["deadline", "mongodb", "mongosh"]  # Blender from Debian's package
-    assert [x.key for x in artifacts.needed(plan_with(render_manager="flamenco"), ALMA9)] == [
+    assert [x.key for x in needed(plan_with(render_manager="flamenco"), ALMA9)] == [
         "flamenco",
         "blender",
     ]
-    assert [x.key for x in artifacts.needed(plan_with(renderer="bella"), DEBIAN_12)][-1] == "bella"
+    assert [x.key for x in needed(plan_with(renderer="bella"), DEBIAN_12)][-1] == "bella"
     assert "rhel90" in artifacts.mongodb(ALMA9).filename
     assert "ubuntu2204" in artifacts.mongodb(DEBIAN_12).filename
 

@@ -18,13 +18,14 @@ from typing import Any
 import pytest
 import yaml
 
-from farmhand.hostfiles.queue import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import artifacts
-from farmhand.queue.base import QUEUE_PORTS, RenderManager
+from farmhand.queue.flamenco import MANAGER_UNIT as FLAMENCO_MANAGER_UNIT
+from farmhand.queue.flamenco import PORT
+from farmhand.queue.flamenco import WORKER_UNIT as FLAMENCO_WORKER_UNIT
 
 sys.path.insert(0, str(Path(__file__).parent))
 from standins.queue_lab import QueueLab, queue_farm
@@ -32,7 +33,6 @@ from standins.queue_lab import QueueLab, queue_farm
 PREFIX = "fhfl"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
-PORT = QUEUE_PORTS[RenderManager.FLAMENCO]
 FARM_UID = 2042
 MANAGER_YAML = f"{FLAMENCO_MANAGER_DIR}/flamenco-manager.yaml"
 WORKER_YAML = f"{FLAMENCO_WORKER_DIR}/flamenco-worker.yaml"

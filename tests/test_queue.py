@@ -11,9 +11,9 @@ from cryptography import x509
 from farmhand.errors import UsageError
 from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role, new_plan
-from farmhand.queue import deadline
+from farmhand.queue import deadline, queue_service
 from farmhand.queue import tls as queuetls
-from farmhand.queue.base import Renderer, RenderManager, queue_service, render_manager, renderer
+from farmhand.queue.base import Renderer, RenderManager, render_manager, renderer
 
 
 def plan_with(**settings: object):  # type: ignore[no-untyped-def]

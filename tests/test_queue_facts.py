@@ -18,7 +18,8 @@ import pytest
 from conftest import Farm
 from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import QUEUE_ETC
-from farmhand.queue.artifacts import BLENDER, DEADLINE, needed
+from farmhand.queue import needed
+from farmhand.queue.artifacts import BLENDER, DEADLINE
 from test_deploy_facts import (  # noqa: F401 - fixtures
     BUNDLE_OF,
     NEBULA_SHA256,

@@ -30,8 +30,8 @@ from typing import Any
 from farmhand.durations import format_duration, parse_duration
 from farmhand.errors import UsageError
 
-# plan.py reads farm.toml through this module, importing it only when it does (see there).
-from farmhand.keystore import plan as p
+# The plan's values and checks (a leaf); keystore/plan.py reads farm.toml through this module.
+from farmhand.keystore import plan_fields as p
 
 
 class RenderManager(str, Enum):

@@ -14,7 +14,7 @@ from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.fs import write_new
 from farmhand.keystore.plan import Role
 from farmhand.model.host import host_model
-from farmhand.queue.base import RenderManager, render_manager
+from farmhand.queue import manager_for
 from farmhand.queue.deadline import BOSS_PLATFORMS, client_command
 
 queue_app = typer.Typer(help="The render queue: the boss's client install.", no_args_is_help=True)
@@ -25,8 +25,9 @@ def _boss(bundle: Path, passphrase_file: Path | None):  # type: ignore[no-untype
     opened = open_bundle(bundle, passphrase(passphrase_file))
     if opened.role is not Role.BOSS:
         raise UsageError(f"{bundle} is a {opened.role.value} bundle: give a boss's bundle")
-    if render_manager(opened.plan) is not RenderManager.DEADLINE:
-        raise UsageError("this farm runs Flamenco: open http://HUB-OVERLAY-IP:8080 instead")
+    hint = manager_for(opened.plan).boss_hint
+    if hint:  # its bosses do not install a client with these commands
+        raise UsageError(hint)
     return opened
 
 

@@ -32,7 +32,7 @@ from farmhand.keystore.bundle import Bundle, Peer
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.host import SHARES, SMB_PORT, SSH_PORT
 from farmhand.nebula.cert import certificate_from_pem, certificates_from_pem
-from farmhand.queue.base import queue_service
+from farmhand.queue import queue_service
 
 LEASES_PATH = ".farmhand/leases.json"
 EXPIRY_WARNING_DAYS = 30

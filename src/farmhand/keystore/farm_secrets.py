@@ -1,8 +1,11 @@
 """Farm-wide secrets beyond Nebula keys, made once and carried by the vault and the bundles.
 
-Each feature that needs a farm-wide secret (the workers' claim key for the hub, TLS material
-for the render queue) declares it here as an :class:`ExtraSecret`: how to make it, which roles
-get the private part and which only a derived public part. ``keygen`` makes every declared
+Each feature that needs a farm-wide secret declares it as an :class:`ExtraSecret`: its name,
+how to make it, which roles get the private part and which only a derived public part. The key
+store knows no feature: the leases' keys are declared here (they need nothing but
+``cryptography``), and higher layers add theirs with :func:`declare` when they are imported
+(farmhand/queue/tls.py declares the render queue's TLS material; ``farmhand.cli`` imports the
+queue, so every store farmhand makes or changes has them all). ``keygen`` makes every declared
 secret; any later change to an older store makes the ones it lacks, so stores upgrade in place.
 
 In the vault and in bundles they live as ``extras/NAME`` (private, 0600) and
@@ -18,7 +21,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from farmhand.keystore.plan import Role
-from farmhand.queue import tls as queuetls
 
 PREFIX = "extras/"
 PUBLIC_SUFFIX = ".pub"
@@ -78,16 +80,16 @@ LEASE_HOST_KEY = ExtraSecret(
 no distribution makes a P-384 host key, so the keys users already know stay as they are."""
 
 
-QUEUE_TLS = ExtraSecret(
-    name=queuetls.NAME,
-    make=queuetls.make,
-    private_roles=frozenset({Role.HUB}),
-    parts={Role.WORKER: queuetls.client_part, Role.BOSS: queuetls.client_part},
-)
-"""The render queue's CA, server key, client certificate and database password (queuetls)."""
+EXTRA_SECRETS: tuple[ExtraSecret, ...] = (LEASE_CLAIM_KEY, LEASE_HOST_KEY)
+"""Every declared farm-wide secret (features add theirs with :func:`declare`)."""
 
-EXTRA_SECRETS: tuple[ExtraSecret, ...] = (QUEUE_TLS, LEASE_CLAIM_KEY, LEASE_HOST_KEY)
-"""Every declared farm-wide secret (features add theirs here)."""
+
+def declare(spec: ExtraSecret) -> ExtraSecret:
+    """Add a feature's farm-wide secret to :data:`EXTRA_SECRETS` (once per name); returns it."""
+    global EXTRA_SECRETS  # the registry higher layers fill when they are imported
+    if all(known.name != spec.name for known in EXTRA_SECRETS):
+        EXTRA_SECRETS = (*EXTRA_SECRETS, spec)
+    return spec
 
 
 def completed(

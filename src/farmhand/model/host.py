@@ -14,7 +14,7 @@ from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.distro import DEBIAN_12, Distro
 from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, MOUNTS_ROOT, SHARES_ROOT
-from farmhand.queue.base import QUEUE_CLIENT_GROUPS, queue_service
+from farmhand.queue import manager_for
 
 NEBULA_DEV = "nebula1"
 SMB_PORT = 445
@@ -111,8 +111,8 @@ class HostModel:
                 FirewallRule(str(SMB_PORT), "tcp", "boss"),
                 FirewallRule(str(SSH_PORT), "tcp", "boss"),
             ]
-            queue = queue_service(self.bundle.plan)
-            rules += [FirewallRule(str(queue.port), "tcp", g) for g in QUEUE_CLIENT_GROUPS]
+            ports = manager_for(self.bundle.plan).hub_ports()
+            rules += [FirewallRule(str(port), "tcp", group) for port, group in ports]
         elif self.role is Role.WORKER:
             rules.append(FirewallRule(str(SSH_PORT), "tcp", "boss"))
         return tuple(rules)

@@ -1,5 +1,8 @@
 """Pinned third-party artifacts (render manager, database, renderers): what, where, which hash.
 
+Every pin is here, in one list to keep checksums by; each render manager names the ones it
+needs (its ``artifacts``), and :func:`farmhand.queue.needed` adds the renderer's.
+
 Every artifact is pinned by version and file name and fetched from its official URL or from
 ``--artifacts DIR|URL``; the hub keeps one copy in its ``installers/`` share and workers take it
 from there (over SMB), so a farm downloads each big file from the internet once.
@@ -25,7 +28,7 @@ from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import FarmPlan
 from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import INSTALLERS, LOCAL_CACHE
-from farmhand.queue.base import DEADLINE_VERSION, Renderer, RenderManager, render_manager, renderer
+from farmhand.queue.base import Renderer, renderer
 
 
 class ArtifactError(FarmhandError):
@@ -55,6 +58,7 @@ class Artifact:
         return f"{LOCAL_CACHE}/{self.filename}"
 
 
+DEADLINE_VERSION = "10.4.0.10"
 _DEADLINE_BASE = "https://thinkbox-installers.s3.us-west-2.amazonaws.com/Releases/Deadline"
 # URL layout as AWS Thinkbox publishes it (…/10.4/2_10.4.0.10/Deadline-10.4.0.10-…); old
 # versions disappear when new ones come out, hence --artifacts.
@@ -128,17 +132,6 @@ BELLA = Artifact(
     checksum_url="(no published checksum: hash the file you downloaded from bellarender.com)",
     what="Bella CLI renderer",
 )
-
-
-def needed(plan: FarmPlan, distro: Distro) -> tuple[Artifact, ...]:
-    """The artifacts this farm's choices need, on a host of ``distro``."""
-    out: list[Artifact] = []
-    if render_manager(plan) is RenderManager.DEADLINE:
-        out += [DEADLINE, mongodb(distro), mongosh(distro)]
-    else:
-        out.append(FLAMENCO)
-    out += renderer_artifacts(plan, distro)
-    return tuple(out)
 
 
 def renderer_artifacts(plan: FarmPlan, distro: Distro) -> tuple[Artifact, ...]:

@@ -1,42 +1,98 @@
-"""The render queue the farm runs: which manager and renderer, and where the queue listens.
+"""The interface every render manager implements, and what the farm plan chooses.
 
-The farm plan (farm.toml) chooses them: ``render_manager = "deadline" | "flamenco"`` and
-``renderer = "blender" | "bella"``. Deploys open the Nebula firewall for exactly the queue's
-port and only to the groups that use it; ``farmhand status`` checks it with
-:func:`queue_service`.
+The farm plan (farm.toml) chooses ``render_manager = "deadline" | "flamenco"`` and
+``renderer = "blender" | "bella"``. Each manager is one module with one
+:class:`RenderManagerSpec` (see farmhand/queue/__init__.py for the registry): deploys open the
+Nebula firewall for exactly its ports and only to the groups that use them, hostfiles renders
+the files it declares, ``farmhand status`` probes its :class:`QueueService`.
+
+This module imports no manager, no host files and no pyinfra: everything may build on it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from farmhand.keystore.plan import FarmPlan
+from farmhand.model.distro import Distro
 from farmhand.settings import Renderer as Renderer  # declared with farm.toml's settings
 from farmhand.settings import RenderManager as RenderManager
 
-QUEUE_PORTS = {RenderManager.DEADLINE: 27100, RenderManager.FLAMENCO: 8080}
-"""MongoDB for Deadline (always passed explicitly: Deadline's installers disagree on the
-default, 27100 or 27017), Flamenco's manager API."""
+if TYPE_CHECKING:
+    from farmhand.model.host import HostModel
+    from farmhand.queue.artifacts import Artifact
 
 QUEUE_CLIENT_GROUPS = ("worker", "boss")
 """Nebula groups that may reach the queue port on the hub; nobody else."""
 
-DEADLINE_VERSION = "10.4.0.10"
-DEADLINE_DB_NAME = "deadline10db"
-DEADLINE_DB_USER = "deadline"
-MONGODB_USER = "farmhand-mongodb"
-
 
 @dataclass(frozen=True)
 class QueueService:
+    """What ``farmhand status`` probes on the hub: the manager's service and its port."""
+
     manager: RenderManager
     port: int
+    label: str
+
+
+@dataclass(frozen=True)
+class QueueFile:
+    """A file a manager puts on a host: a template (rendered by farmhand/hostfiles with the
+    queue's common values and ``values``) or ready ``content``."""
+
+    path: str
+    template: str = ""
+    content: bytes = field(default=b"", repr=False)
+    values: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    mode: int = 0o644
+    secret: bool = False
+
+
+class RenderManagerSpec(ABC):
+    """One render manager: everything the rest of farmhand asks of it.
+
+    - ``manager``: its name, the farm.toml value;
+    - ``port``/``client_groups``: what the hub opens, to which Nebula groups (:meth:`hub_ports`);
+    - :meth:`artifacts`: the pinned downloads it needs on a host of a distribution;
+    - :meth:`host_files`: the files it adds on a hub or worker (bosses install by hand);
+    - :meth:`service`: what ``farmhand status`` checks;
+    - ``deploy_module``: the pyinfra task module (farmhand/deploy/tasks/queue_*.py) with
+      ``hub(model, rendered)`` and ``worker(model, rendered)``; named, not imported, so that
+      nothing the CLI imports at start-up imports pyinfra;
+    - ``group_readable``: secret files its service users read (mode 0640), and their group;
+    - ``boss_hint``: empty if bosses install its client with ``farmhand queue``, else what to
+      tell them instead.
+    """
+
+    manager: ClassVar[RenderManager]
+    label: ClassVar[str]
+    port: ClassVar[int]
+    client_groups: ClassVar[tuple[str, ...]] = QUEUE_CLIENT_GROUPS
+    deploy_module: ClassVar[str]
+    group_readable: ClassVar[Mapping[str, str]] = {}
+    boss_hint: ClassVar[str] = ""
 
     @property
-    def label(self) -> str:
-        if self.manager is RenderManager.DEADLINE:
-            return "Deadline database (MongoDB)"
-        return "Flamenco manager"
+    def name(self) -> str:
+        return self.manager.value
+
+    def hub_ports(self) -> tuple[tuple[int, str], ...]:
+        """(TCP port, Nebula group) pairs the hub's firewall opens for this manager."""
+        return tuple((self.port, group) for group in self.client_groups)
+
+    def service(self) -> QueueService:
+        return QueueService(self.manager, self.port, self.label)
+
+    @abstractmethod
+    def artifacts(self, distro: Distro) -> tuple[Artifact, ...]:
+        """The manager's pinned artifacts for a host of ``distro`` (the renderer's are apart)."""
+
+    @abstractmethod
+    def host_files(self, model: HostModel) -> list[QueueFile]:
+        """The manager's files on a hub or a worker."""
 
 
 def render_manager(plan: FarmPlan) -> RenderManager:
@@ -45,8 +101,3 @@ def render_manager(plan: FarmPlan) -> RenderManager:
 
 def renderer(plan: FarmPlan) -> Renderer:
     return plan.settings.renderer
-
-
-def queue_service(plan: FarmPlan) -> QueueService:
-    manager = render_manager(plan)
-    return QueueService(manager, QUEUE_PORTS[manager])

@@ -1,29 +1,50 @@
-"""Deadline 10's unattended installer flags and the boss's client install command.
+"""Deadline 10 with its MongoDB: the render manager, its installer flags, its files, its client.
 
-The flags are the ones oomerfarm ran and AWS documents; the database port is always passed
-explicitly (Deadline's installers disagree on its default), the password only as ``env:VAR``
-(never on a command line).
+The pyinfra tasks are in farmhand/deploy/tasks/queue_deadline.py. The installer flags are the
+ones oomerfarm ran and AWS documents; the database port is always passed explicitly (Deadline's
+installers disagree on its default), the password only as ``env:VAR`` (never on a command line).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, ClassVar
 
-from farmhand.errors import UsageError
-from farmhand.model.paths import CLIENT_PFX, DEADLINE_PREFIX, REPOSITORY_DIR
-from farmhand.queue.base import (
-    DEADLINE_DB_NAME,
-    DEADLINE_DB_USER,
-    DEADLINE_VERSION,
-    QUEUE_PORTS,
-    RenderManager,
+from farmhand.errors import BundleError, UsageError
+from farmhand.keystore.plan import Role
+from farmhand.model.distro import Distro
+from farmhand.model.paths import (
+    CLIENT_PFX,
+    DEADLINE_HOME,
+    DEADLINE_PREFIX,
+    MONGODB_DATA,
+    MONGODB_RUN,
+    QUEUE_ETC,
+    REPOSITORY_DIR,
+    SYSTEMD_DIR,
 )
+from farmhand.queue import artifacts
+from farmhand.queue.artifacts import DEADLINE_VERSION, MONGODB_VERSION, Artifact
+from farmhand.queue.base import QueueFile, RenderManager, RenderManagerSpec
+from farmhand.queue.tls import NAME as TLS_NAME
+from farmhand.queue.tls import QueueTls
 
+if TYPE_CHECKING:
+    from farmhand.model.host import HostModel
+
+PORT = 27100
+"""MongoDB's, always passed explicitly: Deadline's installers disagree on the default (27100
+or 27017)."""
+DEADLINE_DB_NAME = "deadline10db"
+DEADLINE_DB_USER = "deadline"
+MONGODB_USER = "farmhand-mongodb"
+MONGODB_UNIT = "farmhand-mongodb.service"
+DEADLINE_UNIT = "farmhand-deadline-worker.service"
 PASSWORD_ENV = "FARMHAND_QUEUE_DB_PASSWORD"  # noqa: S105 - a variable name
 INSTALLERS_DIR = f"Deadline-{DEADLINE_VERSION}-linux-installers"
 REPOSITORY_INSTALLER = f"DeadlineRepository-{DEADLINE_VERSION}-linux-x64-installer.run"
 CLIENT_INSTALLER = f"DeadlineClient-{DEADLINE_VERSION}-linux-x64-installer.run"
-PORT = QUEUE_PORTS[RenderManager.DEADLINE]
 
 
 def repository_args(hub: IPv4Address) -> list[str]:
@@ -96,3 +117,81 @@ def client_command(hub: IPv4Address, platform: str) -> str:
             f"--dbsslcertificate %USERPROFILE%\\.farmhand\\queue-client.pfx"
         )
     raise UsageError(f"unknown platform {platform!r}: choose {', '.join(BOSS_PLATFORMS)}")
+
+
+def tls(model: HostModel) -> QueueTls:
+    """The queue's TLS material in this host's bundle (the hub's whole, others' client part)."""
+    extras = model.bundle.extras
+    blob = extras.get(TLS_NAME) or extras.get(f"{TLS_NAME}.{model.role.value}")
+    if blob is None:
+        raise BundleError(
+            f"the {model.role.value} bundle has no render queue keys: "
+            "re-export it with 'farmhand bundle' (the store adds them)"
+        )
+    return QueueTls.from_bytes(blob)
+
+
+class Deadline(RenderManagerSpec):
+    manager = RenderManager.DEADLINE
+    label = "Deadline database (MongoDB)"
+    port = PORT
+    deploy_module = "farmhand.deploy.tasks.queue_deadline"
+    group_readable: ClassVar[Mapping[str, str]] = {
+        CLIENT_PFX: "farm",
+        f"{QUEUE_ETC}/mongod.pem": MONGODB_USER,
+    }
+
+    def artifacts(self, distro: Distro) -> tuple[Artifact, ...]:
+        return (artifacts.DEADLINE, artifacts.mongodb(distro), artifacts.mongosh(distro))
+
+    def host_files(self, model: HostModel) -> list[QueueFile]:
+        keys = tls(model)
+        files = [
+            QueueFile(f"{QUEUE_ETC}/ca.crt", content=keys.ca_cert),
+            QueueFile(CLIENT_PFX, content=keys.client_pfx, mode=0o640, secret=True),
+        ]
+        if model.role is Role.WORKER:
+            files.append(
+                QueueFile(
+                    f"{SYSTEMD_DIR}/{DEADLINE_UNIT}",
+                    "deadline/farmhand-deadline-worker.service.j2",
+                    values={"deadline_prefix": DEADLINE_PREFIX, "worker_home": DEADLINE_HOME},
+                )
+            )
+            return files
+        mongo = {
+            "mongodb_run": MONGODB_RUN,
+            "mongodb_data": MONGODB_DATA,
+            "mongodb_user": MONGODB_USER,
+            "mongodb_version": MONGODB_VERSION,
+        }
+        return [
+            *files,
+            QueueFile(
+                f"{QUEUE_ETC}/mongod.pem",
+                content=keys.server_pem(model.overlay_ip),
+                mode=0o640,
+                secret=True,
+            ),
+            QueueFile(f"{QUEUE_ETC}/client.pem", content=keys.client_pem, mode=0o600, secret=True),
+            QueueFile(f"{QUEUE_ETC}/mongod.conf", "mongodb/mongod.conf.j2", values=mongo),
+            QueueFile(
+                f"{SYSTEMD_DIR}/{MONGODB_UNIT}", "mongodb/farmhand-mongodb.service.j2", values=mongo
+            ),
+            QueueFile(
+                f"{QUEUE_ETC}/db.password",
+                content=keys.db_password.encode() + b"\n",
+                mode=0o600,
+                secret=True,
+            ),
+            QueueFile(
+                f"{QUEUE_ETC}/create-user.js",
+                "mongodb/create-user.js.j2",
+                values={"db_user": DEADLINE_DB_USER, "db_password": keys.db_password},
+                mode=0o600,
+                secret=True,
+            ),
+        ]
+
+
+MANAGER = Deadline()

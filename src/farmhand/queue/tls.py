@@ -1,6 +1,6 @@
 """TLS and credentials of the render queue's database, from the farm's own key store.
 
-One farm-wide secret (``queue-tls``, declared in keystore/farm_secrets.py) made once with
+One farm-wide secret (``queue-tls``, declared below with keystore/farm_secrets.py) made once with
 ``cryptography``: an X.509 CA used for the queue only, the database server's key, one client
 certificate (PEM and a PKCS#12 file for Deadline's clients) and the database password.
 
@@ -29,6 +29,8 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from farmhand.errors import BundleError
+from farmhand.keystore.farm_secrets import ExtraSecret, declare
+from farmhand.keystore.plan import Role
 
 NAME = "queue-tls"
 LIFETIME_DAYS = 10 * 365
@@ -209,3 +211,15 @@ def verify_signed(cert_pem: bytes, ca_pem: bytes) -> None:
         padding.PKCS1v15(),
         cert.signature_hash_algorithm or hashes.SHA256(),
     )
+
+
+SECRET = declare(
+    ExtraSecret(
+        name=NAME,
+        make=make,
+        private_roles=frozenset({Role.HUB}),
+        parts={Role.WORKER: client_part, Role.BOSS: client_part},
+    )
+)
+"""The render queue's CA, server key, client certificate and database password, in the hub's
+bundle; workers' and bosses' bundles carry the client part."""

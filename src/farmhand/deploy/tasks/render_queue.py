@@ -1,20 +1,27 @@
-"""The render queue on a host (the plan's manager) and the renderer on workers."""
+"""The render queue on a host (the plan's manager) and the renderer on workers.
+
+The manager's tasks are in the module its spec names (``deploy_module``, deploy/tasks/queue_*.py):
+imported here, by name, so that nothing the CLI imports at start-up imports pyinfra.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
-from farmhand.deploy.tasks import deadline, deploy, flamenco, mongodb, packages
+from farmhand.deploy.tasks import deploy, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import cache_on_hub, take, unpack
 from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import DEADLINE_PREFIX, FETCH, OPT
-from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package, needed
-from farmhand.queue.base import Renderer, RenderManager, render_manager, renderer
+from farmhand.queue import manager_for, needed
+from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package
+from farmhand.queue.base import Renderer, renderer
 
 
 @deploy("Render queue")
@@ -31,13 +38,8 @@ def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         # Everything the farm's choices need lands in the installers share first (once).
         for artifact in needed(model.plan, model.distro):
             cache_on_hub(model, artifact)
-    if render_manager(model.plan) is RenderManager.FLAMENCO:
-        flamenco.flamenco(model, rendered)
-    elif model.role is Role.HUB:
-        mongodb.mongodb(model, rendered)
-        deadline.repository(model, rendered)
-    else:
-        deadline.client(model, rendered)
+    tasks = importlib.import_module(manager_for(model.plan).deploy_module)
+    (tasks.hub if model.role is Role.HUB else tasks.worker)(model, rendered)
     if model.role is Role.WORKER:
         render_engine(model)
 

@@ -1,4 +1,5 @@
-"""Flamenco 3: the manager on the hub (overlay only), workers as the farm user."""
+"""Flamenco 3 on hosts (the spec is farmhand/queue/flamenco.py): the manager on the hub
+(overlay only), workers as the farm user."""
 
 from __future__ import annotations
 
@@ -9,22 +10,27 @@ from farmhand.deploy.tasks import deploy
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import take, unpack
 from farmhand.hostfiles.base import RenderedFile
-from farmhand.hostfiles.queue import FLAMENCO_MANAGER_UNIT, FLAMENCO_WORKER_UNIT
-from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, OPT, SYSTEMD_DIR
+from farmhand.model.paths import FLAMENCO_MANAGER_DIR, OPT, SYSTEMD_DIR
 from farmhand.queue.artifacts import FLAMENCO
+from farmhand.queue.flamenco import part as flamenco_part
 
 STATE_PARENT = FLAMENCO_MANAGER_DIR.rsplit("/", 1)[0]
 STORAGE = "flamenco-manager-storage"
 """``local_manager_storage_path`` in our flamenco-manager.yaml."""
 
 
+def hub(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    flamenco(model, rendered)
+
+
+def worker(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+    flamenco(model, rendered)
+
+
 @deploy("Flamenco")
 def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    part = "manager" if model.role is Role.HUB else "worker"
-    workdir = FLAMENCO_MANAGER_DIR if part == "manager" else FLAMENCO_WORKER_DIR
-    unit_name = FLAMENCO_MANAGER_UNIT if part == "manager" else FLAMENCO_WORKER_UNIT
+    part, workdir, unit_name = flamenco_part(model)
     archive, _ = take(model, FLAMENCO)
     top = FLAMENCO.filename.removesuffix(".tar.gz")
     unpack(archive, top, OPT, f"{OPT}/flamenco", f"flamenco-{part}")
