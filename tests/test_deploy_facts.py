@@ -543,8 +543,10 @@ def test_hub_lease_service_adds_its_host_key_after_the_hosts_own(
 ) -> None:
     plan = deploy("hub", distro)
     dropin = plan.upload_bytes("/etc/ssh/sshd_config.d/40-farmhand-lease.conf").decode()
-    # Only the default host keys the host has (the fixture has no RSA key), then ours.
+    # Every default host key, then ours: the fixture has no RSA key, so ssh-keygen -A makes it.
+    assert plan.op("Default sshd host keys").shell == ["ssh-keygen -A"]
     assert [ln for ln in dropin.splitlines() if ln.startswith("HostKey")] == [
+        "HostKey /etc/ssh/ssh_host_rsa_key",
         "HostKey /etc/ssh/ssh_host_ecdsa_key",
         "HostKey /etc/ssh/ssh_host_ed25519_key",
         "HostKey /etc/ssh/farmhand_lease_host_key",

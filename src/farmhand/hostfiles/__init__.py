@@ -8,7 +8,7 @@ import json
 import jinja2
 
 from farmhand.errors import FarmhandError
-from farmhand.hostfiles.base import RenderedFile, environment
+from farmhand.hostfiles.base import HostFiles, RenderedFile, environment
 from farmhand.hostfiles.firewall import firewall_files
 from farmhand.hostfiles.idle import idle_files
 from farmhand.hostfiles.leases import lease_files
@@ -36,8 +36,10 @@ def render_join_files(
 
 def render_host(
     model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = NEBULA_DEV
-) -> list[RenderedFile]:
-    """Every file farmhand installs on ``model``'s host, as the host has them once running."""
+) -> HostFiles:
+    """Every file farmhand installs on ``model``'s host, as the host has them once running, by
+    component: nebula, farm (farm.json), firewall, queue, ssh, leases, lease-sshd (the hub's
+    extra host key and its sshd drop-in), samba, pool (a worker's certificates), mounts, idle."""
     env = environment()
     plan = model.bundle.plan
     paths = paths or nebula_paths()
@@ -61,22 +63,27 @@ def render_host(
         except jinja2.TemplateError as exc:
             raise FarmhandError(f"template {template} failed to render: {exc}") from None
 
-    files = nebula_files(model, render, paths)
-    files.append(RenderedFile(FARM_JSON, _farm_json(model)))
+    parts: dict[str, list[RenderedFile]] = {
+        "nebula": nebula_files(model, render, paths),
+        "farm": [RenderedFile(FARM_JSON, _farm_json(model))],
+    }
     if model.role is Role.BOSS:
-        return files
-    files += firewall_files(model, render)
-    files += queue_files(model, render)
-    files += ssh_files(model, render)
-    files += lease_files(model, render)
+        return _host_files(parts)
+    parts["firewall"] = firewall_files(model, render)
+    parts["queue"] = queue_files(model, render)
+    parts["ssh"] = ssh_files(model, render)
+    parts["leases"], parts["lease-sshd"] = lease_files(model, render)
     if model.role is Role.HUB:
-        files += samba_files(model, render)
+        parts["samba"] = samba_files(model, render)
     else:
-        files += pool_files(model)
-        files += credentials_files(model, render)
-        files += idle_files(model, render)
-        files += mount_files(model, render)
-    return files
+        parts["pool"] = pool_files(model)
+        parts["mounts"] = credentials_files(model, render) + mount_files(model, render)
+        parts["idle"] = idle_files(model, render)
+    return _host_files(parts)
+
+
+def _host_files(parts: dict[str, list[RenderedFile]]) -> HostFiles:
+    return HostFiles({name: tuple(files) for name, files in parts.items() if files})
 
 
 def _farm_json(model: HostModel) -> bytes:

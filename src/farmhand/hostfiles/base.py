@@ -4,13 +4,16 @@ systemd's unit names for mount points. hostfiles is the only place Jinja2 runs."
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import overload
 
 import jinja2
 
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.fs import atomic_write
+from farmhand.model.paths import SYSTEMD_DIR
 from farmhand.resources import data_dir
 
 
@@ -28,6 +31,60 @@ class RenderedFile:
     @property
     def text(self) -> str:
         return self.content.decode()
+
+    @property
+    def is_unit(self) -> bool:
+        """A systemd unit or unit drop-in: systemd reads it only after a daemon-reload."""
+        return self.path.startswith(f"{SYSTEMD_DIR}/")
+
+
+@dataclass(frozen=True)
+class HostFiles(Sequence[RenderedFile]):
+    """Every file of one host, by the component (hostfiles module) that made it. As a sequence,
+    the flat list in install order (``farmhand files``, write_tree); the deploy tasks ask for a
+    component's files instead of matching paths."""
+
+    components: Mapping[str, tuple[RenderedFile, ...]]
+
+    def of(self, *names: str) -> tuple[RenderedFile, ...]:
+        """Every file of the components ``names``, in order (none for a component this host
+        does not have)."""
+        return tuple(f for name in names for f in self.components.get(name, ()))
+
+    def units(self, name: str) -> tuple[RenderedFile, ...]:
+        """``name``'s systemd units and unit drop-ins."""
+        return tuple(f for f in self.of(name) if f.is_unit)
+
+    def plain(self, name: str) -> tuple[RenderedFile, ...]:
+        """``name``'s files other than its units (configs, keys, scripts)."""
+        return tuple(f for f in self.of(name) if not f.is_unit)
+
+    @property
+    def by_path(self) -> dict[str, RenderedFile]:
+        return {f.path: f for f in self}
+
+    @property
+    def _flat(self) -> tuple[RenderedFile, ...]:
+        return tuple(f for group in self.components.values() for f in group)
+
+    def __iter__(self) -> Iterator[RenderedFile]:
+        return iter(self._flat)
+
+    def __len__(self) -> int:
+        return len(self._flat)
+
+    def __add__(self, other: Iterable[RenderedFile]) -> list[RenderedFile]:
+        """The flat lists of two hosts (or more files) together, like lists."""
+        return [*self, *other]
+
+    @overload
+    def __getitem__(self, index: int) -> RenderedFile: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[RenderedFile]: ...
+
+    def __getitem__(self, index: int | slice) -> RenderedFile | Sequence[RenderedFile]:
+        return self._flat[index]
 
 
 def environment() -> jinja2.Environment:
@@ -58,7 +115,9 @@ def render_text(template: str, **context: object) -> str:
         raise FarmhandError(f"template {template} failed to render: {exc}") from None
 
 
-def write_tree(files: list[RenderedFile], out: Path, *, with_secrets: bool = False) -> list[Path]:
+def write_tree(
+    files: Iterable[RenderedFile], out: Path, *, with_secrets: bool = False
+) -> list[Path]:
     """Lay ``files`` out under ``out`` as on the host (``out/etc/...``), with their modes.
 
     Secrets are left out unless asked for: a review tree is often made inside a clone or a

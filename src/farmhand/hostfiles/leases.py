@@ -12,13 +12,23 @@ from farmhand.hostfiles.base import RenderedFile
 from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import LEASE_DROPIN, NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SYSTEMD_DIR
+from farmhand.model.paths import (
+    DEFAULT_SSH_HOST_KEYS,
+    LEASE_DROPIN,
+    NEBULA_CERT,
+    NEBULA_KEY,
+    NEBULA_POOL,
+    SYSTEMD_DIR,
+)
 from farmhand.onhost import leases
 
 
-def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
-    """The certificate leases (onhost/leases.py): the lease service and its sshd entry on the
-    hub; the picker, its renewal timer, the claim key and the hub's pinned host key on workers."""
+def lease_files(
+    model: HostModel, render: Callable[..., bytes]
+) -> tuple[list[RenderedFile], list[RenderedFile]]:
+    """The certificate leases (onhost/leases.py): the lease service on the hub, with its sshd
+    entry apart (the extra host key and the drop-in that lists it); the picker, its renewal
+    timer, the claim key and the hub's pinned host key on workers (no sshd entry)."""
     module = Path(leases.__file__).read_bytes()
     files = [RenderedFile(leases.LIB, b"#!/usr/bin/python3\n" + module, 0o755)]
     extras = model.bundle.extras
@@ -44,15 +54,6 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
         }
         files += [
             RenderedFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),
-            RenderedFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
-            RenderedFile(
-                leases.HUB_HOST_KEY + ".pub",
-                LEASE_HOST_KEY.public(extras["lease-host-key"]) if LEASE_HOST_KEY.public else b"",
-            ),
-            RenderedFile(
-                LEASE_DROPIN,
-                render("leases/40-farmhand-lease.conf.j2", leases=leases),
-            ),
             RenderedFile(
                 leases.LEASE_AUTHORIZED_KEYS,
                 render(
@@ -62,7 +63,22 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
                 ),
             ),
         ]
-        return files
+        sshd = [
+            RenderedFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
+            RenderedFile(
+                leases.HUB_HOST_KEY + ".pub",
+                LEASE_HOST_KEY.public(extras["lease-host-key"]) if LEASE_HOST_KEY.public else b"",
+            ),
+            RenderedFile(
+                LEASE_DROPIN,
+                render(
+                    "leases/40-farmhand-lease.conf.j2",
+                    leases=leases,
+                    default_host_keys=DEFAULT_SSH_HOST_KEYS,
+                ),
+            ),
+        ]
+        return files, sshd
     config = {
         "hub": model.hub_address,
         "hub_port": model.lease_ssh_port,
@@ -99,4 +115,4 @@ def lease_files(model: HostModel, render: Callable[..., bytes]) -> list[Rendered
             render("leases/farmhand-lease-renew.timer.j2", leases=leases),
         ),
     ]
-    return files
+    return files, []

@@ -13,7 +13,7 @@ from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.model.distro import DEBIAN_12, Distro
-from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, MOUNTS_ROOT, SHARES_ROOT
+from farmhand.model.paths import MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import manager_for
 
 NEBULA_DEV = "nebula1"
@@ -66,8 +66,6 @@ class HostModel:
     distro: Distro = DEBIAN_12
     ssh_ports: tuple[int, ...] = (SSH_PORT,)
     key_logins_work: bool = False
-    ssh_host_keys: tuple[str, ...] = DEFAULT_SSH_HOST_KEYS
-    """The hub's existing default sshd host keys, listed before the lease host key."""
 
     @property
     def plan(self) -> FarmPlan:

@@ -11,7 +11,7 @@ from pyinfra.facts.server import Command, LinuxDistribution
 
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.hostfiles import render_host
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import distro_from_os_release
@@ -44,8 +44,9 @@ def _key_login_works() -> bool:
     return host.get_fact(Command, command=probe) == "yes"
 
 
-def load(role: Role) -> tuple[HostModel, dict[str, RenderedFile]]:
-    """The model and rendered files of the current host, for a deploy of ``role``."""
+def load(role: Role) -> tuple[HostModel, HostFiles]:
+    """The model and rendered files of the current host, for a deploy of ``role``: exactly what
+    ``farmhand files`` shows for it (no task renders anything itself)."""
     if state.config.DIFF:
         raise FarmhandError(
             "farmhand deploys refuse --diff: it would print keys and passwords; "
@@ -70,7 +71,7 @@ def load(role: Role) -> tuple[HostModel, dict[str, RenderedFile]]:
         ssh_ports=(int(host.data.get("farmhand_ssh_port") or host.data.get("ssh_port") or 22),),
         key_logins_work=role is not Role.BOSS and _key_login_works(),
     )
-    return model, {f.path: f for f in render_host(model)}
+    return model, render_host(model)
 
 
 def preload(path: Path, bundle: Bundle) -> None:

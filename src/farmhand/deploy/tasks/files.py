@@ -148,7 +148,3 @@ def install_one(item: RenderedFile, group: str = "root") -> OperationMeta:
 def install(rendered: Iterable[RenderedFile]) -> list[OperationMeta]:
     """Upload each file (skipping those the host makes at boot) with its mode, owned by root."""
     return [install_one(item) for item in rendered if not item.at_boot]
-
-
-def select(rendered: dict[str, RenderedFile], *prefixes: str) -> list[RenderedFile]:
-    return [f for path, f in rendered.items() if path.startswith(prefixes)]

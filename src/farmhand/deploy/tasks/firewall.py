@@ -7,47 +7,40 @@ from pyinfra.facts.server import Command
 from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FIREWALLD_ZONE, NFTABLES_CONF, SYSTEMD_DIR
 
 PUBLIC_SERVICES = frozenset({"ssh", "dhcpv6-client"})
 EL_DEFAULT_EXTRA_SERVICES = frozenset({"cockpit"})
 
 
 @deploy("Host firewall")
-def firewall(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def firewall(model: HostModel, host_files: HostFiles) -> None:
     packages.install(model, *model.distro.firewall_packages)
     if model.distro.firewall == "nftables":
-        _nftables(rendered)
+        _nftables(host_files)
     else:
-        _firewalld(model, rendered)
+        _firewalld(model, host_files)
 
 
-def _nftables(rendered: dict[str, RenderedFile]) -> None:
-    ruleset = farm_files.install(farm_files.select(rendered, NFTABLES_CONF))
-    unit = farm_files.install(
-        farm_files.select(rendered, f"{SYSTEMD_DIR}/farmhand-firewall.service")
-    )
-    systemd.daemon_reload(name="Reload systemd units (firewall)", _if=any_changed(*unit))
-    started = systemd.service(
-        name="farmhand-firewall loaded and enabled",
-        service="farmhand-firewall.service",
-        enabled=True,
-        running=True,
-    )
-    systemd.service(
-        name="Reload the firewall after its rules changed",
-        service="farmhand-firewall.service",
-        reloaded=True,
-        _if=lambda: any_changed(*ruleset, *unit)() and not started.did_change(),
+def _nftables(host_files: HostFiles) -> None:
+    ruleset = farm_files.install(host_files.plain("firewall"))
+    ops.managed_service(
+        "firewall",
+        "farmhand-firewall.service",
+        host_files.units("firewall"),
+        depends=ruleset,
+        on_change="reload",
+        start_name="farmhand-firewall loaded and enabled",
+        restart_name="Reload the firewall after its rules changed",
     )
 
 
-def _firewalld(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    zone = farm_files.install(farm_files.select(rendered, FIREWALLD_ZONE))
+def _firewalld(model: HostModel, host_files: HostFiles) -> None:
+    # A zone file only: firewalld itself is the distribution's, and reloads through firewall-cmd.
+    zone = farm_files.install(host_files.of("firewall"))
     systemd.service(
         name="firewalld running and enabled",
         service="firewalld.service",

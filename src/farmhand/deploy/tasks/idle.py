@@ -2,31 +2,22 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import systemd
-from pyinfra.operations.util import any_changed
-
-from farmhand.deploy.tasks import deploy
+from farmhand.deploy.tasks import deploy, ops
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.model.host import HostModel
-from farmhand.model.idle import IDLE_SERVICE, IDLE_TIMER
-from farmhand.model.paths import IDLE_ENV, IDLE_SCRIPT, SYSTEMD_DIR
+from farmhand.model.idle import IDLE_TIMER
 
 
 @deploy("Idle shutdown")
-def idle(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    paths = (
-        IDLE_SCRIPT,
-        IDLE_ENV,
-        f"{SYSTEMD_DIR}/{IDLE_SERVICE}",
-        f"{SYSTEMD_DIR}/{IDLE_TIMER}",
-    )
-    installed = farm_files.install(rendered[path] for path in paths)
-    systemd.daemon_reload(name="Reload systemd units (idle shutdown)", _if=any_changed(*installed))
-    # Only the timer is enabled: it starts the check; the check itself is a oneshot.
-    systemd.service(
-        name="Idle shutdown timer running and enabled",
-        service=IDLE_TIMER,
-        enabled=True,
-        running=True,
+def idle(model: HostModel, host_files: HostFiles) -> None:
+    farm_files.install(host_files.plain("idle"))
+    # Only the timer is enabled: it starts the check; the check itself is a oneshot, and reads
+    # the script and settings anew each time (nothing to restart).
+    ops.managed_service(
+        "idle shutdown",
+        IDLE_TIMER,
+        host_files.units("idle"),
+        on_change="nothing",
+        start_name="Idle shutdown timer running and enabled",
     )

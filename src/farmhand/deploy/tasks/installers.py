@@ -10,7 +10,6 @@ from pyinfra.context import host
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files, server
 
-from farmhand.deploy.tasks import files as farm_files
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FETCH
@@ -55,10 +54,6 @@ def take(model: HostModel, artifact: Artifact) -> tuple[str, OperationMeta | Non
         name=f"{artifact.filename} from the hub's installers share (sha256-checked)",
         commands=[f"{FETCH} '{source}' {artifact.local} {sha256} {artifact.key}"],
     )
-
-
-def fetch_tool(rendered: dict[str, object]) -> None:
-    farm_files.install(farm_files.select(rendered, FETCH))  # type: ignore[arg-type]
 
 
 def unpack(archive: str, top: str, into: str, link: str, probe: str) -> None:

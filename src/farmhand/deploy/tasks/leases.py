@@ -3,38 +3,33 @@ and on workers the picker that claims a certificate before Nebula starts."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
 from pyinfra.operations.util import any_changed
 
-from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.hostfiles import render_host
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.model.distro import Family
 from farmhand.model.host import HostModel
-from farmhand.model.paths import (
-    DEFAULT_SSH_HOST_KEYS,
-    LEASE_DROPIN,
-    OLD_PICKER,
-    SYSTEMD_DIR,
-)
+from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, LEASE_DROPIN, OLD_PICKER
 from farmhand.onhost import leases
 
 
-def _existing_host_keys() -> tuple[str, ...]:
-    """The host's own default sshd host keys, as they are before our drop-in lists any."""
+def _default_host_keys() -> None:
+    """Every default sshd host key, before the lease drop-in lists them all (listing any HostKey
+    turns sshd's defaults off): ``ssh-keygen -A`` makes only the missing ones, and only runs
+    when one is missing. So the drop-in is the same on every hub, as ``farmhand files`` shows."""
     paths = " ".join(DEFAULT_SSH_HOST_KEYS)
     listing = host.get_fact(Command, command=f"ls -1 {paths} 2>/dev/null || true") or ""
-    return tuple(line for line in listing.split() if line in DEFAULT_SSH_HOST_KEYS)
+    if set(DEFAULT_SSH_HOST_KEYS) - set(listing.split()):
+        server.shell(name="Default sshd host keys (the missing ones)", commands=["ssh-keygen -A"])
 
 
 @deploy("Certificate lease service")
-def hub_leases(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def hub_leases(model: HostModel, host_files: HostFiles) -> None:
     packages.install(model, "python3")
     server.group(name=f"Group {leases.LEASE_USER}", group=leases.LEASE_USER, system=True)
     # A real shell: sshd runs the forced command through it (nologin would refuse it).
@@ -66,17 +61,9 @@ def hub_leases(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
             group=leases.LEASE_USER,
             present=True,
         )
-    farm_files.install(
-        farm_files.select(rendered, leases.LIB, leases.HUB_POOL, leases.LEASE_AUTHORIZED_KEYS)
-    )
-    keys = _existing_host_keys()
-    if not keys:
-        # No host key yet (sshd never started): make the distribution's defaults first, so ours
-        # is never the only one.
-        server.shell(name="Default sshd host keys", commands=["ssh-keygen -A"])
-        keys = DEFAULT_SSH_HOST_KEYS
-    dropin = {f.path: f for f in render_host(replace(model, ssh_host_keys=keys))}[LEASE_DROPIN]
-    changed = farm_files.install([*farm_files.select(rendered, leases.HUB_HOST_KEY), dropin])
+    farm_files.install(host_files.of("leases"))
+    _default_host_keys()
+    changed = farm_files.install(host_files.of("lease-sshd"))
     # Listing HostKey turns sshd's defaults off: prove the whole config before sshd sees it,
     # and take the drop-in away again if it does not pass.
     server.shell(
@@ -93,7 +80,7 @@ def hub_leases(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
 
 
 def worker_leases(
-    model: HostModel, rendered: dict[str, RenderedFile]
+    model: HostModel, host_files: HostFiles
 ) -> tuple[list[OperationMeta], OperationMeta]:
     """Install the picker, its key, config and units and start it; returns what may change and
     the start (the caller restarts the picker when it or the pool changed, unless just started)."""
@@ -108,30 +95,19 @@ def worker_leases(
         present=True,
     )
     files.file(name=f"Remove {OLD_PICKER} (replaced by leases)", path=OLD_PICKER, present=False)
-    config = farm_files.install(
-        farm_files.select(
-            rendered, leases.LIB, leases.WORKER_CONFIG, leases.CLAIM_KEY, leases.KNOWN_HOSTS
-        )
-    )
-    units = farm_files.install(
-        farm_files.select(
-            rendered,
-            f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
-            f"{SYSTEMD_DIR}/farmhand-lease-renew.",
-        )
-    )
-    systemd.daemon_reload(name="Reload systemd units (leases)", _if=any_changed(*units))
+    config = farm_files.install(host_files.plain("leases"))
+    units = ops.install_units("leases", host_files.units("leases"))
     timer = systemd.service(
         name="Renew the certificate lease on a timer",
         service="farmhand-lease-renew.timer",
         enabled=True,
         running=True,
     )
-    systemd.service(
+    ops.restart_on_change(
+        "farmhand-lease-renew.timer",
+        units,
+        timer,
         name="Restart the renewal timer after it changed",
-        service="farmhand-lease-renew.timer",
-        restarted=True,
-        _if=lambda: any_changed(*units)() and not timer.did_change(),
     )
     started = systemd.service(
         name="Claim this worker's certificate at every boot",

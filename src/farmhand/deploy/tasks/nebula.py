@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Command
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, server
 
-from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.leases import worker_leases
 from farmhand.errors import UsageError
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles, RenderedFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import (
-    FARM_JSON,
-    LOCAL_CACHE,
-    NEBULA_DIR,
-    NEBULA_POOL,
-    SYSTEMD_DIR,
-)
+from farmhand.model.paths import LOCAL_CACHE, NEBULA_DIR, NEBULA_POOL
 from farmhand.nebula import release
 
 
@@ -74,13 +69,14 @@ def _binary(model: HostModel) -> None:
     )
 
 
-def _prune_pool(rendered: dict[str, RenderedFile]) -> list[OperationMeta]:
+def _prune_pool(pool: Iterable[RenderedFile]) -> list[OperationMeta]:
     """Remove certificates the bundle no longer holds (revoked workers) from the pool."""
     listing = host.get_fact(Command, command=f"ls -1 {NEBULA_POOL} 2>/dev/null || true")
+    wanted = {f.path for f in pool}
     stale = [
         f"{NEBULA_POOL}/{name}"
         for name in (listing or "").split()
-        if f"{NEBULA_POOL}/{name}" not in rendered
+        if f"{NEBULA_POOL}/{name}" not in wanted
     ]
     return [
         files.file(name=f"Remove {path} (not in the bundle)", path=path, present=False)
@@ -89,7 +85,7 @@ def _prune_pool(rendered: dict[str, RenderedFile]) -> list[OperationMeta]:
 
 
 @deploy("Nebula overlay")
-def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta:
+def nebula(model: HostModel, host_files: HostFiles) -> OperationMeta:
     """Returns the operation that keeps farmhand-nebula running (for services that follow it)."""
     _binary(model)
     files.directory(
@@ -110,37 +106,23 @@ def nebula(model: HostModel, rendered: dict[str, RenderedFile]) -> OperationMeta
             group="root",
             present=True,
         )
-        pool = farm_files.install(farm_files.select(rendered, NEBULA_POOL))
-        pool += _prune_pool(rendered)
-        picker, picking = worker_leases(model, rendered)
+        pool = farm_files.install(host_files.of("pool"))
+        pool += _prune_pool(host_files.of("pool"))
+        picker, picking = worker_leases(model, host_files)
         changes += [*pool, *picker]
-        changed_picker = any_changed(*pool, *picker)
-        changes.append(
-            systemd.service(
-                name="Claim again after the pool or the picker changed",
-                service="farmhand-pick-cert.service",
-                restarted=True,
-                _if=lambda: changed_picker() and not picking.did_change(),
-            )
+        claim = ops.restart_on_change(
+            "farmhand-pick-cert.service",
+            [*pool, *picker],
+            picking,
+            name="Claim again after the pool or the picker changed",
         )
-    config = farm_files.install(
-        f
-        for f in farm_files.select(rendered, NEBULA_DIR, FARM_JSON)
-        if not f.path.startswith(NEBULA_POOL)
+        changes += [claim] if claim else []
+    config = farm_files.install([*host_files.plain("nebula"), *host_files.of("farm")])
+    return ops.managed_service(
+        "nebula",
+        "farmhand-nebula.service",
+        host_files.units("nebula"),
+        depends=[*config, *changes],
+        start_name="farmhand-nebula running and enabled",
+        restart_name="Restart farmhand-nebula after its keys or config changed",
     )
-    unit = farm_files.install(farm_files.select(rendered, f"{SYSTEMD_DIR}/farmhand-nebula.service"))
-    systemd.daemon_reload(name="Reload systemd units (nebula)", _if=any_changed(*unit))
-    started = systemd.service(
-        name="farmhand-nebula running and enabled",
-        service="farmhand-nebula.service",
-        enabled=True,
-        running=True,
-    )
-    changed = any_changed(*config, *unit, *changes)
-    systemd.service(
-        name="Restart farmhand-nebula after its keys or config changed",
-        service="farmhand-nebula.service",
-        restarted=True,
-        _if=lambda: changed() and not started.did_change(),
-    )
-    return started

@@ -18,35 +18,35 @@ from farmhand.keystore.plan import Role
 
 @deploy("farmhand hub")
 def hub() -> None:
-    model, rendered = context.load(Role.HUB)
+    model, files = context.load(Role.HUB)
     farm_files.secret_upload_dir()
-    firewall(model, rendered)
+    firewall(model, files)
     farm_user(model)
-    running = nebula(model, rendered)
-    samba(model, rendered, running)
-    hub_leases(model, rendered)
-    ssh(model, rendered)
-    render_queue(model, rendered)
+    running = nebula(model, files)
+    samba(model, files, running)
+    hub_leases(model, files)
+    ssh(model, files)
+    render_queue(model, files.by_path)
 
 
 @deploy("farmhand worker")
 def worker() -> None:
-    model, rendered = context.load(Role.WORKER)
+    model, files = context.load(Role.WORKER)
     farm_files.secret_upload_dir()
-    firewall(model, rendered)
+    firewall(model, files)
     farm_user(model)
-    nebula(model, rendered)
-    mounts(model, rendered)
-    ssh(model, rendered)
-    idle(model, rendered)
-    render_queue(model, rendered)
+    nebula(model, files)
+    mounts(model, files)
+    ssh(model, files)
+    idle(model, files)
+    render_queue(model, files.by_path)
 
 
 @deploy("farmhand boss")
 def boss() -> None:
-    model, rendered = context.load(Role.BOSS)
+    model, files = context.load(Role.BOSS)
     farm_files.secret_upload_dir()
-    nebula(model, rendered)
+    nebula(model, files)
 
 
 ROLE_DEPLOYS = {Role.HUB: hub, Role.WORKER: worker, Role.BOSS: boss}

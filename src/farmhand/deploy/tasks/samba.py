@@ -8,24 +8,16 @@ from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.server import Command
 from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
 
-from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.model.host import HostModel
-from farmhand.model.paths import (
-    SHARES_ROOT,
-    SMB_CONF,
-    SMB_PASSWORD,
-    SMB_PASSWORD_STAMP,
-    SYSTEMD_DIR,
-    WAIT_OVERLAY,
-)
+from farmhand.model.paths import SHARES_ROOT, SMB_PASSWORD, SMB_PASSWORD_STAMP
 
 
 @deploy("Samba shares")
-def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: OperationMeta) -> None:
+def samba(model: HostModel, host_files: HostFiles, nebula: OperationMeta) -> None:
     packages.install(model, *model.distro.samba_packages)
     files.directory(
         name=f"Share root {SHARES_ROOT}",
@@ -47,23 +39,17 @@ def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: Operation
             )
     if model.distro.selinux:
         _selinux_contexts()
-    config = farm_files.install(farm_files.select(rendered, SMB_CONF, WAIT_OVERLAY))
-    dropin = farm_files.install(farm_files.select(rendered, f"{SYSTEMD_DIR}/smb"))
-    password = farm_files.install(farm_files.select(rendered, SMB_PASSWORD))
+    # smb.conf, the overlay wait and the farm user's password (set from its file just below).
+    config = farm_files.install(host_files.plain("samba"))
     _password(model)
-    systemd.daemon_reload(name="Reload systemd units (samba)", _if=any_changed(*dropin))
     service = model.distro.samba_service
-    started = systemd.service(
-        name=f"{service} running and enabled",
-        service=f"{service}.service",
-        enabled=True,
-        running=True,
-    )
-    systemd.service(
-        name=f"Restart {service} after its configuration changed",
-        service=f"{service}.service",
-        restarted=True,
-        _if=lambda: any_changed(*config, *dropin, *password)() and not started.did_change(),
+    ops.managed_service(
+        "samba",
+        f"{service}.service",
+        host_files.units("samba"),
+        depends=config,
+        start_name=f"{service} running and enabled",
+        restart_name=f"Restart {service} after its configuration changed",
     )
     # The packaged nmbd (NetBIOS) has no place on an overlay-only file server.
     if model.distro.family.value == "debian":
@@ -78,19 +64,15 @@ def samba(model: HostModel, rendered: dict[str, RenderedFile], nebula: Operation
 def _password(model: HostModel) -> None:
     """Set the farm user's Samba password from the uploaded file, only when it changed.
 
-    The password travels in a root-only file and through a pipe: never in a command line. The
-    stamp's folder is the deploy's state folder, made (0711) by its first step."""
-    digest = hashlib.sha256(model.smb_password.encode()).hexdigest()
-    applied = host.get_fact(Command, command=f"cat {SMB_PASSWORD_STAMP} 2>/dev/null || true")
-    if (applied or "").strip() == digest:
-        return
+    The password travels in a root-only file and through a pipe: never in a command line."""
     source = SMB_PASSWORD
-    server.shell(
-        name=f"Samba password for {model.farm_user} (from {source})",
-        commands=[
+    ops.once_per_digest(
+        f"Samba password for {model.farm_user} (from {source})",
+        SMB_PASSWORD_STAMP,
+        hashlib.sha256(model.smb_password.encode()).hexdigest(),
+        [
             f"{{ cat {source}; cat {source}; }} | smbpasswd -s -a {model.farm_user} >/dev/null",
             f"smbpasswd -e {model.farm_user} >/dev/null",
-            f"echo {digest} > {SMB_PASSWORD_STAMP} && chmod 600 {SMB_PASSWORD_STAMP}",
         ],
     )
 

@@ -7,14 +7,13 @@ from pyinfra.operations.util import any_changed
 
 from farmhand.deploy.tasks import deploy
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.model.host import HostModel
-from farmhand.model.paths import SSHD_DROPIN
 
 
 @deploy("SSH hardening")
-def ssh(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    dropin = farm_files.install(farm_files.select(rendered, SSHD_DROPIN))
+def ssh(model: HostModel, host_files: HostFiles) -> None:
+    dropin = farm_files.install(host_files.of("ssh"))
     if not dropin:
         return
     server.shell(
