@@ -45,6 +45,7 @@ def test_old_store_gains_new_secrets_once_and_keeps_them(
 ) -> None:
     root = tmp_path / "keys"
     plan = new_plan("farm")
+    monkeypatch.setattr(farm_secrets, "FEATURE_MODULES", ())  # only what this test declares
     monkeypatch.setattr(farm_secrets, "EXTRA_SECRETS", ())  # a store made before any was declared
     pki.create_farm(root, plan, workers=2, bosses=["boss1"], passphrase=PASSPHRASE)
     store = KeyStore.open(root)
@@ -69,3 +70,26 @@ def test_old_store_gains_new_secrets_once_and_keeps_them(
     assert KeyStore.open(root).unlock(PASSPHRASE).extras == made
     workers = open_bundle(root / "workers.keybundle.age", PASSPHRASE)
     assert [p.name for p in workers.peers_of(Role.WORKER)] == ["worker0001", "worker0003"]
+
+
+def test_the_key_store_knows_the_features_secrets_without_importing_them_first() -> None:
+    """A library caller (the lab, a benchmark) that never imports the render queue still makes
+    and rebuilds bundles with the queue's TLS material: the store loads the features that
+    declare secrets when it first needs them, and not at import time (it depends on no
+    feature)."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys\n"
+        "from farmhand.keystore import farm_secrets\n"
+        "before = any(m.startswith('farmhand.queue') for m in sys.modules)\n"
+        "names = [s.name for s in farm_secrets.all_declared()]\n"
+        "print(before, ','.join(names))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    )
+    before, names = done.stdout.split()
+    assert before == "False"
+    assert set(names.split(",")) >= {"lease-claim-key", "lease-host-key", "queue-tls"}

@@ -14,6 +14,7 @@ In the vault and in bundles they live as ``extras/NAME`` (private, 0600) and
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -84,6 +85,19 @@ EXTRA_SECRETS: tuple[ExtraSecret, ...] = (LEASE_CLAIM_KEY, LEASE_HOST_KEY)
 """Every declared farm-wide secret (features add theirs with :func:`declare`)."""
 
 
+FEATURE_MODULES = ("farmhand.queue.tls",)
+"""Modules that declare farm-wide secrets of their own, loaded by name when the secrets are
+first needed: the key store depends on no feature, yet never makes or rebuilds a bundle that
+lacks one of them (a library caller need not remember to import the queue first)."""
+
+
+def all_declared() -> tuple[ExtraSecret, ...]:
+    """Every farm-wide secret, the features' included."""
+    for module in FEATURE_MODULES:
+        importlib.import_module(module)
+    return EXTRA_SECRETS
+
+
 def declare(spec: ExtraSecret) -> ExtraSecret:
     """Add a feature's farm-wide secret to :data:`EXTRA_SECRETS` (once per name); returns it."""
     global EXTRA_SECRETS  # the registry higher layers fill when they are imported
@@ -97,7 +111,7 @@ def completed(
 ) -> dict[str, bytes]:
     """``extras`` plus a freshly made value for every declared secret it lacks."""
     out = dict(extras)
-    for spec in EXTRA_SECRETS if declared is None else declared:
+    for spec in all_declared() if declared is None else declared:
         if spec.name not in out:
             out[spec.name] = spec.make()
     return out
@@ -108,7 +122,7 @@ def for_role(
 ) -> dict[str, bytes]:
     """What a ``role`` bundle carries: private parts it needs, public parts of the others."""
     out: dict[str, bytes] = {}
-    for spec in EXTRA_SECRETS if declared is None else declared:
+    for spec in all_declared() if declared is None else declared:
         value = extras.get(spec.name)
         if value is None:
             continue
