@@ -28,21 +28,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench.signals import interrupt_on_signals, uninterrupted
+from bench.harness import BenchError, LabBench
+from bench.harness import main as harness_main
 from farmhand.durations import parse_duration
-from farmhand.errors import FarmhandError
 from farmhand.keystore import pki
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import provision
 from farmhand.lab.farm import LabFarm
-from farmhand.lab.system import lab_root
 
 PREFIX = "fhbcl"
 POOL = 7
@@ -57,10 +55,6 @@ SIX = {
     "k5": "gpu-a",
     "k6": "gpu-b",
 }
-
-
-class BenchError(Exception):
-    """The benchmark could not measure (exit 2)."""
 
 
 def say(line: str) -> None:
@@ -191,30 +185,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+BENCH = LabBench(
+    prefix=PREFIX,
+    parse_args=parse_args,
+    run=run,
+    say=say,
+    needs_root="bench.clones runs the lab: it needs root on Linux",
+)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        print("bench.clones runs the lab: it needs root on Linux", file=sys.stderr)
-        return 2
-    interrupt_on_signals(signal.SIGTERM)
-    state_dir: Path = args.state_dir or lab_root() / PREFIX
-    farm = LabFarm(state_dir, prefix=PREFIX, progress=lambda line: say(f"lab: {line}"))
-    if args.down:
-        farm.down()
-        return 0
-    code = 2
-    try:
-        code = run(args, farm)
-    except (BenchError, FarmhandError) as exc:
-        print(f"\nBENCHMARK ABORTED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt as exc:
-        print(f"\nBENCHMARK INTERRUPTED {exc}".rstrip(), file=sys.stderr)
-        code = 130
-    finally:
-        with uninterrupted():
-            if not args.keep:
-                farm.down()
-    return code
+    """``python -m bench.clones``: the shared main loop (bench/harness.py) on this benchmark."""
+    return harness_main(BENCH, argv)
 
 
 if __name__ == "__main__":

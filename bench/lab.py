@@ -48,15 +48,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.signals import interrupt_on_signals, uninterrupted
+from bench.harness import BenchError, LabBench
+from bench.harness import main as harness_main
 from farmhand.deploy.runner import DeployReport
-from farmhand.errors import FarmhandError
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import DEFAULT_MTU, Role
 from farmhand.lab import provision
 from farmhand.lab.farm import LabFarm, worker_name
 from farmhand.lab.image import ImageSpec, ensure_base_image, image_is_complete, image_path
-from farmhand.lab.system import cgroup_roots, lab_root
+from farmhand.lab.system import cgroup_roots
 from farmhand.model.distro import DEBIAN_12
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, SOCKET_BUFFER, TX_QUEUE
 from farmhand.model.paths import NEBULA_CONFIG
@@ -82,10 +82,6 @@ IPERF_PORT = SMB_PORT
 IPERF_PIDFILE = "/run/fhbench-iperf3.pid"
 NEBULA_OVERHEAD_V4 = 60
 """Bytes Nebula adds per packet on an IPv4 underlay: IP 20 + UDP 8 + header 16 + AEAD tag 16."""
-
-
-class BenchError(Exception):
-    """The benchmark could not run or a setup check failed: nothing may be reported."""
 
 
 def say(line: str) -> None:
@@ -926,38 +922,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    if not sys.platform.startswith("linux") or os.geteuid() != 0:
-        print("bench.lab runs the lab: it needs root on Linux (try: sudo -E ...)", file=sys.stderr)
-        return 2
-    interrupt_on_signals(signal.SIGTERM, signal.SIGHUP)
-    state_dir: Path = args.state_dir or lab_root() / PREFIX
-    farm = LabFarm(state_dir, prefix=PREFIX, progress=lambda line: say(f"lab: {line}"))
-    if args.down:
-        farm.down()
-        print("the bench lab is down")
-        return 0
-    code = 2
-    try:
-        code = run(args, farm)
-    except (BenchError, FarmhandError) as exc:
-        print(f"\nBENCHMARK ABORTED: {exc}", file=sys.stderr)
-    except KeyboardInterrupt as exc:
-        print(f"\nBENCHMARK INTERRUPTED {exc}".rstrip(), file=sys.stderr)
-        code = 130
-    finally:
-        with uninterrupted():
-            if args.keep:
-                print("\nThe lab stays up (--keep): remove it with `python -m bench.lab --down`")
-            else:
-                print("\nTearing the bench lab down...", flush=True)
-                started = time.monotonic()
-                farm.down()
-                print(f"  done in {time.monotonic() - started:.1f} s")
-    return code
-
-
 def run(args: argparse.Namespace, farm: LabFarm) -> int:
     workers: int = args.workers
     if workers < 2:
@@ -1061,6 +1025,22 @@ def run(args: argparse.Namespace, farm: LabFarm) -> int:
     print(f"  info  lab up, 1 hub + {workers} workers + 1 boss, image cached: {up.total:.1f} s")
     print_shortfall(results, directions)
     return 0 if all(t.passed for t in targets) else 1
+
+
+BENCH = LabBench(
+    prefix=PREFIX,
+    parse_args=parse_args,
+    run=run,
+    say=say,
+    needs_root="bench.lab runs the lab: it needs root on Linux (try: sudo -E ...)",
+    signals=(signal.SIGTERM, signal.SIGHUP),
+    module="bench.lab",
+)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.lab``: the shared main loop (bench/harness.py) on this benchmark."""
+    return harness_main(BENCH, argv)
 
 
 if __name__ == "__main__":
