@@ -33,11 +33,12 @@ from pyinfra.api.state import State
 from pyinfra.connectors.util import CommandOutput
 from pyinfra.context import ctx_host, ctx_state
 
-from conftest import BUNDLES, PASSPHRASE, Farm, decrypt_tars
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
 from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SECRET_UPLOADS, SHARES_ROOT
 from farmhand.nebula import release
+from support.cli import PASSPHRASE, decrypt_tars
+from support.session import BUNDLES, Farm
 
 HUB_ADDRESS = "198.51.100.7"
 ROLES = ("hub", "worker", "boss")

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
 from farmhand.keystore import pki
 from farmhand.keystore.plan import new_plan
 from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
 from farmhand.lab.system import why_unavailable
 from farmhand.lab.wheelhouse import build_wheelhouse, copy_wheelhouse, farmhand_wheel
+from support.cli import wait_until
 
 PREFIX = "fhboot"
 HUB, W1, W2 = "hub", "worker0001", "worker0002"

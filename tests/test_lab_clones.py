@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import wait_until
 from farmhand.keystore import pki
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
@@ -31,6 +30,7 @@ from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import NEBULA_CERT
 from farmhand.onhost import leases
+from support.cli import wait_until
 
 PREFIX = "fhcln"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")

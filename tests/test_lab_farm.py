@@ -33,7 +33,6 @@ import testinfra
 from testinfra.backend.base import CommandResult
 from testinfra.backend.ssh import SshBackend
 
-from conftest import wait_until
 from farmhand.deploy.runner import DeployReport, Event, run_deploy
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
@@ -45,6 +44,7 @@ from farmhand.lab.system import process_argv, why_unavailable
 from farmhand.model.host import SMB_PORT, SSH_PORT
 from farmhand.model.paths import NEBULA_CONFIG
 from farmhand.nebula import pem
+from support.cli import wait_until
 
 PREFIX = "fhe2e"
 LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")

@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
-from conftest import Farm
 from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import QUEUE_ETC
 from farmhand.queue.artifacts import BLENDER, DEADLINE, needed
+from support.session import Farm
 from test_deploy_facts import (  # noqa: F401 - fixtures
     BUNDLE_OF,
     NEBULA_SHA256,

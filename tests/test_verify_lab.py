@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import _clean_env
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
 from farmhand.lab.system import why_unavailable
+from support.cli import clean_env
 
 PREFIX = "fhvag"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
@@ -49,7 +49,7 @@ class Lab:
         argv += ["--ssh-key", str(self.farm.key_path), "--known-hosts", "/dev/null"]
         return subprocess.run(
             self.farm.desk_argv(argv),
-            env=_clean_env(None),
+            env=clean_env(None),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,

@@ -1,0 +1,9 @@
+"""Helpers the tests share (not tests themselves; pytest collects nothing here).
+
+- ``support.cli``: run the real CLI (``run_cli``, ``popen_cli``, ``run_in_pty``), judge its
+  output (``assert_cli_error``, ``assert_no_secret``), the test passphrases, folder snapshots,
+  decrypting age tars, ``wait_until``.
+- ``support.session``: the session farm every key store test shares (``Farm``, its host names).
+
+The fixtures themselves are in tests/conftest.py.
+"""
