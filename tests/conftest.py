@@ -3,7 +3,9 @@
 age's scrypt costs a couple of seconds per file on the CI machines, so the session makes ONE
 farm through the real CLI (``farm``) and tests that change a store work on a copy of it
 (``store``). The helpers the tests share live in tests/support/ (``support.cli``: run_cli,
-run_in_pty, assert_cli_error…; ``support.session``: ``Farm`` and its host names).
+run_in_pty, assert_cli_error…; ``support.session``: ``Farm`` and its host names). The fact
+fixture deploy tests' fixtures (``deploy``, ``bundles``…) are support/fixtures_deploy.py's,
+registered here for every test module.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 
 from support.cli import WITH_PASSPHRASE, run_cli, snapshot
 from support.session import SESSION_BOSS, SESSION_WORKERS, Farm
+
+pytest_plugins = ["support.fixtures_deploy"]
 
 
 @pytest.fixture(scope="session")

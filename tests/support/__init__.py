@@ -4,6 +4,8 @@
   output (``assert_cli_error``, ``assert_no_secret``), the test passphrases, folder snapshots,
   decrypting age tars, ``wait_until``.
 - ``support.session``: the session farm every key store test shares (``Farm``, its host names).
+- ``support.pyinfra_harness``: the fake pyinfra host the fact-fixture deploy tests run on.
+- ``support.fixtures_deploy``: that harness's fixtures, registered once for every test module.
 
 The fixtures themselves are in tests/conftest.py.
 """
