@@ -16,8 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from support.cli import WITH_PASSPHRASE, run_cli, snapshot
-from support.session import SESSION_BOSS, SESSION_WORKERS, Farm
+# The helpers' asserts explain their failures the way the tests' own do (as they did here).
+pytest.register_assert_rewrite("support")
+
+from support.cli import WITH_PASSPHRASE, run_cli, snapshot  # noqa: E402
+from support.session import SESSION_BOSS, SESSION_WORKERS, Farm  # noqa: E402
 
 pytest_plugins = ["support.fixtures_deploy"]
 

@@ -6,6 +6,7 @@
 - ``support.session``: the session farm every key store test shares (``Farm``, its host names).
 - ``support.pyinfra_harness``: the fake pyinfra host the fact-fixture deploy tests run on.
 - ``support.fixtures_deploy``: that harness's fixtures, registered once for every test module.
+- ``support.lab``: the lab tests' marker and skip, and ``sh`` on a lab host.
 
-The fixtures themselves are in tests/conftest.py.
+The fixtures themselves are in tests/conftest.py, which also has pytest rewrite the asserts here.
 """
