@@ -24,10 +24,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import WITH_PASSPHRASE, WITH_WRONG_PASSPHRASE, Farm, assert_cli_error, run_cli
 from farmhand.errors import UsageError
 from farmhand.provision import bundle_source
 from farmhand.provision.bootstrap import NotRootError, require_root
+from support.cli import WITH_PASSPHRASE, WITH_WRONG_PASSPHRASE, assert_cli_error, run_cli
+from support.session import Farm
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from conftest import WITH_PASSPHRASE, Farm, assert_cli_error, run_cli
+from support.cli import WITH_PASSPHRASE, assert_cli_error, run_cli
+from support.session import Farm
 
 
 def _closed_loopback_port() -> int:

@@ -31,15 +31,18 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from conftest import (
-    BUNDLES,
-    HOST_NAMES,
+from farmhand.cli import app
+from farmhand.keystore import fs, pki
+from farmhand.keystore.bundle import pack
+from farmhand.keystore.plan import FarmPlan
+from farmhand.keystore.register import Register
+from farmhand.keystore.store import KeyStore
+from farmhand.nebula import pem
+from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem
+from support.cli import (
     PASSPHRASE,
-    SESSION_BOSS,
     WITH_PASSPHRASE,
     WITH_WRONG_PASSPHRASE,
-    WORKER_NAMES,
-    Farm,
     Members,
     assert_cli_error,
     assert_no_secret,
@@ -52,14 +55,7 @@ from conftest import (
     snapshot,
     untar,
 )
-from farmhand.cli import app
-from farmhand.keystore import fs, pki
-from farmhand.keystore.bundle import pack
-from farmhand.keystore.plan import FarmPlan
-from farmhand.keystore.register import Register
-from farmhand.keystore.store import KeyStore
-from farmhand.nebula import pem
-from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem
+from support.session import BUNDLES, HOST_NAMES, SESSION_BOSS, WORKER_NAMES, Farm
 
 HUB_IP = "10.87.0.1"
 GROUPS = {

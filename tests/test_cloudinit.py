@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from conftest import PASSPHRASE, assert_cli_error, run_cli
 from farmhand.model.paths import PASSPHRASE_PATH, RUNNER_PATH
 from farmhand.provision.cloudinit import DEFAULT_SCRIPT_URL
+from support.cli import PASSPHRASE, assert_cli_error, run_cli
 
 BUNDLE = "https://www.dropbox.com/scl/fi/q7x2k9p0zz1abcd/workers.keybundle.age?rlkey=8j3n&dl=0"
 SYSTEM_PYTHON = "/usr/bin/python3"  # cloud-init's, with PyYAML

@@ -1,329 +1,60 @@
 """The pyinfra deploys (issue #3) against fact fixtures, for distributions we cannot boot here.
 
-pyinfra's API builds each role's deploy in-process for one ``@fake`` host whose facts come from
-fixtures (``Host.get_fact`` patched, keyed by fact class and arguments, as pyinfra's own
-operation tests do): AlmaLinux 8 and 9, Rocky 9, Ubuntu 22.04 and 24.04, and Debian 12 for
-contrast. The operations are then "run" in order: each ``_if`` condition is evaluated against
-the operations before it, each operation counts as changed when it yields commands. What it
-would run is checked per distribution, and that no command carries a secret. The bundles are
-preloaded (``context.preload``), so no passphrase is needed.
+The harness is support/pyinfra_harness.py: pyinfra's API builds each role's deploy in-process
+for one ``@fake`` host whose facts come from fixtures (AlmaLinux 8 and 9, Rocky 9, Ubuntu 22.04
+and 24.04, and Debian 12 for contrast), and the operations are then "run" in order. What it
+would run is checked per distribution, and that no command carries a secret. The fixtures
+(``deploy``, ``bundles``, ``secrets``…) are support/fixtures_deploy.py's.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import importlib
-import io
 import os
 import shutil
 import subprocess
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pyinfra.api.command import FileUploadCommand, StringCommand
-from pyinfra.api.config import Config
-from pyinfra.api.deploy import add_deploy
-from pyinfra.api.host import Host
-from pyinfra.api.inventory import Inventory
-from pyinfra.api.state import State
-from pyinfra.connectors.util import CommandOutput
-from pyinfra.context import ctx_host, ctx_state
 
-from conftest import BUNDLES, PASSPHRASE, Farm, decrypt_tars
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
 from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SECRET_UPLOADS, SHARES_ROOT
 from farmhand.nebula import release
+from support import fixtures_deploy
 
-HUB_ADDRESS = "198.51.100.7"
-ROLES = ("hub", "worker", "boss")
-BUNDLE_OF = dict(zip(ROLES, BUNDLES, strict=True))
-TARGET = "@fake/target"
-
-# /etc/os-release as these distributions ship it (the fields pyinfra's LinuxDistribution keeps).
-OS_RELEASE = {
-    "almalinux-8": ("AlmaLinux", "almalinux", "rhel centos fedora", "8.10"),
-    "almalinux-9": ("AlmaLinux", "almalinux", "rhel centos fedora", "9.4"),
-    "rocky-9": ("Rocky Linux", "rocky", "rhel centos fedora", "9.3"),
-    "ubuntu-22.04": ("Ubuntu", "ubuntu", "debian", "22.04"),
-    "ubuntu-24.04": ("Ubuntu", "ubuntu", "debian", "24.04"),
-    "debian-12": ("Debian GNU/Linux", "debian", "", "12"),
-}
-DISTROS = tuple(OS_RELEASE)
-EL = ("almalinux-8", "almalinux-9", "rocky-9")
-DEBIAN_LIKE = ("ubuntu-22.04", "ubuntu-24.04", "debian-12")
-NEBULA_PACKAGED = ("ubuntu-24.04", "debian-12")  # jammy has no nebula package
-NEBULA_ARCHIVE = "/var/lib/farmhand/artifacts/nebula-linux-amd64.tar.gz"
-NEBULA_SHA256 = hashlib.sha256(b"a stand-in for nebula-linux-amd64.tar.gz\n").hexdigest()
-
-# What firewalld's public zone lists on a fresh EL 8/9 host.
-EL_PUBLIC_ZONE = """public
-  target: default
-  icmp-block-inversion: no
-  interfaces:
-  sources:
-  services: cockpit dhcpv6-client ssh
-  ports:
-  protocols:
-  forward: yes
-  masquerade: no
-  forward-ports:
-  source-ports:
-  icmp-blocks:
-  rich rules:"""
-
-# Facts a fresh host answers with pyinfra's default (nothing there yet).
-FRESH_DEFAULTS = {
-    "File",
-    "Directory",
-    "Link",
-    "Sha1File",
-    "Sha256File",
-    "Md5File",
-    "FileContents",
-    "DebPackages",
-    "RpmPackages",
-    "RpmPackageProvides",
-    "SystemdStatus",
-    "SystemdEnabled",
-    "Users",
-    "Groups",
-}
+# Also re-exported (hence the noqa) for tests that still import the harness from here, as this
+# file held it (e.g. tests/test_deploy_ops.py, written in parallel): import it from support.
+from support.pyinfra_harness import (  # noqa: F401
+    BUNDLE_OF,
+    DEBIAN_LIKE,
+    DISTROS,
+    EL,
+    EL_PUBLIC_ZONE,
+    FRESH_DEFAULTS,
+    HUB_ADDRESS,
+    NEBULA_ARCHIVE,
+    NEBULA_PACKAGED,
+    NEBULA_SHA256,
+    OS_RELEASE,
+    ROLES,
+    TARGET,
+    Facts,
+    Op,
+    Plan,
+    open_bundles,
+    simulate,
+)
 
 
-# ------------------------------------------------------------------------------------------------
-# Fact fixtures and the deploy harness
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Facts:
-    """The facts of one fake host. Unknown facts fail the test, so fixtures stay complete."""
-
-    distro: str
-    key_login: bool = True
-    public_zone: str | None = None  # firewall-cmd --list-all; None: firewalld not running yet
-    pool: str | None = None  # ls of the worker certificate pool; None: no pool yet
-    files: dict[tuple[str, str], Any] = field(default_factory=dict)  # (fact, path) -> value
-    asked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
-
-    def get(self, cls: type, *args: Any, **kwargs: Any) -> Any:
-        name = cls.__name__
-        self.asked.append((name, dict(kwargs)))
-        if name == "LinuxDistribution":
-            pretty, distro_id, like, version = OS_RELEASE[self.distro]
-            meta = {"NAME": pretty, "ID": distro_id, "VERSION_ID": version}
-            if like:
-                meta["ID_LIKE"] = like
-            major, _, minor = version.partition(".")
-            return {
-                "name": pretty,
-                "major": int(major),
-                "minor": int(minor or 0),
-                "release_meta": meta,
-            }
-        if name == "Os":
-            return "Linux"
-        if name == "TmpDir":
-            return "/tmp"
-        if name == "Which":  # the base system's tools
-            return f"/usr/sbin/{kwargs['command']}"
-        if name == "Command":
-            return self.command(kwargs["command"])
-        if "path" in kwargs and (name, kwargs["path"]) in self.files:
-            return self.files[(name, kwargs["path"])]
-        if name in FRESH_DEFAULTS:
-            return cls().default()
-        pytest.fail(f"the deploy asked for a fact this fixture lacks: {name} {kwargs}")
-
-    def command(self, command: str) -> str | None:
-        if "authorized_keys" in command:
-            return "yes" if self.key_login else "no"
-        if command.startswith("firewall-cmd "):
-            return self.public_zone
-        if command.startswith("semanage fcontext -l"):
-            return "0"
-        if "smb-password.sha256" in command:
-            return None
-        if command.startswith("ls -1 /etc/nebula/farmhand/pool"):
-            return self.pool
-        if command.startswith("ls -1 /etc/ssh/ssh_host_"):  # the hub's own sshd host keys
-            return "/etc/ssh/ssh_host_ecdsa_key\n/etc/ssh/ssh_host_ed25519_key"
-        pytest.fail(f"the deploy ran a Command fact this fixture lacks: {command}")
-
-
-@dataclass
-class Op:
-    name: str
-    ran: bool  # its _if conditions held
-    commands: list[Any]
-    named: bool  # an operation without name= would show its arguments
-
-    @property
-    def shell(self) -> list[str]:
-        return [c.get_raw_value() for c in self.commands if isinstance(c, StringCommand)]
-
-    @property
-    def uploads(self) -> list[FileUploadCommand]:
-        return [c for c in self.commands if isinstance(c, FileUploadCommand)]
-
-
-@dataclass
-class Plan:
-    ops: list[Op]
-    facts: Facts
-
-    @property
-    def shell(self) -> list[str]:
-        return [command for op in self.ops for command in op.shell]
-
-    def text(self) -> str:
-        return "\n".join(self.shell)
-
-    def uploads(self) -> dict[str, FileUploadCommand]:
-        """Every upload by the path it ends at: a staged secret by the file it is moved to."""
-        moves = {}
-        for command in self.shell:
-            if " > " in command and "mv -f " in command:
-                staged = command.split("cat ", 1)[1].split(" > ", 1)[0]
-                moves[staged] = command.rsplit("mv -f ", 1)[1].split()[1].strip("'")
-        return {moves.get(u.dest, u.dest): u for op in self.ops for u in op.uploads}
-
-    def upload_bytes(self, dest: str) -> bytes:
-        src = self.uploads()[dest].src
-        if isinstance(src, io.BytesIO):
-            return src.getvalue()
-        return Path(str(src)).read_bytes()
-
-    def op(self, fragment: str) -> Op:
-        found = [op for op in self.ops if fragment in op.name]
-        assert len(found) == 1, f"{fragment!r} names {len(found)} operations"
-        return found[0]
-
-    def has(self, command: str) -> bool:
-        return any(command in line for line in self.shell)
-
-
-@pytest.fixture(scope="module")
-def tasks() -> Any:
-    """farmhand.deploy.tasks, as deploys/hub.py, worker.py and boss.py import it."""
-    return importlib.import_module("farmhand.deploy.tasks.roles"), importlib.import_module(
-        "farmhand.deploy.tasks.context"
-    )
-
-
-def open_bundles(farm: Farm) -> dict[str, Bundle]:
-    """The session farm's bundles, opened by farmhand from the session's cache of decrypted
-    tars (decrypted here at once, in processes, when no other test did it first)."""
-    missing = [name for name in BUNDLES if name not in farm._tars]
-    if missing:
-        farm._tars.update(zip(missing, decrypt_tars([farm.root / n for n in missing]), strict=True))
-    opened = {}
-    for role, name in BUNDLE_OF.items():
-        members = farm._tars[name].items()
-        opened[role] = bundle_from_tar(pack([(n, c, m) for n, (c, m) in members], 0), name)
-    return opened
-
-
-@pytest.fixture(scope="module")
-def bundles(farm: Farm, tasks: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Bundle files preloaded for the deploys: each role's, and each with nebula_sha256 set."""
-    _, context = tasks
-    work = tmp_path_factory.mktemp("preloaded")
-    paths = {}
-    for role, bundle in open_bundles(farm).items():
-        paths[role] = farm.root / BUNDLE_OF[role]
-        context.preload(paths[role], bundle)
-        pinned = dataclasses.replace(
-            bundle, plan=bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256)
-        )
-        paths[f"{role}+sha"] = Path(shutil.copy(paths[role], work / f"pinned-{BUNDLE_OF[role]}"))
-        context.preload(paths[f"{role}+sha"], pinned)
-    return paths
-
-
-@pytest.fixture(scope="module")
-def secrets(farm: Farm, bundles: dict[str, Path]) -> list[bytes]:
-    """Everything secret a deploy handles: the SMB password and every private key."""
-    members = {name: farm._tars[name] for name in BUNDLES}
-    out = [PASSPHRASE.encode()]
-    for tar in members.values():
-        for name, (content, _) in tar.items():
-            if name == "smb.password":
-                out.append(content.strip())
-            if name.startswith("keys/"):
-                out.append(content.strip().splitlines()[1])  # the key's base64 line
-    return out
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("artifacts")
-    (folder / "nebula-linux-amd64.tar.gz").write_bytes(
-        b"a stand-in for nebula-linux-amd64.tar.gz\n"
-    )
-    return folder
-
-
-@pytest.fixture
-def deploy(
-    tasks: Any, bundles: dict[str, Path], artifacts: Path, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., Plan]:
-    """``deploy(role, distro, facts=None, pinned=True, artifacts=True, diff=False, **data)``."""
-    roles, _ = tasks
-
-    def run(
-        role: str,
-        distro: str,
-        facts: Facts | None = None,
-        *,
-        pinned: bool = True,
-        with_artifacts: bool = True,
-        diff: bool = False,
-        **data: Any,
-    ) -> Plan:
-        facts = facts or Facts(distro)
-        monkeypatch.setattr(Host, "get_fact", lambda self, cls, *a, **kw: facts.get(cls, *a, **kw))
-        host_data = {
-            "farmhand_bundle": str(bundles[f"{role}+sha" if pinned else role]),
-            "farmhand_hub_address": HUB_ADDRESS,
-            "farmhand_queue": False,  # the render queue's deploys: tests/test_queue_facts.py
-            **({"farmhand_artifacts": str(artifacts)} if with_artifacts else {}),
-            **data,
-        }
-        inventory = Inventory(([(TARGET, host_data)], {}))
-        config = Config()
-        config.DIFF = diff
-        state = State(inventory, config)
-        for each in inventory:
-            state.activate_host(each)
-        add_deploy(state, getattr(roles, role))
-        return Plan(simulate(state, inventory.get_host(TARGET)), facts)
-
-    return run
-
-
-def simulate(state: State, host: Host) -> list[Op]:
-    """Run the operations in order as if every one succeeded, without touching anything."""
-    ops = []
-    with ctx_state.use(state), ctx_host.use(host):
-        for op_hash in state.get_op_order():
-            data = state.ops[host].get(op_hash)
-            if data is None:
-                continue
-            conditions = data.global_arguments.get("_if") or []
-            if callable(conditions):
-                conditions = [conditions]
-            ran = all(condition() for condition in conditions)
-            commands = list(data.command_generator()) if ran else []
-            data.operation_meta.set_complete(True, commands, CommandOutput([]))
-            meta = state.op_meta[op_hash]
-            ops.append(Op(sorted(meta.names)[0], ran, commands, named=not meta.args))
-    return ops
+def __getattr__(name: str) -> Any:
+    """The same for the harness's fixtures (``from test_deploy_facts import deploy``), without
+    registering them in this module again: conftest.py registers them for every test module."""
+    if name in ("tasks", "bundles", "secrets", "artifacts", "deploy"):
+        return getattr(fixtures_deploy, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_deploy_facts are parameters here)
 """The deploy tasks' shared sequences (deploy/tasks/ops.py) and the rendered set they install.
 
-Through the harness of tests/test_deploy_facts.py: facts in, commands and ``_if`` conditions out.
+Through the fake pyinfra harness (tests/support/pyinfra_harness.py): facts in, commands and
+``_if`` conditions out.
 """
 
 from __future__ import annotations
@@ -21,18 +21,7 @@ from farmhand.deploy.tasks import deploy as farm_deploy
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks import ops
 from farmhand.hostfiles.base import HostFiles, RenderedFile
-from test_deploy_facts import (  # noqa: F401 - fixtures
-    NEBULA_ARCHIVE,
-    ROLES,
-    TARGET,
-    Facts,
-    Plan,
-    artifacts,
-    bundles,
-    deploy,
-    simulate,
-    tasks,
-)
+from support.pyinfra_harness import NEBULA_ARCHIVE, ROLES, TARGET, Facts, Plan, simulate
 
 UNIT = RenderedFile("/etc/systemd/system/demo.service", b"[Service]\nExecStart=/bin/true\n")
 CONFIG = RenderedFile("/etc/demo.conf", b"setting = 1\n")

@@ -28,16 +28,6 @@ from typing import Any
 
 import pytest
 
-from conftest import (
-    BUNDLES,
-    WITH_PASSPHRASE,
-    WORKER_NAMES,
-    Farm,
-    assert_cli_error,
-    decrypt_tars,
-    run_cli,
-    snapshot,
-)
 from farmhand.errors import BundleError, UsageError
 from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import RenderedFile, write_tree
@@ -57,6 +47,8 @@ from farmhand.model.paths import (
 )
 from farmhand.nebula.cert import certificate_from_pem
 from farmhand.onhost import leases
+from support.cli import WITH_PASSPHRASE, assert_cli_error, decrypt_tars, run_cli, snapshot
+from support.session import BUNDLES, WORKER_NAMES, Farm
 
 HUB_ADDRESS = "198.51.100.7"
 HUB_OVERLAY = "10.87.0.1"

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, Farm
 from farmhand.errors import UsageError
 from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import RenderedFile
@@ -24,6 +23,8 @@ from farmhand.model.host import host_model
 from farmhand.model.idle import DEFAULT_RENDER_PROCESSES, IDLE_SERVICE, IDLE_TIMER
 from farmhand.model.paths import IDLE_ENV, IDLE_LOCAL_ENV, IDLE_SCRIPT
 from farmhand.settings import FarmSettings
+from support.cli import PASSPHRASE
+from support.session import Farm
 
 MIN = 60
 

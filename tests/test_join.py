@@ -26,17 +26,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (
-    PASSPHRASE,
-    SESSION_BOSS,
-    WITH_PASSPHRASE,
-    WITH_WRONG_PASSPHRASE,
-    Farm,
-    assert_cli_error,
-    changed,
-    run_cli,
-    snapshot,
-)
 from farmhand.hostfiles import render_join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
@@ -74,6 +63,16 @@ from farmhand.join.system import (
 from farmhand.keystore.bundle import open_bundle
 from farmhand.model.host import host_model
 from farmhand.nebula.release import ARCHIVES, ReleaseArchive
+from support.cli import (
+    PASSPHRASE,
+    WITH_PASSPHRASE,
+    WITH_WRONG_PASSPHRASE,
+    assert_cli_error,
+    changed,
+    run_cli,
+    snapshot,
+)
+from support.session import SESSION_BOSS, Farm
 
 BOSS_BUNDLE = f"boss-{SESSION_BOSS}.keybundle.age"
 NETNS = "fhjoin-fg"

@@ -21,13 +21,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_until
+import support.lab
 from farmhand.keystore import pki
 from farmhand.keystore.plan import new_plan
 from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
-from farmhand.lab.system import why_unavailable
 from farmhand.lab.wheelhouse import build_wheelhouse, copy_wheelhouse, farmhand_wheel
+from support.cli import wait_until
 
 PREFIX = "fhboot"
 HUB, W1, W2 = "hub", "worker0001", "worker0002"
@@ -38,8 +38,7 @@ PASS_FILE = "/root/farm-passphrase"
 WRONG_PASS_FILE = "/root/wrong-passphrase"
 NO_SUCH_HOST = "198.18.87.250"  # on the lab underlay, nobody there
 
-_NO_LAB = why_unavailable(("systemd-nspawn", "debootstrap", "chroot", "ip", "ssh"))
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.lab_marks(support.lab.LAB_TOOLS_NO_NFT)
 
 
 @dataclass
@@ -53,9 +52,8 @@ class Lab:
         return self.farm.host(name).exec(["sh", "-c", script], timeout=timeout)
 
     def sh(self, name: str, script: str) -> str:
-        result = self.run(name, script)
-        assert result.returncode == 0, f"{name}: {script}: {result.stdout}\n{result.stderr}"
-        return result.stdout.strip()
+        # run()'s 600 s timeout; a failure shows stdout and stderr.
+        return support.lab.sh(self.farm, name, script, timeout=600, both_outputs=True)
 
     def bootstrap(self, name: str, args: str, user: str = "") -> subprocess.CompletedProcess[str]:
         """bootstrap.sh on ``name`` as the lab installs it: offline, from the local wheel."""
@@ -69,8 +67,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab(support.lab.LAB_TOOLS_NO_NFT)
     state = tmp_path_factory.mktemp("boot-state")
     farm = LabFarm(state, prefix=PREFIX, progress=print)
     try:

@@ -23,17 +23,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import wait_until
+import support.lab
 from farmhand.keystore import pki
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import NEBULA_CERT
 from farmhand.onhost import leases
+from support.cli import wait_until
 
 PREFIX = "fhcln"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 POOL = 6
 TTL = 15
 SOURCE = "worker0001"
@@ -47,8 +46,7 @@ CLONES = {
 }
 HUB_OVERLAY = "10.87.0.1"
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.MARKS
 
 
 @dataclass
@@ -57,9 +55,7 @@ class Lab:
     names: dict[str, str]  # clone -> certificate it holds
 
     def sh(self, name: str, script: str) -> str:
-        result = self.farm.exec(name, ["sh", "-c", script])
-        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
-        return result.stdout.strip()
+        return support.lab.sh(self.farm, name, script)
 
 
 def make_keys(farm: LabFarm) -> None:
@@ -71,8 +67,7 @@ def make_keys(farm: LabFarm) -> None:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     farm = LabFarm(tmp_path_factory.mktemp("clones-state"), prefix=PREFIX, progress=print)
     try:
         farm.up(workers=1, bosses=0)

@@ -33,7 +33,7 @@ import testinfra
 from testinfra.backend.base import CommandResult
 from testinfra.backend.ssh import SshBackend
 
-from conftest import wait_until
+import support.lab
 from farmhand.deploy.runner import DeployReport, Event, run_deploy
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
@@ -41,21 +41,20 @@ from farmhand.keystore.plan import Role
 from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.lab.system import process_argv, why_unavailable
+from farmhand.lab.system import process_argv
 from farmhand.model.host import SMB_PORT, SSH_PORT
 from farmhand.model.paths import NEBULA_CONFIG
 from farmhand.nebula import pem
+from support.cli import wait_until
 
 PREFIX = "fhe2e"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
 HOSTS = (HUB, W1, W2, BOSS)
 NAT_TABLE = "fhlab_nat"  # the NAT router's nftables table (farmhand.lab.net)
 UDP_PROBE_PORT = 5555
 
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.MARKS
 
 
 # --- the lab ------------------------------------------------------------------------------
@@ -99,9 +98,7 @@ class Lab:
 
     def sh(self, name: str, script: str, *, input: str | None = None) -> str:
         """Run ``script`` with sh on ``name``; it must succeed. Returns stripped stdout."""
-        result = self.farm.exec(name, ["sh", "-c", script], input=input)
-        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
-        return result.stdout.strip()
+        return support.lab.sh(self.farm, name, script, input=input)
 
     def deploy(
         self,
@@ -139,8 +136,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     farm = LabFarm(tmp_path_factory.mktemp("e2e-state"), prefix=PREFIX, progress=print)
     try:
         farm.up(workers=2, bosses=1, behind_nat=[W2])

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+import support.lab
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
-from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import FLAMENCO_MANAGER_DIR, FLAMENCO_WORKER_DIR, MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import artifacts
 from farmhand.queue.flamenco import MANAGER_UNIT as FLAMENCO_MANAGER_UNIT
@@ -32,13 +32,11 @@ from standins.queue_lab import QueueLab, queue_farm
 
 PREFIX = "fhfl"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 FARM_UID = 2042
 MANAGER_YAML = f"{FLAMENCO_MANAGER_DIR}/flamenco-manager.yaml"
 WORKER_YAML = f"{FLAMENCO_WORKER_DIR}/flamenco-worker.yaml"
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.MARKS
 
 
 class FlamencoLab(QueueLab):
@@ -57,8 +55,7 @@ class FlamencoLab(QueueLab):
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FlamencoLab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     yield from queue_farm(
         FlamencoLab, tmp_path_factory, PREFIX, "flamenco", ["flamenco"], artifacts.FLAMENCO.filename
     )

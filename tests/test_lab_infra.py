@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+import support.lab
 from farmhand.errors import LabError
 from farmhand.lab import OFFLINE_PACKAGES, ImageSpec, LabFarm, NatRouter, Underlay
 from farmhand.lab import system as lab_system
@@ -27,15 +28,12 @@ from farmhand.lab.system import (
     mounts_under,
     pid_alive,
     process_argv,
-    why_unavailable,
 )
 
 PREFIX = "fhtest"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-needs_lab = pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")
+needs_lab = support.lab.skip_without_lab()
 
 
 # --- planning and preflight (no root needed) ----------------------------------------------
@@ -171,8 +169,7 @@ def _root_network() -> tuple[list[object], list[object], list[str]]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabFarm]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     before = _root_network()
     farm = LabFarm(tmp_path_factory.mktemp("lab-state"), prefix=PREFIX)
     try:

@@ -19,16 +19,15 @@ from typing import Any
 
 import pytest
 
+import support.lab
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.lab.system import why_unavailable
 from farmhand.lab.wheelhouse import build_wheelhouse, install_farmhand
 
 PREFIX = "fhjoin"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "ssh")
 HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
 PRICE = 0.35
 CONFIG_DIR = "/root/.config/farmhand"
@@ -37,8 +36,7 @@ SERVICE_DIR = "/etc/nebula/farmhand-join"
 BUNDLE = "/root/boss1.keybundle.age"
 PASSFILE = "/root/farm-passphrase"
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.lab_marks(support.lab.LAB_TOOLS_NO_NFT)
 
 
 @dataclass
@@ -51,9 +49,7 @@ class JoinLab:
         return self.farm.host(BOSS).exec([self.farmhand, *args])
 
     def sh(self, name: str, script: str, input: str | None = None) -> str:
-        result = self.farm.exec(name, ["sh", "-c", script], input=input)
-        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
-        return result.stdout.strip()
+        return support.lab.sh(self.farm, name, script, input=input)
 
     def status(self) -> tuple[int, dict[str, Any]]:
         result = self.run("status", "--json", "--timeout", "3")
@@ -63,8 +59,7 @@ class JoinLab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab(support.lab.LAB_TOOLS_NO_NFT)
     farm = LabFarm(tmp_path_factory.mktemp("join-state"), prefix=PREFIX, progress=print)
     try:
         with ThreadPoolExecutor(max_workers=1) as pool:

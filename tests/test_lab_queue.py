@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+import support.lab
 from farmhand.keystore.plan import Role
 from farmhand.lab import provision as prov
-from farmhand.lab.system import why_unavailable
 from farmhand.model.paths import QUEUE_ETC
 from farmhand.queue import artifacts, deadline
 
@@ -28,17 +28,14 @@ from standins.queue_lab import QueueLab, queue_farm
 
 PREFIX = "fhq"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 PORT = deadline.PORT
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.MARKS
 
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueLab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     yield from queue_farm(
         QueueLab, tmp_path_factory, PREFIX, "deadline", None, artifacts.DEADLINE.filename
     )

@@ -24,23 +24,21 @@ from pathlib import Path
 
 import pytest
 
+import support.lab
 from farmhand.hostfiles import render_host
 from farmhand.keystore.bundle import bundle_filename, open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.lab.system import why_unavailable
 from farmhand.model.distro import DEBIAN_12
 from farmhand.model.host import host_model
 
 PREFIX = "fhsudo"
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 USER = "deployer"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
 ROLES = ((Role.HUB, HUB, ""), (Role.WORKER, W1, ""), (Role.BOSS, BOSS, "boss1"))
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.MARKS
 
 # Runs as nobody: tries every path until told to stop, prints each one it could read.
 READER = r"""
@@ -112,8 +110,7 @@ def stop_reader(farm: LabFarm, name: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     farm = LabFarm(tmp_path_factory.mktemp("sudo-state"), prefix=PREFIX, progress=print)
     try:
         farm.up(workers=1, bosses=1)

@@ -23,8 +23,8 @@ FEATURES = ("queue", "hostfiles", "deploy", "join", "lab", "cli")
 
 FUNCTION_IMPORTS = {
     # Optional dependency: only `farmhand status --smb` needs smbprotocol.
-    ("farmhand.inspect.status", "smbclient"): "optional dependency (smbprotocol)",
-    ("farmhand.inspect.status", "smbprotocol.exceptions"): "optional dependency (smbprotocol)",
+    ("farmhand.inspect.status.smb", "smbclient"): "optional dependency (smbprotocol)",
+    ("farmhand.inspect.status.smb", "smbprotocol.exceptions"): "optional dependency (smbprotocol)",
     # Platform modules: one exists on Windows, the other everywhere else.
     ("farmhand.keystore.fs", "msvcrt"): "Windows only",
     ("farmhand.keystore.fs", "fcntl"): "POSIX only",

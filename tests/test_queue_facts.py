@@ -1,8 +1,8 @@
-# ruff: noqa: F811  (pytest fixtures imported from test_deploy_facts are parameters here)
 """The render queue's deploys on EL (SELinux, firewalld) against fact fixtures.
 
-Uses the harness of tests/test_deploy_facts.py: the operations a hub and a worker deploy would
-run on AlmaLinux 9 with a fresh host's facts, with pinned stand-in artifact files.
+Uses the harness of tests/test_deploy_facts.py (support/pyinfra_harness.py and its fixtures): the
+operations a hub and a worker deploy would run on AlmaLinux 9 with a fresh host's facts, with
+pinned stand-in artifact files.
 """
 
 from __future__ import annotations
@@ -15,21 +15,12 @@ from typing import Any
 
 import pytest
 
-from conftest import Farm
 from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import QUEUE_ETC
 from farmhand.queue import needed
 from farmhand.queue.artifacts import BLENDER, DEADLINE
-from test_deploy_facts import (  # noqa: F401 - fixtures
-    BUNDLE_OF,
-    NEBULA_SHA256,
-    Facts,
-    artifacts,
-    bundles,
-    deploy,
-    open_bundles,
-    tasks,
-)
+from support.pyinfra_harness import BUNDLE_OF, NEBULA_SHA256, Facts, open_bundles
+from support.session import Farm
 
 ALMA9 = Distro("almalinux", 9, Family.EL)
 

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import PASSPHRASE, WITH_PASSPHRASE, Farm, assert_cli_error, run_cli
 from farmhand.deploy import runner
 from farmhand.deploy.tasks import context
 from farmhand.passphrase import ENV_VAR
+from support.cli import PASSPHRASE, WITH_PASSPHRASE, assert_cli_error, run_cli
+from support.session import Farm
 
 BUNDLE = "hub.keybundle.age"
 
@@ -86,6 +87,7 @@ def test_plain_pyinfra_runs_drop_the_passphrase_once_the_bundle_is_open(
         data = Data()
 
     monkeypatch.setattr(context, "host", HostWithData())
+    monkeypatch.setattr(context, "_BUNDLES", {})  # no bundle opened by an earlier test
     monkeypatch.setenv(ENV_VAR, PASSPHRASE)
     opened = context._bundle(farm.root / BUNDLE)
     assert opened.role.value == "hub"

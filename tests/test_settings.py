@@ -15,20 +15,14 @@ from typing import Any
 import pyrage
 import pytest
 
-from conftest import (
-    PASSPHRASE,
-    WITH_PASSPHRASE,
-    Farm,
-    assert_cli_error,
-    run_cli,
-    snapshot,
-)
 from farmhand import settings as s
 from farmhand.errors import StoreError, UsageError
 from farmhand.keystore.bundle import pack
 from farmhand.keystore.plan import AddressPlan, FarmPlan, new_plan
 from farmhand.model.distro import DEBIAN_12, Distro, Family
 from farmhand.queue import artifacts
+from support.cli import PASSPHRASE, WITH_PASSPHRASE, assert_cli_error, run_cli, snapshot
+from support.session import Farm
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

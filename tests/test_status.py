@@ -14,12 +14,13 @@ from typing import Any
 
 import pytest
 
-from conftest import SESSION_BOSS, WITH_PASSPHRASE, Farm, assert_cli_error, run_cli
 from farmhand.cli.status import _print
 from farmhand.errors import UsageError
 from farmhand.inspect.status import lease_condition, lease_table_info, worker_price
 from farmhand.keystore.plan import new_plan
 from farmhand.onhost import leases
+from support.cli import WITH_PASSPHRASE, assert_cli_error, run_cli
+from support.session import SESSION_BOSS, Farm
 
 
 def test_the_worker_price_comes_from_the_farm_plan() -> None:

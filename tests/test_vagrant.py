@@ -16,7 +16,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_cli_error, run_cli
 from farmhand.deploy.target import Target
 from farmhand.deploy.targets import parse_target
 from farmhand.deploy.vagrant import (
@@ -28,6 +27,7 @@ from farmhand.deploy.vagrant import (
     ssh_configs,
 )
 from farmhand.errors import UsageError
+from support.cli import assert_cli_error, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).parent / "fixtures" / "vagrant"

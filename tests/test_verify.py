@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_cli_error, run_cli
 from farmhand.inspect.verify import Listener, parse_ss, underlay_offenders
+from support.cli import assert_cli_error, run_cli
 
 OVERLAY = IPv4Network("10.87.0.0/16")
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"

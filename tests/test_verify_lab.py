@@ -16,18 +16,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from conftest import _clean_env
+import support.lab
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.lab.system import why_unavailable
+from support.cli import clean_env
 
 PREFIX = "fhvag"
 HUB, W1, BOSS = "hub", "worker0001", "boss1"
 ROLE_OF = {HUB: "hub", W1: "worker", BOSS: "boss"}
-LAB_TOOLS = ("systemd-nspawn", "debootstrap", "chroot", "ip", "nft", "ssh")
 
-_NO_LAB = why_unavailable(LAB_TOOLS)
-pytestmark = [pytest.mark.lab, pytest.mark.skipif(_NO_LAB is not None, reason=_NO_LAB or "")]
+pytestmark = support.lab.MARKS
 
 
 @dataclass
@@ -36,9 +34,7 @@ class Lab:
     overlay: dict[str, str]
 
     def sh(self, name: str, script: str) -> str:
-        result = self.farm.exec(name, ["sh", "-c", script])
-        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
-        return result.stdout.strip()
+        return support.lab.sh(self.farm, name, script)
 
     def verify(self, *names: str) -> subprocess.CompletedProcess[str]:
         """The real ``farmhand verify ROLE root@ADDRESS...`` from the desk namespace."""
@@ -49,7 +45,7 @@ class Lab:
         argv += ["--ssh-key", str(self.farm.key_path), "--known-hosts", "/dev/null"]
         return subprocess.run(
             self.farm.desk_argv(argv),
-            env=_clean_env(None),
+            env=clean_env(None),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
@@ -59,8 +55,7 @@ class Lab:
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    if _NO_LAB is not None:
-        pytest.skip(_NO_LAB)
+    support.lab.require_lab()
     farm = LabFarm(tmp_path_factory.mktemp("vag-state"), prefix=PREFIX, progress=print)
     try:
         farm.up(workers=1, bosses=1)

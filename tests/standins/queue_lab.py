@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import support.lab
 from farmhand.deploy.runner import DeployReport, run_deploy
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
@@ -42,9 +43,7 @@ class QueueLab:
         )
 
     def sh(self, name: str, script: str) -> str:
-        result = self.farm.exec(name, ["sh", "-c", script])
-        assert result.returncode == 0, f"{name}: {script}: {result.stderr or result.stdout}"
-        return result.stdout.strip()
+        return support.lab.sh(self.farm, name, script)
 
     def records(self, name: str, standin: str) -> list[dict[str, Any]]:
         """What stand-in ``standin`` recorded on host ``name``, one dict per run."""
