@@ -322,8 +322,10 @@ SETTINGS: tuple[ConfigSetting, ...] = (
     ConfigSetting(
         "hub_address",
         Group.PLAN,
-        checked(p.validate_hub_address, "host name or IP", "a host name or IP address, or empty"),
-        "The hub's public host name or IP address, no port (empty: given at deploy time).",
+        checked(
+            p.validate_hub_address, "host name or IPv4", "a DNS host name or IPv4 address, or empty"
+        ),
+        "The hub's public DNS host name or IPv4 address, no port (empty: given at deploy time).",
         "",
     ),
     ConfigSetting(

@@ -17,7 +17,8 @@ from farmhand.provision.cloudinit import CloudInitRequest, user_data
 
 RoleArg = Annotated[Role, typer.Argument(help="hub or worker.", case_sensitive=False)]
 HubAddress = Annotated[
-    str, typer.Option(help="The hub's public host name or IP, if the bundle does not have it.")
+    str,
+    typer.Option(help="The hub's public DNS name or IPv4 address, if the bundle does not have it."),
 ]
 
 

@@ -17,7 +17,7 @@ from farmhand.errors import UsageError
 from farmhand.hostfiles import render_host
 from farmhand.hostfiles.base import write_tree
 from farmhand.keystore.bundle import open_bundle
-from farmhand.keystore.plan import Role
+from farmhand.keystore.plan import Role, validate_hub_address
 from farmhand.model.distro import Distro, distro_from_os_release
 from farmhand.model.host import host_model
 
@@ -27,7 +27,8 @@ BundleOpt = Annotated[
     typer.Option(help="The role's keybundle (default: the one in ./keys for hub and workers)."),
 ]
 HubAddress = Annotated[
-    str, typer.Option(help="The hub's public host name or IP, if the bundle does not have it.")
+    str,
+    typer.Option(help="The hub's public DNS name or IPv4 address, if the bundle does not have it."),
 ]
 
 
@@ -139,6 +140,7 @@ def deploy(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Push a role's deploy to hosts over SSH: the bundle is decrypted here, in memory."""
+    hub_address = validate_hub_address(hub_address)  # before the passphrase and any host
     path = _default_bundle(role, bundle)
     parsed = [
         parse_target(

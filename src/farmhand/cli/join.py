@@ -55,7 +55,7 @@ def join(
         str,
         typer.Option(
             "--hub-address",
-            help="The hub's public address, if not in the bundle.",
+            help="The hub's public DNS name or IPv4 address, if not in the bundle.",
             show_default=False,
         ),
     ] = "",

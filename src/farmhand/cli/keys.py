@@ -101,7 +101,10 @@ def keygen(
     network: Annotated[str, typer.Option(help="Overlay network (IPv4 CIDR).")] = DEFAULT_NETWORK,
     port: Annotated[int, typer.Option(help="The hub's public Nebula UDP port.")] = DEFAULT_PORT,
     hub_address: Annotated[
-        str, typer.Option(help="The hub's public host name or IP (may be given at deploy time).")
+        str,
+        typer.Option(
+            help="The hub's public DNS name or IPv4 address (may be given at deploy time)."
+        ),
     ] = "",
     workers: Annotated[int, typer.Option(help="Worker certificates to sign.", min=0)] = (
         DEFAULT_WORKERS

@@ -14,7 +14,7 @@ from typing import Any
 
 from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
-from farmhand.keystore.plan import Role
+from farmhand.keystore.plan import Role, validate_hub_address
 from farmhand.passphrase import ENV_VAR as PASSPHRASE_ENV
 
 Event = dict[str, Any]
@@ -90,11 +90,14 @@ def run_deploy(
     """Run the ``role`` deploy on ``targets``; ``netns`` runs it inside a network namespace."""
     if not targets:
         raise FarmhandError("no targets to deploy to")
+    data = dict(data or {})
+    if "farmhand_hub_address" in data:  # checked here, before any host is contacted
+        data["farmhand_hub_address"] = validate_hub_address(str(data["farmhand_hub_address"]))
     request = {
         "role": role.value,
         "bundle": str(bundle.resolve()),
         "passphrase": passphrase,
-        "data": {**(data or {}), "farmhand_bundle": str(bundle.resolve())},
+        "data": {**data, "farmhand_bundle": str(bundle.resolve())},
         "targets": [
             {"name": name, "data": host_data}
             for name, host_data in (t.inventory_entry() for t in targets)

@@ -40,6 +40,7 @@ from farmhand.join.steps import (
     user_files,
 )
 from farmhand.join.system import StagedFile, SystemPaths, check_place
+from farmhand.keystore.plan import validate_hub_address
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,11 @@ class JoinOptions:
     mode: Mode = "foreground"
     nebula: Path | None = None
     wait: float = 60.0
+
+    def __post_init__(self) -> None:
+        # Checked when given, before the bundle, the passphrase or any file: it reaches the
+        # boss's Nebula config.
+        object.__setattr__(self, "hub_address", validate_hub_address(self.hub_address))
 
 
 def join(

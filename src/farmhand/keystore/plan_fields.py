@@ -37,6 +37,8 @@ UID_RANGE = (1000, 60000)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _HOST_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
+_IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
+IPV6_REFUSED = "Nebula here listens on IPv4 only: give the hub's IPv4 address or a DNS name"
 _HOSTNAME_RE = re.compile(
     r"(?=.{1,253}\Z)(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)*"
     r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
@@ -145,26 +147,40 @@ def validate_port(port: int) -> int:
 
 
 def validate_hub_address(address: str) -> str:
-    """A hub's public host name or IP address (no scheme, no port), or empty for 'not yet'."""
-    address = address.strip()
+    """The hub's public address as the farm's hosts dial it: an IPv4 address or a DNS host name
+    (RFC 1123 labels, at most 253 characters), no scheme, no port; empty for 'not yet'.
+
+    The one check for every way a hub address comes in (keygen, farm.toml, a bundle's plan,
+    ``--hub-address`` of files, deploy, bootstrap, cloud-init and join): the value ends up in
+    the rendered Nebula config, so anything but a plain name or address is refused, not
+    quoted. Surrounding spaces are dropped; any other whitespace or control character is
+    refused. IPv6 is refused with its reason: the Nebula config here listens on 0.0.0.0.
+    """
+    address = address.strip(" ")
     if not address:
         return ""
-    try:
-        IPv4Address(address)
+    shown = address if len(address) <= 80 else address[:77] + "..."
+    if any(ord(c) < 0x20 or ord(c) == 0x7F or c.isspace() for c in address):
+        raise UsageError(
+            f"invalid hub address {shown!r}: it holds whitespace or a control character"
+        )
+    if _IPV4_RE.fullmatch(address):
+        try:
+            IPv4Address(address)
+        except AddressValueError:
+            raise UsageError(f"invalid hub address {shown!r}: not an IPv4 address") from None
         return address
-    except AddressValueError:
-        pass
-    if address.startswith("[") and address.endswith("]"):
-        address = address[1:-1]
     if ":" in address:
         try:
-            return str(IPv6Address(address))
+            IPv6Address(address.removeprefix("[").removesuffix("]"))
         except AddressValueError:
             raise UsageError(
-                f"invalid hub address {address!r}: give a host name or IP; the port is --port"
+                f"invalid hub address {shown!r}: give a host name or IPv4 address; "
+                "the port is --port"
             ) from None
+        raise UsageError(f"invalid hub address {shown!r}: {IPV6_REFUSED}")
     if not _HOSTNAME_RE.fullmatch(address) or address.replace(".", "").isdigit():
-        raise UsageError(f"invalid hub address {address!r}: not a host name or IP address")
+        raise UsageError(f"invalid hub address {shown!r}: not a host name or IP address")
     return address
 
 

@@ -7,11 +7,11 @@ what a user reviews is exactly what lands.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address
 
 from farmhand.errors import UsageError
 from farmhand.keystore.bundle import Bundle, BundleHost
-from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.keystore.plan import FarmPlan, Role, validate_hub_address
 from farmhand.model.distro import DEBIAN_12, Distro
 from farmhand.model.paths import MOUNTS_ROOT, SHARES_ROOT
 from farmhand.queue import manager_for
@@ -158,12 +158,9 @@ class HostModel:
 
 
 def endpoint(address: str, port: int) -> str:
-    """``host:port`` for Nebula's static_host_map, bracketing IPv6 addresses."""
-    try:
-        parsed = ip_address(address)
-    except ValueError:
-        return f"{address}:{port}"
-    return f"[{parsed}]:{port}" if isinstance(parsed, IPv6Address) else f"{parsed}:{port}"
+    """``host:port`` for Nebula's static_host_map: the address is an IPv4 address or a DNS name
+    (:func:`~farmhand.keystore.plan.validate_hub_address`), so it needs no brackets."""
+    return f"{address}:{port}"
 
 
 def host_model(
@@ -175,7 +172,11 @@ def host_model(
     ssh_ports: tuple[int, ...] = (SSH_PORT,),
     key_logins_work: bool = False,
 ) -> HostModel:
-    """The model of one host from its role's bundle; ``host`` picks a worker's certificate."""
+    """The model of one host from its role's bundle; ``host`` picks a worker's certificate.
+
+    ``hub_address`` (e.g. ``--hub-address``) is checked like farm.toml's: an IPv4 address or a
+    DNS name, nothing that could change the rendered Nebula config."""
+    hub_address = validate_hub_address(hub_address)
     if not bundle.hosts:
         raise UsageError(f"the {bundle.role.value} bundle holds no usable certificate")
     if bundle.role is Role.WORKER:

@@ -20,7 +20,7 @@ from farmhand.deploy.targets import parse_target
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.keystore import age
 from farmhand.keystore.bundle import Bundle, bundle_from_tar
-from farmhand.keystore.plan import Role
+from farmhand.keystore.plan import Role, validate_hub_address
 from farmhand.model.host import host_model
 from farmhand.provision.bundle_source import bundle_file, is_url
 
@@ -39,6 +39,10 @@ class BootstrapOptions:
     mounts: bool = True
     queue: bool = True
     data: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Checked when given, before root, the bundle or the passphrase: it reaches nebula.yml.
+        object.__setattr__(self, "hub_address", validate_hub_address(self.hub_address))
 
     def deploy_data(self) -> dict[str, Any]:
         data: dict[str, Any] = {
