@@ -3,7 +3,6 @@ the queue from stand-in artifacts, and reading what the stand-ins recorded."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import shutil
 from collections.abc import Iterator
@@ -78,7 +77,7 @@ def queue_farm(
         for name in (hub, worker):  # the stand-ins record here, whichever user runs them
             farm.exec(name, ["install", "-d", "-m", "1777", RECORDS], check=True)
         plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(hub)))
-        extra = {
+        settings = {
             "render_manager": manager,
             "renderer": "blender",
             "artifacts": {
@@ -87,7 +86,7 @@ def queue_farm(
                 if artifact_keys is None or key in artifact_keys
             },
         }
-        plan = dataclasses.replace(plan, extra=extra)
+        plan = plan.with_settings(**settings)
         pki.create_farm(prov.store_dir(farm), plan, 1, [boss], prov.lab_passphrase(farm))
         lab = make(farm, prov.lab_passphrase(farm), artifacts, {})
         corrupt = tmp_path_factory.mktemp("corrupt")
