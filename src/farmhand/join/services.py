@@ -53,6 +53,14 @@ def service_description(os_: OS) -> str:
     return f"Windows service {WINDOWS_SERVICE!r} (nebula -service)"
 
 
+def _install_unit(system: SystemPaths, staged: str, *, group: str) -> Step:
+    """Put the service definition where the init system reads it, root's and read-only."""
+    return Step(
+        f"installing {system.unit}",
+        ("install", "-m", "0644", "-o", "root", "-g", group, staged, system.unit),
+    )
+
+
 def service_plan(
     os_: OS,
     system: SystemPaths,
@@ -77,20 +85,7 @@ def service_plan(
         )
         unit = [(SYSTEMD_UNIT, text, 0o644)]
         start = (
-            Step(
-                f"installing {system.unit}",
-                (
-                    "install",
-                    "-m",
-                    "0644",
-                    "-o",
-                    "root",
-                    "-g",
-                    "root",
-                    system.file(SYSTEMD_UNIT),
-                    system.unit,
-                ),
-            ),
+            _install_unit(system, system.file(SYSTEMD_UNIT), group="root"),
             Step("reloading systemd", ("systemctl", "daemon-reload")),
             Step(f"starting {SYSTEMD_UNIT}", ("systemctl", "enable", "--now", SYSTEMD_UNIT)),
         )
@@ -107,20 +102,7 @@ def service_plan(
         )
         unit = [(name, text, 0o644)]
         start = (
-            Step(
-                f"installing {system.unit}",
-                (
-                    "install",
-                    "-m",
-                    "0644",
-                    "-o",
-                    "root",
-                    "-g",
-                    "wheel",
-                    system.file(name),
-                    system.unit,
-                ),
-            ),
+            _install_unit(system, system.file(name), group="wheel"),
             Step(f"starting {LAUNCHD_LABEL}", ("launchctl", "bootstrap", "system", system.unit)),
         )
     else:
