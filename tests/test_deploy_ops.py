@@ -20,11 +20,11 @@ from pyinfra.api.state import State
 from farmhand.deploy.tasks import deploy as farm_deploy
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks import ops
-from farmhand.hostfiles.base import HostFiles, RenderedFile
+from farmhand.hostfiles.base import HostFile, HostFiles
 from support.pyinfra_harness import NEBULA_ARCHIVE, ROLES, TARGET, Facts, Plan, simulate
 
-UNIT = RenderedFile("/etc/systemd/system/demo.service", b"[Service]\nExecStart=/bin/true\n")
-CONFIG = RenderedFile("/etc/demo.conf", b"setting = 1\n")
+UNIT = HostFile("/etc/systemd/system/demo.service", b"[Service]\nExecStart=/bin/true\n")
+CONFIG = HostFile("/etc/demo.conf", b"setting = 1\n")
 STAMP = "/var/lib/farmhand/demo.sha256"
 
 
@@ -33,7 +33,7 @@ class HostFacts(Facts):
 
     def __init__(
         self,
-        present: tuple[RenderedFile, ...] = (),
+        present: tuple[HostFile, ...] = (),
         running: tuple[str, ...] = (),
         stamp: str | None = None,
     ) -> None:
@@ -158,6 +158,12 @@ def test_once_per_digest_keeps_stamps_in_the_state_folder() -> None:
         ops.once_per_digest("Demo step", "/tmp/stamp", "d1g357", ["true"])
 
 
+QUEUE_COMPONENTS = (
+    "mongodb", "mongodb-user", "deadline-repository", "deadline-client", "flamenco"
+)  # fmt: skip
+"""The render managers' own components (queue/deadline.py, queue/flamenco.py)."""
+
+
 @pytest.mark.parametrize("distro", ["almalinux-9", "debian-12"])
 @pytest.mark.parametrize("role", ROLES)
 def test_the_deploy_installs_exactly_the_rendered_files(
@@ -168,17 +174,17 @@ def test_the_deploy_installs_exactly_the_rendered_files(
     (tests/test_queue_facts.py: the harness deploys with farmhand_queue=False)."""
     context = importlib.import_module("farmhand.deploy.tasks.context")
     seen: list[HostFiles] = []
-    original = context.render_host
+    original = context.host_files
 
     def recorded(*args: Any, **kwargs: Any) -> HostFiles:
         seen.append(original(*args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(context, "render_host", recorded)
+    monkeypatch.setattr(context, "host_files", recorded)
     plan = deploy(role, distro)
     assert len(seen) == 1, "the deploy renders the host once"
     (files,) = seen
-    queue = {f.path for f in files.of("queue")}
+    queue = {f.path for f in files.of("queue", *QUEUE_COMPONENTS)}
     expected = {f.path: f.content for f in files if not f.at_boot and f.path not in queue}
     uploads = {path: plan.upload_bytes(path) for path in plan.uploads() if path != NEBULA_ARCHIVE}
     assert sorted(uploads) == sorted(expected)

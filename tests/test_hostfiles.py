@@ -29,9 +29,8 @@ from typing import Any
 import pytest
 
 from farmhand.errors import BundleError, UsageError
-from farmhand.hostfiles import render_host
-from farmhand.hostfiles.base import RenderedFile, write_tree
-from farmhand.hostfiles.queue import GROUP_READABLE
+from farmhand.hostfiles import host_files
+from farmhand.hostfiles.base import HostFile, write_tree
 from farmhand.keystore.bundle import Bundle, bundle_from_tar, pack
 from farmhand.model.distro import distro_from_os_release
 from farmhand.model.host import NEBULA_DEV, host_model
@@ -105,6 +104,8 @@ QUEUE_SECRETS = {
     f"/etc/farmhand/queue/{name}"
     for name in ("mongod.pem", "client.pem", "client.pfx", "db.password", "create-user.js")
 }
+GROUP_READABLE = {"/etc/farmhand/queue/client.pfx", "/etc/farmhand/queue/mongod.pem"}
+"""Secrets a service user reads (the farm user, mongodb): mode 0640, its group."""
 SECRETS_OF = {
     "hub": {NEBULA_KEY, f"{FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY, *QUEUE_SECRETS},
     "worker": {
@@ -285,7 +286,7 @@ def bundles(farm: Farm, cli: CliRuns) -> dict[str, Bundle]:
     return open_bundles(farm.root, BUNDLE_OF, farm)
 
 
-def library_render(bundle: Bundle, distro: str = "debian-12") -> list[RenderedFile]:
+def library_render(bundle: Bundle, distro: str = "debian-12") -> list[HostFile]:
     distro_id, _, version = distro.partition("-")
     model = host_model(
         bundle,
@@ -294,11 +295,11 @@ def library_render(bundle: Bundle, distro: str = "debian-12") -> list[RenderedFi
         distro=distro_from_os_release({"ID": distro_id, "VERSION_ID": version}),
         key_logins_work=True,
     )
-    return render_host(model)
+    return host_files(model)
 
 
 @pytest.fixture(scope="module")
-def rendered(bundles: dict[str, Bundle]) -> dict[str, list[RenderedFile]]:
+def rendered(bundles: dict[str, Bundle]) -> dict[str, list[HostFile]]:
     return {role: library_render(bundles[role]) for role in ROLES}
 
 
@@ -319,7 +320,7 @@ def under(tree: Path, path: str) -> Path:
 def test_cli_and_library_render_the_same_files(
     role: str,
     cli_trees: dict[str, Path],
-    rendered: dict[str, list[RenderedFile]],
+    rendered: dict[str, list[HostFile]],
     tmp_path: Path,
 ) -> None:
     write_tree(rendered[role], tmp_path, with_secrets=True)
@@ -329,7 +330,7 @@ def test_cli_and_library_render_the_same_files(
     assert len(expected) == len(rendered[role]), "two rendered files share a path"
 
 
-def test_render_lays_out_each_role(rendered: dict[str, list[RenderedFile]]) -> None:
+def test_render_lays_out_each_role(rendered: dict[str, list[HostFile]]) -> None:
     paths = {role: {f.path for f in files} for role, files in rendered.items()}
     common = {NEBULA_CONFIG, NEBULA_CA, NEBULA_CERT, NEBULA_KEY, "/etc/farmhand/farm.json"}
     assert common | {"/etc/systemd/system/farmhand-nebula.service"} == paths["boss"]
@@ -349,7 +350,7 @@ def test_render_lays_out_each_role(rendered: dict[str, list[RenderedFile]]) -> N
 @pytest.mark.parametrize("role", ROLES)
 def test_modes_secrets_and_no_key_outside_secret_files(
     role: str,
-    rendered: dict[str, list[RenderedFile]],
+    rendered: dict[str, list[HostFile]],
     bundles: dict[str, Bundle],
     cli_trees: dict[str, Path],
 ) -> None:
@@ -362,9 +363,10 @@ def test_modes_secrets_and_no_key_outside_secret_files(
         if name.endswith(".key") or name in ("smb.password", "smb-credentials"):
             assert item.secret, f"{item.path} holds a secret but is not flagged"
         if item.secret:
-            # Group-readable only for the service user that must read it (hostfiles/queue.py).
-            wanted = 0o640 if item.path in GROUP_READABLE else 0o600
+            # Group-readable only for the service that must read it (its group, not root's).
+            wanted = 0o640 if item.group != "root" else 0o600
             assert item.mode == wanted, f"{item.path} is {item.mode:04o}"
+            assert (item.group != "root") == (item.path in GROUP_READABLE), item.path
         elif item.mode & 0o111:
             assert item.mode == 0o755, item.path
     # No private key and no SMB password outside the files flagged secret, for any host.
@@ -381,7 +383,7 @@ def test_modes_secrets_and_no_key_outside_secret_files(
 
 
 def test_secret_files_hold_what_they_should(
-    rendered: dict[str, list[RenderedFile]], bundles: dict[str, Bundle]
+    rendered: dict[str, list[HostFile]], bundles: dict[str, Bundle]
 ) -> None:
     by_path = {role: {f.path: f for f in files} for role, files in rendered.items()}
     password = bundles["hub"].smb_password
@@ -761,7 +763,7 @@ def test_sshd_accepts_the_dropin(role: str, cli_trees: dict[str, Path], sshd_che
 def test_sshd_dropin_only_where_a_key_login_works(bundles: dict[str, Bundle]) -> None:
     for role in ("hub", "worker"):
         model = host_model(bundles[role], hub_address=HUB_ADDRESS, key_logins_work=False)
-        assert not any("50-farmhand.conf" in f.path for f in render_host(model))
+        assert not any("50-farmhand.conf" in f.path for f in host_files(model))
 
 
 @pytest.mark.parametrize("role", ["hub", "worker"])

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from farmhand.errors import UsageError
-from farmhand.hostfiles import render_host
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles import host_files
+from farmhand.hostfiles.base import HostFile
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.model.host import host_model
 from farmhand.model.idle import DEFAULT_RENDER_PROCESSES, IDLE_SERVICE, IDLE_TIMER
@@ -34,10 +34,10 @@ def workers_bundle(farm: Farm) -> Bundle:
     return open_bundle(farm.root / "workers.keybundle.age", PASSPHRASE)
 
 
-def worker_files(bundle: Bundle, **settings: object) -> dict[str, RenderedFile]:
+def worker_files(bundle: Bundle, **settings: object) -> dict[str, HostFile]:
     plan = bundle.plan.with_settings(**settings)
     model = host_model(dataclasses.replace(bundle, plan=plan), hub_address="hub.example.net")
-    return {f.path: f for f in render_host(model)}
+    return {f.path: f for f in host_files(model)}
 
 
 def env_file(text: str) -> dict[str, str]:
@@ -53,7 +53,7 @@ def env_file(text: str) -> dict[str, str]:
 class Rig:
     """A fake /proc and state folder, and the script that reads them."""
 
-    def __init__(self, files: dict[str, RenderedFile], root: Path) -> None:
+    def __init__(self, files: dict[str, HostFile], root: Path) -> None:
         self.script = root / "farmhand-idle"
         self.script.write_bytes(files[IDLE_SCRIPT].content)
         self.settings = env_file(files[IDLE_ENV].text)

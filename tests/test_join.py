@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from farmhand.hostfiles import render_join_files
+from farmhand.hostfiles import join_files
 from farmhand.join import JoinError
 from farmhand.join.admin import Elevation
 from farmhand.join.commands import Action, Rename, Step, Write
@@ -466,7 +466,7 @@ def test_the_boss_nebula_config_per_os(farm: Farm, tmp_path: Path, os_: OS) -> N
     bundle = open_bundle(farm.root / BOSS_BUNDLE, PASSPHRASE)
     model = host_model(bundle, hub_address="203.0.113.7")
     folder = str(tmp_path) if os_ is not OS.WINDOWS else r"C:\Users\alice\farmhand\join"
-    files = render_join_files(model, folder, sep=os_.sep, tun_dev=os_.tun_dev)
+    files = join_files(model, folder, sep=os_.sep, tun_dev=os_.tun_dev)
     by_name = {f.path.rsplit(os_.sep, 1)[-1]: f for f in files}
     assert set(by_name) == {"config.yml", "ca.crt", "host.crt", "host.key"}
     assert by_name["host.key"].mode == 0o600

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 import support.lab
-from farmhand.hostfiles import render_host
+from farmhand.hostfiles import host_files
 from farmhand.keystore.bundle import bundle_filename, open_bundle
 from farmhand.keystore.plan import Role
 from farmhand.lab import LabFarm
@@ -74,7 +74,7 @@ def secret_paths(farm: LabFarm, role: Role, name: str, bundle: str) -> list[str]
         prov.store_dir(farm) / bundle_filename(role, bundle), prov.lab_passphrase(farm)
     )
     model = host_model(opened, host="", hub_address="", distro=DEBIAN_12, key_logins_work=True)
-    found = [f.path for f in render_host(model) if f.secret and not f.at_boot]
+    found = [f.path for f in host_files(model) if f.secret and not f.at_boot]
     assert found, f"the {role.value} deploy writes no secret: the reader would prove nothing"
     # Also the staging copies the deploy passes them through.
     return found + [f"{p.rsplit('/', 1)[0]}/.{p.rsplit('/', 1)[1]}.farmhand-new" for p in found]

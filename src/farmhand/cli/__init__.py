@@ -15,7 +15,7 @@ from farmhand import __version__
 from farmhand.cli.bootstrap import bootstrap_command, cloud_init_command
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
-from farmhand.cli.deploy import deploy, host_files
+from farmhand.cli.deploy import deploy, write_host_files
 from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
@@ -33,8 +33,10 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("keygen")(keygen)
-app.command("files")(host_files)
-app.command("render", hidden=True)(host_files)  # the old name of `files`: scripts keep working
+app.command("files")(write_host_files)
+app.command("render", hidden=True)(
+    write_host_files
+)  # the old name of `files`: scripts keep working
 app.command("deploy")(deploy)
 app.command("verify")(verify)
 app.command("vagrant-inventory")(vagrant_inventory)

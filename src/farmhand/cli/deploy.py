@@ -14,7 +14,7 @@ from farmhand.cli.common import DEFAULT_STORE, PassphraseFile, console, passphra
 from farmhand.deploy.runner import DeployError, DeployReport, run_deploy
 from farmhand.deploy.targets import parse_target
 from farmhand.errors import UsageError
-from farmhand.hostfiles import render_host
+from farmhand.hostfiles import host_files
 from farmhand.hostfiles.base import write_tree
 from farmhand.keystore.bundle import open_bundle
 from farmhand.keystore.plan import Role, validate_hub_address
@@ -46,7 +46,7 @@ def _distro(text: str) -> Distro:
     return distro_from_os_release({"ID": distro_id, "VERSION_ID": version or "0"})
 
 
-def host_files(
+def write_host_files(
     role: RoleArg,
     out: Annotated[Path, typer.Option(help="Folder to lay the files out in (as on the host).")],
     bundle: BundleOpt = None,
@@ -82,7 +82,7 @@ def host_files(
         distro=_distro(distro),
         key_logins_work=key_logins,
     )
-    files = render_host(model)
+    files = host_files(model)
     write_tree(files, out, with_secrets=with_secrets)
     table = Table(
         title=f"{role.value} {model.name}: {len(files)} files under {out}", title_justify="left"

@@ -8,7 +8,7 @@ import json
 import jinja2
 
 from farmhand.errors import FarmhandError
-from farmhand.hostfiles.base import HostFiles, RenderedFile, environment
+from farmhand.hostfiles.base import HostFile, HostFiles, environment
 from farmhand.hostfiles.firewall import firewall_files
 from farmhand.hostfiles.idle import idle_files
 from farmhand.hostfiles.leases import lease_files
@@ -22,23 +22,24 @@ from farmhand.model.host import NEBULA_DEV, SMB_PORT, HostModel
 from farmhand.model.paths import FARM_JSON, FARMHAND_ETC, FARMHAND_LIB
 
 
-def render_join_files(
+def join_files(
     model: HostModel, nebula_dir: str, *, sep: str = "/", tun_dev: str = NEBULA_DEV
-) -> list[RenderedFile]:
+) -> list[HostFile]:
     """A boss's Nebula config, CA, certificate and key under ``nebula_dir`` (``farmhand join``
     keeps them in the user's config folder, on Linux, macOS or Windows), from the same
-    templates as ``render_host``."""
+    templates as ``host_files``."""
     paths = nebula_paths(nebula_dir, sep)
-    files = render_host(model, paths=paths, tun_dev=tun_dev)
+    files = host_files(model, paths=paths, tun_dev=tun_dev)
     wanted = {paths["config"], paths["ca"], paths["cert"], paths["key"]}
     return [f for f in files if f.path in wanted]
 
 
-def render_host(
+def host_files(
     model: HostModel, *, paths: dict[str, str] | None = None, tun_dev: str = NEBULA_DEV
 ) -> HostFiles:
     """Every file farmhand installs on ``model``'s host, as the host has them once running, by
-    component: nebula, farm (farm.json), firewall, queue, ssh, leases, lease-sshd (the hub's
+    component: nebula, farm (farm.json), firewall, queue (the artifact fetcher) and the render
+    manager's own (mongodb, deadline-client, flamenco...), ssh, leases, lease-sshd (the hub's
     extra host key and its sshd drop-in), samba, pool (a worker's certificates), mounts, idle."""
     env = environment()
     plan = model.bundle.plan
@@ -57,32 +58,32 @@ def render_host(
         "smb_port": SMB_PORT,
     }
 
-    def render(template: str, **extra: object) -> bytes:
+    def expand(template: str, **extra: object) -> bytes:
         try:
             return env.get_template(template).render(**context, **extra).encode()
         except jinja2.TemplateError as exc:
-            raise FarmhandError(f"template {template} failed to render: {exc}") from None
+            raise FarmhandError(f"template {template} failed to expand: {exc}") from None
 
-    parts: dict[str, list[RenderedFile]] = {
-        "nebula": nebula_files(model, render, paths),
-        "farm": [RenderedFile(FARM_JSON, _farm_json(model))],
+    parts: dict[str, list[HostFile]] = {
+        "nebula": nebula_files(model, expand, paths),
+        "farm": [HostFile(FARM_JSON, _farm_json(model))],
     }
     if model.role is Role.BOSS:
         return _host_files(parts)
-    parts["firewall"] = firewall_files(model, render)
-    parts["queue"] = queue_files(model, render)
-    parts["ssh"] = ssh_files(model, render)
-    parts["leases"], parts["lease-sshd"] = lease_files(model, render)
+    parts["firewall"] = firewall_files(model, expand)
+    parts.update(queue_files(model, expand))
+    parts["ssh"] = ssh_files(model, expand)
+    parts["leases"], parts["lease-sshd"] = lease_files(model, expand)
     if model.role is Role.HUB:
-        parts["samba"] = samba_files(model, render)
+        parts["samba"] = samba_files(model, expand)
     else:
         parts["pool"] = pool_files(model)
-        parts["mounts"] = credentials_files(model, render) + mount_files(model, render)
-        parts["idle"] = idle_files(model, render)
+        parts["mounts"] = credentials_files(model, expand) + mount_files(model, expand)
+        parts["idle"] = idle_files(model, expand)
     return _host_files(parts)
 
 
-def _host_files(parts: dict[str, list[RenderedFile]]) -> HostFiles:
+def _host_files(parts: dict[str, list[HostFile]]) -> HostFiles:
     return HostFiles({name: tuple(files) for name, files in parts.items() if files})
 
 

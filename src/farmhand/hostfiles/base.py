@@ -18,15 +18,17 @@ from farmhand.resources import data_dir
 
 
 @dataclass(frozen=True)
-class RenderedFile:
-    """One file for a host. ``secret`` files never go through a diff; ``at_boot`` files are
-    made on the host when it boots (a worker's chosen certificate), not by the deploy."""
+class HostFile:
+    """One file for a host, owned by root and ``group`` (a service's group, for a secret it
+    must read). ``secret`` files never go through a diff; ``at_boot`` files are made on the
+    host when it boots (a worker's chosen certificate), not by the deploy."""
 
     path: str
     content: bytes = field(repr=False)
     mode: int = 0o644
     secret: bool = False
     at_boot: bool = False
+    group: str = "root"
 
     @property
     def text(self) -> str:
@@ -39,51 +41,51 @@ class RenderedFile:
 
 
 @dataclass(frozen=True)
-class HostFiles(Sequence[RenderedFile]):
+class HostFiles(Sequence[HostFile]):
     """Every file of one host, by the component (hostfiles module) that made it. As a sequence,
     the flat list in install order (``farmhand files``, write_tree); the deploy tasks ask for a
     component's files instead of matching paths."""
 
-    components: Mapping[str, tuple[RenderedFile, ...]]
+    components: Mapping[str, tuple[HostFile, ...]]
 
-    def of(self, *names: str) -> tuple[RenderedFile, ...]:
+    def of(self, *names: str) -> tuple[HostFile, ...]:
         """Every file of the components ``names``, in order (none for a component this host
         does not have)."""
         return tuple(f for name in names for f in self.components.get(name, ()))
 
-    def units(self, name: str) -> tuple[RenderedFile, ...]:
+    def units(self, name: str) -> tuple[HostFile, ...]:
         """``name``'s systemd units and unit drop-ins."""
         return tuple(f for f in self.of(name) if f.is_unit)
 
-    def plain(self, name: str) -> tuple[RenderedFile, ...]:
+    def plain(self, name: str) -> tuple[HostFile, ...]:
         """``name``'s files other than its units (configs, keys, scripts)."""
         return tuple(f for f in self.of(name) if not f.is_unit)
 
     @property
-    def by_path(self) -> dict[str, RenderedFile]:
+    def by_path(self) -> dict[str, HostFile]:
         return {f.path: f for f in self}
 
     @property
-    def _flat(self) -> tuple[RenderedFile, ...]:
+    def _flat(self) -> tuple[HostFile, ...]:
         return tuple(f for group in self.components.values() for f in group)
 
-    def __iter__(self) -> Iterator[RenderedFile]:
+    def __iter__(self) -> Iterator[HostFile]:
         return iter(self._flat)
 
     def __len__(self) -> int:
         return len(self._flat)
 
-    def __add__(self, other: Iterable[RenderedFile]) -> list[RenderedFile]:
+    def __add__(self, other: Iterable[HostFile]) -> list[HostFile]:
         """The flat lists of two hosts (or more files) together, like lists."""
         return [*self, *other]
 
     @overload
-    def __getitem__(self, index: int) -> RenderedFile: ...
+    def __getitem__(self, index: int) -> HostFile: ...
 
     @overload
-    def __getitem__(self, index: slice) -> Sequence[RenderedFile]: ...
+    def __getitem__(self, index: slice) -> Sequence[HostFile]: ...
 
-    def __getitem__(self, index: int | slice) -> RenderedFile | Sequence[RenderedFile]:
+    def __getitem__(self, index: int | slice) -> HostFile | Sequence[HostFile]:
         return self._flat[index]
 
 
@@ -107,17 +109,15 @@ def unit_name_for_path(path: str, suffix: str) -> str:
     return "-".join(escaped) + suffix
 
 
-def render_text(template: str, **context: object) -> str:
+def expand_text(template: str, **context: object) -> str:
     """One template outside a host's files (cloud-init user-data), with the same settings."""
     try:
         return environment().get_template(template).render(**context)
     except jinja2.TemplateError as exc:
-        raise FarmhandError(f"template {template} failed to render: {exc}") from None
+        raise FarmhandError(f"template {template} failed to expand: {exc}") from None
 
 
-def write_tree(
-    files: Iterable[RenderedFile], out: Path, *, with_secrets: bool = False
-) -> list[Path]:
+def write_tree(files: Iterable[HostFile], out: Path, *, with_secrets: bool = False) -> list[Path]:
     """Lay ``files`` out under ``out`` as on the host (``out/etc/...``), with their modes.
 
     Secrets are left out unless asked for: a review tree is often made inside a clone or a
@@ -147,9 +147,9 @@ def _private_folder(out: Path) -> None:
     os.chmod(out, 0o700)
 
 
-def render_template(template: str, **context: object) -> bytes:
+def expand_template(template: str, **context: object) -> bytes:
     """One template from templates/ with ``context`` (farmhand join's service files)."""
     try:
         return environment().get_template(template).render(**context).encode()
     except jinja2.TemplateError as exc:
-        raise FarmhandError(f"template {template} failed to render: {exc}") from None
+        raise FarmhandError(f"template {template} failed to expand: {exc}") from None

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from farmhand.errors import UsageError
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFile
 from farmhand.keystore.farm_secrets import LEASE_HOST_KEY
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
@@ -24,13 +24,13 @@ from farmhand.onhost import leases
 
 
 def lease_files(
-    model: HostModel, render: Callable[..., bytes]
-) -> tuple[list[RenderedFile], list[RenderedFile]]:
+    model: HostModel, expand: Callable[..., bytes]
+) -> tuple[list[HostFile], list[HostFile]]:
     """The certificate leases (onhost/leases.py): the lease service on the hub, with its sshd
     entry apart (the extra host key and the drop-in that lists it); the picker, its renewal
     timer, the claim key and the hub's pinned host key on workers (no sshd entry)."""
     module = Path(leases.__file__).read_bytes()
-    files = [RenderedFile(leases.LIB, b"#!/usr/bin/python3\n" + module, 0o755)]
+    files = [HostFile(leases.LIB, b"#!/usr/bin/python3\n" + module, 0o755)]
     extras = model.bundle.extras
     if model.role is Role.HUB:
         needed = ("lease-host-key", "lease-claim-key.pub")
@@ -53,10 +53,10 @@ def lease_files(
             "pool": entries,
         }
         files += [
-            RenderedFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),
-            RenderedFile(
+            HostFile(leases.HUB_POOL, json.dumps(pool, indent=1).encode() + b"\n"),
+            HostFile(
                 leases.LEASE_AUTHORIZED_KEYS,
-                render(
+                expand(
                     "leases/lease-authorized_keys.j2",
                     leases=leases,
                     claim_key=extras["lease-claim-key.pub"].decode().strip(),
@@ -64,14 +64,14 @@ def lease_files(
             ),
         ]
         sshd = [
-            RenderedFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
-            RenderedFile(
+            HostFile(leases.HUB_HOST_KEY, extras["lease-host-key"], 0o600, secret=True),
+            HostFile(
                 leases.HUB_HOST_KEY + ".pub",
                 LEASE_HOST_KEY.public(extras["lease-host-key"]) if LEASE_HOST_KEY.public else b"",
             ),
-            RenderedFile(
+            HostFile(
                 LEASE_DROPIN,
-                render(
+                expand(
                     "leases/40-farmhand-lease.conf.j2",
                     leases=leases,
                     default_host_keys=DEFAULT_SSH_HOST_KEYS,
@@ -96,23 +96,23 @@ def lease_files(
     }
     host_key = extras["lease-host-key.pub"].decode().split()
     files += [
-        RenderedFile(leases.WORKER_CONFIG, json.dumps(config, indent=1).encode() + b"\n"),
-        RenderedFile(leases.CLAIM_KEY, extras["lease-claim-key"], 0o600, secret=True),
-        RenderedFile(
+        HostFile(leases.WORKER_CONFIG, json.dumps(config, indent=1).encode() + b"\n"),
+        HostFile(leases.CLAIM_KEY, extras["lease-claim-key"], 0o600, secret=True),
+        HostFile(
             leases.KNOWN_HOSTS,
             f"{leases.HOST_KEY_ALIAS} {host_key[0]} {host_key[1]}\n".encode(),
         ),
-        RenderedFile(
+        HostFile(
             f"{SYSTEMD_DIR}/farmhand-pick-cert.service",
-            render("leases/farmhand-pick-cert.service.j2", leases=leases),
+            expand("leases/farmhand-pick-cert.service.j2", leases=leases),
         ),
-        RenderedFile(
+        HostFile(
             f"{SYSTEMD_DIR}/farmhand-lease-renew.service",
-            render("leases/farmhand-lease-renew.service.j2", leases=leases),
+            expand("leases/farmhand-lease-renew.service.j2", leases=leases),
         ),
-        RenderedFile(
+        HostFile(
             f"{SYSTEMD_DIR}/farmhand-lease-renew.timer",
-            render("leases/farmhand-lease-renew.timer.j2", leases=leases),
+            expand("leases/farmhand-lease-renew.timer.j2", leases=leases),
         ),
     ]
     return files, []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import NEBULA_DEV, SOCKET_BUFFER, TX_QUEUE, HostModel
 from farmhand.model.paths import NEBULA_DIR, NEBULA_POOL, SYSTEMD_DIR
@@ -34,30 +34,28 @@ def nebula_paths(nebula_dir: str = NEBULA_DIR, sep: str = "/") -> dict[str, str]
 
 
 def nebula_files(
-    model: HostModel, render: Callable[..., bytes], paths: dict[str, str]
-) -> list[RenderedFile]:
+    model: HostModel, expand: Callable[..., bytes], paths: dict[str, str]
+) -> list[HostFile]:
     """The config, the CA, the host's certificate and key (a worker's are chosen at boot), and
     farmhand-nebula.service."""
     chosen = model.certificate
     return [
-        RenderedFile(paths["config"], render("nebula/config.yml.j2"), 0o600),
-        RenderedFile(paths["ca"], model.bundle.ca_pem, 0o644),
-        RenderedFile(paths["cert"], chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
-        RenderedFile(
+        HostFile(paths["config"], expand("nebula/config.yml.j2"), 0o600),
+        HostFile(paths["ca"], model.bundle.ca_pem, 0o644),
+        HostFile(paths["cert"], chosen.cert_pem, 0o644, at_boot=model.role is Role.WORKER),
+        HostFile(
             paths["key"], chosen.key_pem, 0o600, secret=True, at_boot=model.role is Role.WORKER
         ),
-        RenderedFile(
-            f"{SYSTEMD_DIR}/farmhand-nebula.service", render("nebula/farmhand-nebula.service.j2")
+        HostFile(
+            f"{SYSTEMD_DIR}/farmhand-nebula.service", expand("nebula/farmhand-nebula.service.j2")
         ),
     ]
 
 
-def pool_files(model: HostModel) -> list[RenderedFile]:
+def pool_files(model: HostModel) -> list[HostFile]:
     """A worker's pool: every worker certificate and key, one of which it claims at boot."""
     files = []
     for host in model.bundle.hosts:
-        files.append(RenderedFile(f"{NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
-        files.append(
-            RenderedFile(f"{NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True)
-        )
+        files.append(HostFile(f"{NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
+        files.append(HostFile(f"{NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True))
     return files

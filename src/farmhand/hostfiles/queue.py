@@ -1,34 +1,32 @@
-"""The render queue's files on a hub or worker: the artifact fetcher, and the files the farm's
-render manager declares (its config, units and TLS keys), rendered here."""
+"""The render queue's files on a hub or worker: the artifact fetcher (component ``queue``), and
+the files the farm's render manager declares (its configs, units and TLS keys), in the
+components it names (``mongodb``, ``deadline-client``, ``flamenco``...)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FETCH, MOUNTS_ROOT, OPT, QUEUE_ETC, SHARES_ROOT
-from farmhand.queue import MANAGERS, manager_for
+from farmhand.queue import manager_for
 from farmhand.queue.artifacts import BLENDER, blender_from_package
 from farmhand.queue.base import QueueFile
 from farmhand.queue.deadline import tls as tls  # the CLI's boss client certificate
 
-Render = Callable[..., bytes]
-GROUP_READABLE = {
-    path: group for spec in MANAGERS.values() for path, group in spec.group_readable.items()
-}
-"""Secret files the service user must read (mode 0640): the group that owns them."""
+Expand = Callable[..., bytes]
 
 
 def blender_path(model: HostModel) -> str:
     return "/usr/bin/blender" if blender_from_package(model.distro) else f"{OPT}/blender/blender"
 
 
-def queue_files(model: HostModel, render: Render) -> list[RenderedFile]:
-    """The queue's files for a hub or worker (bosses install their client themselves)."""
+def queue_files(model: HostModel, expand: Expand) -> dict[str, list[HostFile]]:
+    """The queue's files for a hub or worker, by component (bosses install their client
+    themselves)."""
     if model.role is Role.BOSS:
-        return []
+        return {}
     spec = manager_for(model.plan)
     ctx = {
         "queue": spec.service(),
@@ -39,10 +37,12 @@ def queue_files(model: HostModel, render: Render) -> list[RenderedFile]:
         "blender_linux": blender_path(model),
         "blender_version": BLENDER.version,
     }
-    files = [RenderedFile(FETCH, render("queue/fetch-artifact.py.j2", **ctx), 0o755)]
-    return files + [_rendered(item, render, ctx) for item in spec.host_files(model)]
+    parts = {"queue": [HostFile(FETCH, expand("queue/fetch-artifact.py.j2", **ctx), 0o755)]}
+    for item in spec.host_files(model):
+        parts.setdefault(item.component, []).append(_host_file(item, expand, ctx))
+    return parts
 
 
-def _rendered(item: QueueFile, render: Render, ctx: dict[str, object]) -> RenderedFile:
-    content = render(item.template, **ctx, **item.values) if item.template else item.content
-    return RenderedFile(item.path, content, item.mode, secret=item.secret)
+def _host_file(item: QueueFile, expand: Expand, ctx: dict[str, object]) -> HostFile:
+    content = expand(item.template, **ctx, **item.values) if item.template else item.content
+    return HostFile(item.path, content, item.mode, secret=item.secret, group=item.group)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFile
 from farmhand.model.host import HostModel
 from farmhand.model.paths import SSHD_DROPIN
 
 
-def ssh_files(model: HostModel, render: Callable[..., bytes]) -> list[RenderedFile]:
+def ssh_files(model: HostModel, expand: Callable[..., bytes]) -> list[HostFile]:
     if not model.key_logins_work:
         return []
-    return [RenderedFile(SSHD_DROPIN, render("ssh/50-farmhand.conf.j2"))]
+    return [HostFile(SSHD_DROPIN, expand("ssh/50-farmhand.conf.j2"))]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from farmhand.hostfiles.base import render_template
+from farmhand.hostfiles.base import expand_template
 from farmhand.join.commands import Action, Step
 from farmhand.join.platforms import OS
 from farmhand.join.system import (
@@ -76,7 +76,7 @@ def service_plan(
     unit: list[StagedFile] = []
     start: tuple[Step, ...] = ()
     if os_ is OS.LINUX:
-        text = render_template(
+        text = expand_template(
             "join/farmhand-join.service.j2",
             farm=farm,
             boss=boss,
@@ -91,7 +91,7 @@ def service_plan(
         )
     elif os_ is OS.MACOS:
         name = f"{LAUNCHD_LABEL}.plist"
-        text = render_template(
+        text = expand_template(
             "join/farmhand-join.plist.j2",
             farm=farm,
             boss=boss,

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from farmhand.hostfiles import render_join_files
+from farmhand.hostfiles import join_files
 from farmhand.join import JoinError, Say
 from farmhand.join.admin import Elevation
 from farmhand.join.bundle import check_boss_bundle, find_bundle
@@ -89,7 +89,7 @@ def user_files(
     """The files of the user's join folder: Nebula's config, CA, certificate and key (for a
     service only the CA and certificate: its config and key are root's), the SMB password
     and the bundle's metadata, as (name, content, mode)."""
-    rendered = render_join_files(model, str(paths.dir), sep=os_.sep, tun_dev=os_.tun_dev)
+    rendered = join_files(model, str(paths.dir), sep=os_.sep, tun_dev=os_.tun_dev)
     files = [(f.path.rsplit(os_.sep, 1)[-1], f.content, f.mode) for f in rendered]
     if mode == "service":
         files = [f for f in files if f[0] not in SERVICE_LEAVES_OUT]
@@ -103,7 +103,7 @@ def user_files(
 def system_files(model: HostModel, system: SystemPaths) -> list[StagedFile]:
     """Nebula's config, CA, certificate and key for the service, naming root's place."""
     os_ = system.os
-    rendered = render_join_files(model, system.dir, sep=os_.sep, tun_dev=os_.tun_dev)
+    rendered = join_files(model, system.dir, sep=os_.sep, tun_dev=os_.tun_dev)
     return [(f.path.rsplit(os_.sep, 1)[-1], f.content, f.mode) for f in rendered]
 
 

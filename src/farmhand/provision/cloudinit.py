@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 
 from farmhand.errors import UsageError
-from farmhand.hostfiles.base import render_text
+from farmhand.hostfiles.base import expand_text
 from farmhand.keystore.plan import Role, validate_hub_address
 from farmhand.model.paths import PASSPHRASE_DIR, PASSPHRASE_PATH, RUNNER_PATH
 from farmhand.provision.bundle_source import direct_url
@@ -56,7 +56,7 @@ def user_data(request: CloudInitRequest) -> str:
     source = _checked("the farmhand source", request.source) if request.source else ""
     if request.passphrase is not None and not request.passphrase:
         raise UsageError("the passphrase file is empty")
-    return render_text(
+    return expand_text(
         "cloud-init/user-data.yaml.j2",
         role=request.role.value,
         script_url=script_url,

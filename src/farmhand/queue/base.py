@@ -40,15 +40,19 @@ class QueueService:
 
 @dataclass(frozen=True)
 class QueueFile:
-    """A file a manager puts on a host: a template (rendered by farmhand/hostfiles with the
-    queue's common values and ``values``) or ready ``content``."""
+    """A file a manager puts on a host, as part of ``component`` (what its deploy task asks
+    for: one service and what it reads): a template (expanded by farmhand/hostfiles with the
+    queue's common values and ``values``) or ready ``content``. ``group`` is the service's
+    group for a secret that service must read (mode 0640)."""
 
+    component: str
     path: str
     template: str = ""
     content: bytes = field(default=b"", repr=False)
     values: Mapping[str, Any] = field(default_factory=dict, repr=False)
     mode: int = 0o644
     secret: bool = False
+    group: str = "root"
 
 
 class RenderManagerSpec(ABC):
@@ -57,12 +61,12 @@ class RenderManagerSpec(ABC):
     - ``manager``: its name, the farm.toml value;
     - ``port``/``client_groups``: what the hub opens, to which Nebula groups (:meth:`hub_ports`);
     - :meth:`artifacts`: the pinned downloads it needs on a host of a distribution;
-    - :meth:`host_files`: the files it adds on a hub or worker (bosses install by hand);
+    - :meth:`host_files`: the files it adds on a hub or worker (bosses install by hand), each
+      in a named component its deploy task asks for;
     - :meth:`service`: what ``farmhand status`` checks;
     - ``deploy_module``: the pyinfra task module (farmhand/deploy/tasks/queue_*.py) with
-      ``hub(model, rendered)`` and ``worker(model, rendered)``; named, not imported, so that
-      nothing the CLI imports at start-up imports pyinfra;
-    - ``group_readable``: secret files its service users read (mode 0640), and their group;
+      ``hub(model, files)`` and ``worker(model, files)`` (files: the host's HostFiles); named,
+      not imported, so that nothing the CLI imports at start-up imports pyinfra;
     - ``boss_hint``: empty if bosses install its client with ``farmhand queue``, else what to
       tell them instead.
     """
@@ -72,7 +76,6 @@ class RenderManagerSpec(ABC):
     port: ClassVar[int]
     client_groups: ClassVar[tuple[str, ...]] = QUEUE_CLIENT_GROUPS
     deploy_module: ClassVar[str]
-    group_readable: ClassVar[Mapping[str, str]] = {}
     boss_hint: ClassVar[str] = ""
 
     @property

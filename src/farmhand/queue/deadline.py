@@ -7,9 +7,9 @@ installers disagree on its default), the password only as ``env:VAR`` (never on 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from dataclasses import replace
 from ipaddress import IPv4Address
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
 from farmhand.errors import BundleError, UsageError
 from farmhand.keystore.plan import Role
@@ -136,29 +136,31 @@ class Deadline(RenderManagerSpec):
     label = "Deadline database (MongoDB)"
     port = PORT
     deploy_module = "farmhand.deploy.tasks.queue_deadline"
-    group_readable: ClassVar[Mapping[str, str]] = {
-        CLIENT_PFX: "farm",
-        f"{QUEUE_ETC}/mongod.pem": MONGODB_USER,
-    }
 
     def artifacts(self, distro: Distro) -> tuple[Artifact, ...]:
         return (artifacts.DEADLINE, artifacts.mongodb(distro), artifacts.mongosh(distro))
 
     def host_files(self, model: HostModel) -> list[QueueFile]:
+        """Workers: the client (``deadline-client``). The hub: the database (``mongodb``:
+        what mongod reads), its Deadline user (``mongodb-user``) and the Repository's client
+        certificate (``deadline-repository``)."""
         keys = tls(model)
-        files = [
-            QueueFile(f"{QUEUE_ETC}/ca.crt", content=keys.ca_cert),
-            QueueFile(CLIENT_PFX, content=keys.client_pfx, mode=0o640, secret=True),
-        ]
+        ca = QueueFile("", f"{QUEUE_ETC}/ca.crt", content=keys.ca_cert)
+        pfx = QueueFile(
+            "", CLIENT_PFX, content=keys.client_pfx, mode=0o640, secret=True, group=model.farm_user
+        )
         if model.role is Role.WORKER:
-            files.append(
+            client = [
+                ca,
+                pfx,
                 QueueFile(
+                    "",
                     f"{SYSTEMD_DIR}/{DEADLINE_UNIT}",
                     "deadline/farmhand-deadline-worker.service.j2",
                     values={"deadline_prefix": DEADLINE_PREFIX, "worker_home": DEADLINE_HOME},
-                )
-            )
-            return files
+                ),
+            ]
+            return [replace(f, component="deadline-client") for f in client]
         mongo = {
             "mongodb_run": MONGODB_RUN,
             "mongodb_data": MONGODB_DATA,
@@ -166,31 +168,47 @@ class Deadline(RenderManagerSpec):
             "mongodb_version": MONGODB_VERSION,
         }
         return [
-            *files,
+            replace(ca, component="mongodb"),
             QueueFile(
+                "mongodb",
                 f"{QUEUE_ETC}/mongod.pem",
                 content=keys.server_pem(model.overlay_ip),
                 mode=0o640,
                 secret=True,
-            ),
-            QueueFile(f"{QUEUE_ETC}/client.pem", content=keys.client_pem, mode=0o600, secret=True),
-            QueueFile(f"{QUEUE_ETC}/mongod.conf", "mongodb/mongod.conf.j2", values=mongo),
-            QueueFile(
-                f"{SYSTEMD_DIR}/{MONGODB_UNIT}", "mongodb/farmhand-mongodb.service.j2", values=mongo
+                group=MONGODB_USER,
             ),
             QueueFile(
+                "mongodb", f"{QUEUE_ETC}/mongod.conf", "mongodb/mongod.conf.j2", values=mongo
+            ),
+            QueueFile(
+                "mongodb",
+                f"{SYSTEMD_DIR}/{MONGODB_UNIT}",
+                "mongodb/farmhand-mongodb.service.j2",
+                values=mongo,
+            ),
+            QueueFile(
+                "mongodb-user",
+                f"{QUEUE_ETC}/client.pem",
+                content=keys.client_pem,
+                mode=0o600,
+                secret=True,
+            ),
+            QueueFile(
+                "mongodb-user",
                 f"{QUEUE_ETC}/db.password",
                 content=keys.db_password.encode() + b"\n",
                 mode=0o600,
                 secret=True,
             ),
             QueueFile(
+                "mongodb-user",
                 f"{QUEUE_ETC}/create-user.js",
                 "mongodb/create-user.js.j2",
                 values={"db_user": DEADLINE_DB_USER, "db_password": keys.db_password},
                 mode=0o600,
                 secret=True,
             ),
+            replace(pfx, component="deadline-repository"),
         ]
 
 

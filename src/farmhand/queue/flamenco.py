@@ -43,8 +43,11 @@ class Flamenco(RenderManagerSpec):
     def host_files(self, model: HostModel) -> list[QueueFile]:
         name, workdir, unit = part(model)
         return [
-            QueueFile(f"{workdir}/flamenco-{name}.yaml", f"flamenco/flamenco-{name}.yaml.j2"),
             QueueFile(
+                "flamenco", f"{workdir}/flamenco-{name}.yaml", f"flamenco/flamenco-{name}.yaml.j2"
+            ),
+            QueueFile(
+                "flamenco",
                 f"{SYSTEMD_DIR}/{unit}",
                 "flamenco/farmhand-flamenco.service.j2",
                 values={"part": name, "workdir": workdir},

@@ -10,7 +10,7 @@ from pyinfra.context import host, state
 from pyinfra.facts.server import Command, LinuxDistribution
 
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.hostfiles import render_host
+from farmhand.hostfiles import host_files
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.bundle import Bundle, open_bundle
 from farmhand.keystore.plan import Role
@@ -71,7 +71,7 @@ def load(role: Role) -> tuple[HostModel, HostFiles]:
         ssh_ports=(int(host.data.get("farmhand_ssh_port") or host.data.get("ssh_port") or 22),),
         key_logins_work=role is not Role.BOSS and _key_login_works(),
     )
-    return model, render_host(model)
+    return model, host_files(model)
 
 
 def preload(path: Path, bundle: Bundle) -> None:

@@ -1,4 +1,4 @@
-"""Putting rendered files on a host without ever showing a secret.
+"""Putting host files on a host without ever showing a secret.
 
 pyinfra's own ``files.put`` uploads to the final path and changes the mode afterwards (with a
 root login), or uploads to a world-readable temp folder and copies from there (through sudo):
@@ -21,7 +21,7 @@ from pyinfra.context import host
 from pyinfra.facts.files import File, Sha256File
 from pyinfra.operations import files
 
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFile
 from farmhand.model.paths import FARMHAND_ETC, FARMHAND_STATE, SECRET_UPLOADS
 
 
@@ -123,8 +123,8 @@ def secret_file(
     )
 
 
-def install_one(item: RenderedFile, group: str = "root") -> OperationMeta:
-    """One rendered file with its mode, owned by root (and ``group``, for a service's secret)."""
+def install_one(item: HostFile) -> OperationMeta:
+    """One host file with its mode, owned by root and its group."""
     if item.secret:
         return secret_file(
             name=f"Install {item.path}",
@@ -132,7 +132,7 @@ def install_one(item: RenderedFile, group: str = "root") -> OperationMeta:
             content=item.content,
             mode=item.mode,
             user="root",
-            group=group,
+            group=item.group,
         )
     return files.put(
         name=f"Install {item.path}",
@@ -140,11 +140,11 @@ def install_one(item: RenderedFile, group: str = "root") -> OperationMeta:
         dest=item.path,
         mode=f"{item.mode:o}",
         user="root",
-        group=group,
+        group=item.group,
         create_remote_dir=True,
     )
 
 
-def install(rendered: Iterable[RenderedFile]) -> list[OperationMeta]:
+def install(host_files: Iterable[HostFile]) -> list[OperationMeta]:
     """Upload each file (skipping those the host makes at boot) with its mode, owned by root."""
-    return [install_one(item) for item in rendered if not item.at_boot]
+    return [install_one(item) for item in host_files if not item.at_boot]

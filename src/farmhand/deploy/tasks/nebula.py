@@ -14,7 +14,7 @@ from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.leases import worker_leases
 from farmhand.errors import UsageError
-from farmhand.hostfiles.base import HostFiles, RenderedFile
+from farmhand.hostfiles.base import HostFile, HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import LOCAL_CACHE, NEBULA_DIR, NEBULA_POOL
@@ -69,7 +69,7 @@ def _binary(model: HostModel) -> None:
     )
 
 
-def _prune_pool(pool: Iterable[RenderedFile]) -> list[OperationMeta]:
+def _prune_pool(pool: Iterable[HostFile]) -> list[OperationMeta]:
     """Remove certificates the bundle no longer holds (revoked workers) from the pool."""
     listing = host.get_fact(Command, command=f"ls -1 {NEBULA_POOL} 2>/dev/null || true")
     wanted = {f.path for f in pool}

@@ -23,13 +23,13 @@ from pyinfra.operations import server, systemd
 from pyinfra.operations.util import any_changed
 
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFile
 from farmhand.model.paths import FARMHAND_STATE
 
 OnChange = Literal["restart", "reload", "nothing"]
 
 
-def install_units(label: str, units: Iterable[RenderedFile]) -> list[OperationMeta]:
+def install_units(label: str, units: Iterable[HostFile]) -> list[OperationMeta]:
     """Install ``units`` (unit files and drop-ins); reload systemd when any of them changed."""
     installed = farm_files.install(units)
     systemd.daemon_reload(name=f"Reload systemd units ({label})", _if=any_changed(*installed))
@@ -61,7 +61,7 @@ def restart_on_change(
 def managed_service(
     label: str,
     service: str,
-    units: Iterable[RenderedFile],
+    units: Iterable[HostFile],
     *,
     depends: Sequence[OperationMeta] = (),
     on_change: OnChange = "restart",

@@ -10,21 +10,17 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.files import File
-from pyinfra.facts.server import Command
-from pyinfra.operations import files, server, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files, server
 
-from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import take, unpack
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import (
-    CLIENT_PFX,
     DEADLINE_HOME,
     FARMHAND_STATE,
     LOCAL_CACHE,
@@ -35,7 +31,6 @@ from farmhand.model.paths import (
     OPT,
     QUEUE_ETC,
     REPOSITORY_DIR,
-    SYSTEMD_DIR,
 )
 from farmhand.queue import artifacts
 from farmhand.queue.artifacts import DEADLINE
@@ -54,23 +49,18 @@ from farmhand.queue.deadline import (
 )
 
 
-def hub(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def hub(model: HostModel, host_files: HostFiles) -> None:
     """The hub: the database, then the Repository."""
-    mongodb(model, rendered)
-    repository(model, rendered)
+    mongodb(model, host_files)
+    repository(model, host_files)
 
 
-def worker(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    client(model, rendered)
-
-
-def group_readable(item: RenderedFile, group: str) -> OperationMeta:
-    """A secret a service user must read: root-owned, the service's group."""
-    return farm_files.install_one(item, group=group)
+def worker(model: HostModel, host_files: HostFiles) -> None:
+    client(model, host_files)
 
 
 @deploy("MongoDB (Deadline database)")
-def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def mongodb(model: HostModel, host_files: HostFiles) -> None:
     server.user(
         name=f"System user {MONGODB_USER} (the database never runs as root)",
         user=MONGODB_USER,
@@ -97,59 +87,36 @@ def mongodb(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         unpack(archive, top, OPT, link, binary)
     # Holds the queue's keys: services pass through by name, nobody else lists it.
     files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="711", present=True)
-    changed = farm_files.install(
-        rendered[p]
-        for p in (
-            f"{QUEUE_ETC}/ca.crt",
-            f"{QUEUE_ETC}/mongod.conf",
-            f"{SYSTEMD_DIR}/{MONGODB_UNIT}",
-        )
+    config = farm_files.install(host_files.plain("mongodb"))
+    ops.managed_service(
+        "mongodb",
+        MONGODB_UNIT,
+        host_files.units("mongodb"),
+        depends=config,
+        restart_name=f"Restart {MONGODB_UNIT} after its configuration or keys changed",
     )
-    changed.append(group_readable(rendered[f"{QUEUE_ETC}/mongod.pem"], MONGODB_USER))
-    secrets = farm_files.install(
-        rendered[p]
-        for p in (
-            f"{QUEUE_ETC}/db.password",
-            f"{QUEUE_ETC}/create-user.js",
-            f"{QUEUE_ETC}/client.pem",
-        )
-    )
-    systemd.daemon_reload(name="Reload systemd units (mongodb)", _if=any_changed(*changed))
-    started = systemd.service(
-        name=f"{MONGODB_UNIT} running and enabled",
-        service=MONGODB_UNIT,
-        enabled=True,
-        running=True,
-    )
-    systemd.service(
-        name=f"Restart {MONGODB_UNIT} after its configuration or keys changed",
-        service=MONGODB_UNIT,
-        restarted=True,
-        _if=lambda: any_changed(*changed)() and not started.did_change(),
-    )
-    _database_user(model, secrets)
+    farm_files.install(host_files.of("mongodb-user"))
+    _database_user(model)
 
 
-def _database_user(model: HostModel, secrets: list[OperationMeta]) -> None:
-    """Deadline's database user, once, over root's local socket (the password is in a 0600
-    script file, never on a command line)."""
-    password = rendered_password_digest(model)
-    applied = host.get_fact(Command, command=f"cat {MONGODB_USER_STAMP} 2>/dev/null || true")
-    if (applied or "").strip() == password:
-        return
+def _database_user(model: HostModel) -> None:
+    """Deadline's database user, once per password, over root's local socket (the password is
+    in a 0600 script file, never on a command line)."""
     socket = f"{MONGODB_RUN}/mongodb-{PORT}.sock"
     uri = "mongodb://" + socket.replace("/", "%2F") + "/admin"
-    server.shell(
-        name="Deadline's database user (created once)",
-        commands=[
+    ops.once_per_digest(
+        "Deadline's database user (created once)",
+        MONGODB_USER_STAMP,
+        database_password_digest(model),
+        [
             f"for i in $(seq 60); do [ -S {socket} ] && break; sleep 1; done",
             f"{OPT}/mongosh/bin/mongosh --quiet '{uri}' {QUEUE_ETC}/create-user.js",
-            f"echo {password} > {MONGODB_USER_STAMP} && chmod 600 {MONGODB_USER_STAMP}",
         ],
     )
 
 
-def rendered_password_digest(model: HostModel) -> str:
+def database_password_digest(model: HostModel) -> str:
+    """What the user stamp holds: the sha256 of the database password, never the password."""
     return hashlib.sha256(tls(model).db_password.encode()).hexdigest()
 
 
@@ -170,20 +137,14 @@ def _installers(model: HostModel) -> str:
 def _run_once(name: str, stamp: str, argv: list[str], env: str, then: list[str]) -> None:
     """Run an installer when its exact arguments (or version) changed since the last run."""
     digest = hashlib.sha256("\0".join(argv).encode()).hexdigest()
-    applied = host.get_fact(Command, command=f"cat {stamp} 2>/dev/null || true")
-    if (applied or "").strip() == digest:
-        return
     command = " ".join(shlex.quote(part) for part in argv)
-    server.shell(
-        name=name,
-        commands=[f"{env}{command}", *then, f"echo {digest} > {stamp}"],
-    )
+    ops.once_per_digest(name, stamp, digest, [f"{env}{command}", *then])
 
 
 @deploy("Deadline Repository")
-def repository(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def repository(model: HostModel, host_files: HostFiles) -> None:
     folder = _installers(model)
-    group_readable(rendered[CLIENT_PFX], model.farm_user)
+    farm_files.install(host_files.of("deadline-repository"))
     argv = [f"{folder}/{REPOSITORY_INSTALLER}", *repository_args(model.overlay_ip)]
     _run_once(
         "Deadline Repository into the queue share (unattended)",
@@ -196,14 +157,13 @@ def repository(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
 
 
 @deploy("Deadline Client (worker)")
-def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def client(model: HostModel, host_files: HostFiles) -> None:
     # Deadline's worker needs `file`; on EL 9 the installer needed initscripts (oomerfarm's notes).
     extra = ("initscripts",) if model.distro.selinux else ()
     packages.install(model, "file", *extra)
     # Holds the queue's keys: services pass through by name, nobody else lists it.
     files.directory(name=f"Folder {QUEUE_ETC}", path=QUEUE_ETC, mode="711", present=True)
-    changed = farm_files.install([rendered[f"{QUEUE_ETC}/ca.crt"]])
-    changed.append(group_readable(rendered[CLIENT_PFX], model.farm_user))
+    changed = farm_files.install(host_files.plain("deadline-client"))
     folder = _installers(model)
     argv = [
         f"{folder}/{CLIENT_INSTALLER}",
@@ -224,17 +184,10 @@ def client(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         group=model.farm_user,
         present=True,
     )
-    unit = farm_files.install([rendered[f"{SYSTEMD_DIR}/{DEADLINE_UNIT}"]])
-    systemd.daemon_reload(name="Reload systemd units (deadline)", _if=any_changed(*unit))
-    started = systemd.service(
-        name=f"{DEADLINE_UNIT} running and enabled",
-        service=DEADLINE_UNIT,
-        enabled=True,
-        running=True,
-    )
-    systemd.service(
-        name=f"Restart {DEADLINE_UNIT} after its unit or certificate changed",
-        service=DEADLINE_UNIT,
-        restarted=True,
-        _if=lambda: any_changed(*unit, *changed)() and not started.did_change(),
+    ops.managed_service(
+        "deadline",
+        DEADLINE_UNIT,
+        host_files.units("deadline-client"),
+        depends=changed,
+        restart_name=f"Restart {DEADLINE_UNIT} after its unit or certificate changed",
     )

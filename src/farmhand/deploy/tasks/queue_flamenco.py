@@ -3,15 +3,14 @@
 
 from __future__ import annotations
 
-from pyinfra.operations import files, systemd
-from pyinfra.operations.util import any_changed
+from pyinfra.operations import files
 
-from farmhand.deploy.tasks import deploy
+from farmhand.deploy.tasks import deploy, ops
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import take, unpack
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.model.host import HostModel
-from farmhand.model.paths import FLAMENCO_MANAGER_DIR, OPT, SYSTEMD_DIR
+from farmhand.model.paths import FLAMENCO_MANAGER_DIR, OPT
 from farmhand.queue.artifacts import FLAMENCO
 from farmhand.queue.flamenco import part as flamenco_part
 
@@ -20,16 +19,16 @@ STORAGE = "flamenco-manager-storage"
 """``local_manager_storage_path`` in our flamenco-manager.yaml."""
 
 
-def hub(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    flamenco(model, rendered)
+def hub(model: HostModel, host_files: HostFiles) -> None:
+    flamenco(model, host_files)
 
 
-def worker(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
-    flamenco(model, rendered)
+def worker(model: HostModel, host_files: HostFiles) -> None:
+    flamenco(model, host_files)
 
 
 @deploy("Flamenco")
-def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def flamenco(model: HostModel, host_files: HostFiles) -> None:
     part, workdir, unit_name = flamenco_part(model)
     archive, _ = take(model, FLAMENCO)
     top = FLAMENCO.filename.removesuffix(".tar.gz")
@@ -55,17 +54,13 @@ def flamenco(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
     )
     if part == "manager":
         _manager_storage(model, f"{OPT}/{top}", workdir)
-    config = farm_files.install([rendered[f"{workdir}/flamenco-{part}.yaml"]])
-    unit = farm_files.install([rendered[f"{SYSTEMD_DIR}/{unit_name}"]])
-    systemd.daemon_reload(name="Reload systemd units (flamenco)", _if=any_changed(*unit))
-    started = systemd.service(
-        name=f"{unit_name} running and enabled", service=unit_name, enabled=True, running=True
-    )
-    systemd.service(
-        name=f"Restart {unit_name} after its configuration changed",
-        service=unit_name,
-        restarted=True,
-        _if=lambda: any_changed(*config, *unit)() and not started.did_change(),
+    config = farm_files.install(host_files.plain("flamenco"))
+    ops.managed_service(
+        "flamenco",
+        unit_name,
+        host_files.units("flamenco"),
+        depends=config,
+        restart_name=f"Restart {unit_name} after its configuration changed",
     )
 
 

@@ -15,20 +15,20 @@ from pyinfra.operations import files, server
 from farmhand.deploy.tasks import deploy, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import cache_on_hub, take, unpack
-from farmhand.hostfiles.base import RenderedFile
+from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import DEADLINE_PREFIX, FETCH, OPT
+from farmhand.model.paths import DEADLINE_PREFIX, OPT
 from farmhand.queue import manager_for, needed
 from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package
 from farmhand.queue.base import Renderer, renderer
 
 
 @deploy("Render queue")
-def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
+def render_queue(model: HostModel, host_files: HostFiles) -> None:
     if not host.data.get("farmhand_queue", True):
         return  # `farmhand deploy --no-queue`: the overlay and shares only
-    farm_files.install([rendered[FETCH]])
+    farm_files.install(host_files.of("queue"))  # the artifact fetcher
     if model.role is Role.WORKER:
         # Workers take artifacts from the hub's share with smbclient (no mount needed).
         packages.install(model, "smbclient" if not model.distro.selinux else "samba-client")
@@ -39,7 +39,7 @@ def render_queue(model: HostModel, rendered: dict[str, RenderedFile]) -> None:
         for artifact in needed(model.plan, model.distro):
             cache_on_hub(model, artifact)
     tasks = importlib.import_module(manager_for(model.plan).deploy_module)
-    (tasks.hub if model.role is Role.HUB else tasks.worker)(model, rendered)
+    (tasks.hub if model.role is Role.HUB else tasks.worker)(model, host_files)
     if model.role is Role.WORKER:
         render_engine(model)
 

@@ -26,7 +26,7 @@ def hub() -> None:
     samba(model, files, running)
     hub_leases(model, files)
     ssh(model, files)
-    render_queue(model, files.by_path)
+    render_queue(model, files)
 
 
 @deploy("farmhand worker")
@@ -39,7 +39,7 @@ def worker() -> None:
     mounts(model, files)
     ssh(model, files)
     idle(model, files)
-    render_queue(model, files.by_path)
+    render_queue(model, files)
 
 
 @deploy("farmhand boss")
