@@ -21,7 +21,15 @@ from typing import Any
 import pytest
 
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SECRET_UPLOADS, SHARES_ROOT
+from farmhand.model.paths import (
+    NEBULA_CERT,
+    NEBULA_KEY,
+    NEBULA_POOL,
+    OLD_SSHD_DROPIN,
+    SECRET_UPLOADS,
+    SHARES_ROOT,
+    SSHD_DROPIN,
+)
 from farmhand.nebula import release
 from support import fixtures_deploy
 
@@ -46,6 +54,7 @@ from support.pyinfra_harness import (  # noqa: F401
     Plan,
     open_bundles,
     simulate,
+    stock_sshd_config,
 )
 
 
@@ -255,17 +264,72 @@ def test_ssh_service_and_key_only_logins(
     role: str, distro: str, deploy: Callable[..., Plan]
 ) -> None:
     plan = deploy(role, distro)
-    dropin = "/etc/ssh/sshd_config.d/50-farmhand.conf"
-    assert b"PasswordAuthentication no" in plan.upload_bytes(dropin)
-    assert plan.op("Check the sshd configuration").shell == ["sshd -t"]
+    assert SSHD_DROPIN == "/etc/ssh/sshd_config.d/00-farmhand.conf"
+    assert b"PasswordAuthentication no" in plan.upload_bytes(SSHD_DROPIN)
+    assert not plan.op(f"Remove {OLD_SSHD_DROPIN}").commands, "a fresh host has none"
+    older = Facts(distro)
+    older.files[("File", OLD_SSHD_DROPIN)] = {"mode": 644, "user": "root", "group": "root"}
+    upgraded = deploy(role, distro, older)
+    assert upgraded.op(f"Remove {OLD_SSHD_DROPIN}").shell == [f"rm -f {OLD_SSHD_DROPIN}"]
+    undo = [f"rm -f {SSHD_DROPIN}"]
+    if distro == "almalinux-8":  # the stock sshd_config has no Include: it gets one, first
+        undo.append(
+            "sed -i '/^# BEGIN farmhand: the drop-ins first, so that their settings count$/,"
+            "/^# END farmhand: the drop-ins first, so that their settings count$/d' "
+            "/etc/ssh/sshd_config"
+        )
+        undo.append("restorecon /etc/ssh/sshd_config")
+        assert plan.op("/etc/ssh/sshd_config: read /etc/ssh/sshd_config.d first").shell
+        assert plan.op("SELinux: restore the label of /etc/ssh/sshd_config").shell == [
+            "restorecon /etc/ssh/sshd_config"
+        ]
+    else:
+        assert not [op for op in plan.ops if "read /etc/ssh/sshd_config.d first" in op.name]
+    assert plan.op("Check the sshd configuration").shell == [
+        f"sshd -t || {{ {'; '.join(undo)}; exit 1; }}"
+    ]
     service = "sshd" if distro in EL else "ssh"
     reload = plan.op("Reload sshd").shell
     assert reload
     assert all(f" {service}.service" in c for c in reload), reload
-    # Without a working key login, password logins stay as they are.
+    order = [op.name for op in plan.ops]
+    assert order.index(next(n for n in order if "Check the sshd" in n)) < order.index(
+        next(n for n in order if "Reload sshd" in n)
+    )
+    # Without a working key login, password logins stay as they are (EL 8 still gets the
+    # Include, for the hub's lease drop-in).
     no_key = deploy(role, distro, Facts(distro, key_login=False))
-    assert dropin not in no_key.uploads()
-    assert not any("Check the sshd configuration" in op.name for op in no_key.ops)
+    assert SSHD_DROPIN not in no_key.uploads()
+    assert not [op for op in no_key.ops if OLD_SSHD_DROPIN in op.name]
+    checked = [op for op in no_key.ops if "Check the sshd configuration" in op.name]
+    assert bool(checked) is (distro == "almalinux-8")
+
+
+@pytest.mark.parametrize("distro", DISTROS)
+@pytest.mark.parametrize("role", ["hub", "worker"])
+def test_ssh_converged_host_changes_nothing(
+    role: str, distro: str, deploy: Callable[..., Plan]
+) -> None:
+    """Once the Include is first and the drop-in in place, no operation changes sshd."""
+    first = deploy(role, distro)
+    text = stock_sshd_config(distro)
+    if distro == "almalinux-8":
+        text = (
+            "# BEGIN farmhand: the drop-ins first, so that their settings count\n"
+            "Include /etc/ssh/sshd_config.d/*.conf\n"
+            "# END farmhand: the drop-ins first, so that their settings count\n" + text
+        )
+    facts = Facts(distro, sshd_config=text)
+    content = first.upload_bytes(SSHD_DROPIN)
+    facts.files[("File", SSHD_DROPIN)] = {"mode": 644, "user": "root", "group": "root"}
+    facts.files[("Directory", "/etc/ssh/sshd_config.d")] = {"mode": 755, "user": "root"}
+    facts.files[("Sha1File", SSHD_DROPIN)] = hashlib.sha1(content).hexdigest()  # noqa: S324
+    facts.files[("Sha256File", SSHD_DROPIN)] = hashlib.sha256(content).hexdigest()
+    again = deploy(role, distro, facts)
+    sshd_ops = [op for op in again.ops if "SSH hardening" in op.name]
+    assert sshd_ops
+    changed = [op.name for op in sshd_ops if op.commands]
+    assert changed == [], changed
 
 
 @pytest.mark.parametrize("distro", DISTROS)

@@ -49,6 +49,16 @@ NEBULA_PACKAGED = ("ubuntu-24.04", "debian-12")  # jammy has no nebula package
 NEBULA_ARCHIVE = "/var/lib/farmhand/artifacts/nebula-linux-amd64.tar.gz"
 NEBULA_SHA256 = hashlib.sha256(b"a stand-in for nebula-linux-amd64.tar.gz\n").hexdigest()
 
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+
+
+def stock_sshd_config(distro: str) -> str:
+    """/etc/ssh/sshd_config as the distribution ships it (tests/fixtures/sshd/README.md)."""
+    name = {"almalinux-8": "el8"}.get(distro, "el9" if distro in EL else "debian")
+    return (FIXTURES / "sshd" / f"{name}.sshd_config").read_text()
+
+
 # What firewalld's public zone lists on a fresh EL 8/9 host.
 EL_PUBLIC_ZONE = """public
   target: default
@@ -97,6 +107,7 @@ class Facts:
     key_login: bool = True
     public_zone: str | None = None  # firewall-cmd --list-all; None: firewalld not running yet
     pool: str | None = None  # ls of the worker certificate pool; None: no pool yet
+    sshd_config: str | None = None  # /etc/ssh/sshd_config; None: the distribution's own
     files: dict[tuple[str, str], Any] = field(default_factory=dict)  # (fact, path) -> value
     asked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -125,6 +136,11 @@ class Facts:
             return self.command(kwargs["command"])
         if "path" in kwargs and (name, kwargs["path"]) in self.files:
             return self.files[(name, kwargs["path"])]
+        if kwargs.get("path") == SSHD_CONFIG and name in ("FileContents", "Block"):
+            text = self.sshd_config or stock_sshd_config(self.distro)
+            if name == "Block":  # files.block's markers: never there unless files says so
+                return []
+            return text.splitlines()
         if name in FRESH_DEFAULTS:
             return cls().default()
         pytest.fail(f"the deploy asked for a fact this fixture lacks: {name} {kwargs}")

@@ -35,9 +35,13 @@ from farmhand.model.paths import (
     NEBULA_DIR,
     NEBULA_KEY,
     NEBULA_POOL,
+    OLD_SSHD_DROPIN,
     SMB_CREDENTIALS,
     SMB_PASSWORD,
+    SSHD_CONFIG,
+    SSHD_DROPIN,
 )
+from farmhand.model.sshd import KEY_ONLY, setting_sources, wrong_settings
 
 NEBULA_UNIT = "farmhand-nebula"
 NFT_TABLE = "inet farmhand"
@@ -282,6 +286,44 @@ def _sshd_ports(host: _Host) -> set[int]:
     return ports or {SSH_PORT}
 
 
+SSHD_CHECK = "sshd's effective settings are farmhand's key-only ones (sshd -T)"
+
+
+def _sshd_checks(host: _Host) -> list[Check]:
+    """What sshd really uses (``sshd -T``), where farmhand turned password logins off (its
+    drop-in is there); a wrong value names the file sshd took it from."""
+    present = host.run(f"ls -1 {SSHD_DROPIN} {OLD_SSHD_DROPIN} 2>/dev/null").stdout.split()
+    if not present:
+        return []  # deployed without a working key login: password logins were left alone
+    effective = host.run("sshd -T")
+    if effective.rc != 0:
+        return [Check(SSHD_CHECK, False, _last_line(effective.stderr or effective.stdout))]
+    return [key_only_check(effective.stdout, host_sources(host))]
+
+
+def key_only_check(effective: str, sources: dict[str, tuple[str, str]]) -> Check:
+    """``sshd -T`` output against farmhand's key-only settings; ``sources`` as
+    :func:`farmhand.model.sshd.setting_sources` finds them."""
+    problems = wrong_settings(effective, sources, KEY_ONLY)
+    return Check(SSHD_CHECK, not problems, "; ".join(problems))
+
+
+def host_sources(host: _Host, config: str = SSHD_CONFIG) -> dict[str, tuple[str, str]]:
+    """Which of the host's sshd files sets each key-only keyword first."""
+
+    def read(path: str) -> str | None:
+        result = host.run(f"cat {shlex.quote(path)}")
+        return str(result.stdout) if result.rc == 0 else None
+
+    def expand(pattern: str) -> list[str]:
+        # $1 unquoted: globbing and word splitting as the Include's own, no other expansion.
+        script = 'for f in $1; do [ -e "$f" ] && printf "%s\\n" "$f"; done; true'
+        listed = host.run(f"sh -c {shlex.quote(script)} sh {shlex.quote(pattern)}").stdout
+        return [line for line in str(listed).splitlines() if line]
+
+    return setting_sources([keyword for keyword, _ in KEY_ONLY], read, expand, config)
+
+
 def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
     if distro.firewall == "nftables":
         checks = [_service_check(host, "farmhand-firewall")]
@@ -395,6 +437,7 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
     if role is Role.HUB:
         checks.append(_file_check(host, SMB_PASSWORD, 0o600))
         checks.append(_service_check(host, distro.samba_service))
+    checks += _sshd_checks(host)
     if role is not Role.BOSS:
         checks += _firewall_checks(host, distro)
         checks += _listener_checks(host, role, network, overlay_ip, farm)
