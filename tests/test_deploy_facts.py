@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from farmhand.deploy.tasks import firewall as firewall_tasks
 from farmhand.errors import FarmhandError, UsageError
 from farmhand.model.paths import (
     NEBULA_CERT,
@@ -40,7 +41,6 @@ from support.pyinfra_harness import (  # noqa: F401
     DEBIAN_LIKE,
     DISTROS,
     EL,
-    EL_PUBLIC_ZONE,
     FRESH_DEFAULTS,
     HUB_ADDRESS,
     NEBULA_ARCHIVE,
@@ -52,6 +52,7 @@ from support.pyinfra_harness import (  # noqa: F401
     Facts,
     Op,
     Plan,
+    firewalld_listing,
     open_bundles,
     simulate,
     stock_sshd_config,
@@ -199,23 +200,99 @@ def test_host_firewall(role: str, distro: str, deploy: Callable[..., Plan]) -> N
     assert plan.op("Reload firewalld").shell == ["firewall-cmd --reload"]
 
 
+MESSY_HUB_CLEANUP = [
+    "firewall-cmd --permanent --zone=home --add-port=22/tcp",
+    "firewall-cmd --permanent --zone=home --add-port=42042/udp",
+    "firewall-cmd --permanent --zone=home --remove-service=cockpit",
+    "firewall-cmd --permanent --zone=home --remove-service=mdns",
+    "firewall-cmd --permanent --zone=home --remove-service=samba-client",
+    "firewall-cmd --permanent --zone=public --add-port=22/tcp",
+    "firewall-cmd --permanent --zone=public --remove-port=8080/tcp",
+    "firewall-cmd --permanent --zone=public --remove-service=cockpit",
+    "firewall-cmd --permanent --zone=public --remove-source-port=5353/udp",
+    "firewall-cmd --permanent --zone=public --remove-protocol=igmp",
+    "firewall-cmd --permanent --zone=public --remove-forward-port="
+    "port=2222:proto=tcp:toport=22:toaddr=",
+    "firewall-cmd --permanent --zone=public --remove-rich-rule="
+    '\'rule family="ipv4" source address="192.0.2.0/24" service name="http" accept\'',
+    "firewall-cmd --permanent --zone=public --remove-rich-rule="
+    '\'rule family="ipv4" port port="9090" protocol="tcp" accept\'',
+    "firewall-cmd --permanent --zone=trusted --add-port=22/tcp",
+    "firewall-cmd --permanent --zone=trusted --add-port=42042/udp",
+    "firewall-cmd --permanent --zone=trusted --set-target=default",
+]
+"""What a hub deploy does to tests/fixtures/firewalld/el9-messy.*: every underlay zone (the
+default one, one bound to an interface, one bound to a source), never farmhand-overlay."""
+
+
+def _firewalld_ops(plan: Plan) -> list[str]:
+    """The firewalld operations that changed something (the zone file, clean-up, reload)."""
+    names = ("Publicly only", "Reload firewalld", "Install /etc/firewalld/")
+    return [op.name for op in plan.ops if any(n in op.name for n in names) and op.commands]
+
+
 @pytest.mark.parametrize("distro", EL)
-def test_firewalld_public_zone_is_trimmed_and_then_left_alone(
-    distro: str, deploy: Callable[..., Plan]
-) -> None:
-    running = deploy("hub", distro, Facts(distro, public_zone=EL_PUBLIC_ZONE))
+def test_firewalld_fresh_host_closes_cockpit(distro: str, deploy: Callable[..., Plan]) -> None:
+    running = deploy("hub", distro, Facts(distro, firewalld="el9-fresh"))
     assert running.op("Publicly only SSH and Nebula").shell == [
         "firewall-cmd --permanent --zone=public --add-port=22/tcp",
         "firewall-cmd --permanent --zone=public --add-port=42042/udp",
         "firewall-cmd --permanent --zone=public --remove-service=cockpit",
     ]
-    done = EL_PUBLIC_ZONE.replace("cockpit dhcpv6-client ssh", "dhcpv6-client ssh").replace(
-        "ports:", "ports: 22/tcp 42042/udp"
+    assert running.op("Reload firewalld").shell == ["firewall-cmd --reload"]
+
+
+@pytest.mark.parametrize("distro", EL)
+def test_firewalld_every_underlay_zone_is_cleaned_and_then_left_alone(
+    distro: str, deploy: Callable[..., Plan]
+) -> None:
+    messy = deploy("hub", distro, Facts(distro, firewalld="el9-messy"))
+    cleanup = messy.op("Publicly only SSH and Nebula")
+    assert cleanup.name.endswith("(home, public, trusted)")
+    assert cleanup.shell == MESSY_HUB_CLEANUP
+    assert not messy.has("--zone=farmhand-overlay")
+    assert not messy.has("--zone=work"), "a zone nothing is bound to is not the underlay's"
+    order = [op.name for op in messy.ops]
+    assert order.index(cleanup.name) < order.index(messy.op("Reload firewalld").name)
+    # Converged (the zone file in place too): no firewalld operation changes anything.
+    zone_file = "/etc/firewalld/zones/farmhand-overlay.xml"
+    content = messy.upload_bytes(zone_file)
+    facts = Facts(distro, firewalld="el9-converged-hub")
+    facts.files[("File", zone_file)] = {"mode": 644, "user": "root", "group": "root"}
+    facts.files[("Directory", "/etc/firewalld/zones")] = {"mode": 755, "user": "root"}
+    facts.files[("Sha1File", zone_file)] = hashlib.sha1(content).hexdigest()  # noqa: S324
+    facts.files[("Sha256File", zone_file)] = hashlib.sha256(content).hexdigest()
+    converged = deploy("hub", distro, facts)
+    assert _firewalld_ops(converged) == []
+    assert not [op for op in converged.ops if "Publicly only" in op.name]
+
+
+class RuntimeOnlyExtras(Facts):
+    """Permanent configuration clean, runtime still messy (added without --permanent)."""
+
+    def command(self, command: str) -> str | None:
+        if command.startswith("firewall-cmd --list-all-zones"):
+            return firewalld_listing("el9-messy.runtime")
+        return super().command(command)
+
+
+def test_firewalld_runtime_only_extras_are_reloaded_away(deploy: Callable[..., Plan]) -> None:
+    plan = deploy(
+        "hub", "almalinux-9", RuntimeOnlyExtras("almalinux-9", firewalld="el9-converged-hub")
     )
-    plan = deploy("hub", distro, Facts(distro, public_zone=done))
     assert not [op for op in plan.ops if "Publicly only" in op.name]
-    zone_installed = plan.op("Install /etc/firewalld/zones/").commands
-    assert plan.op("Reload firewalld").ran is bool(zone_installed)
+    assert plan.op("Reload firewalld").shell == ["firewall-cmd --reload"]
+
+
+def test_firewalld_listing_is_parsed_as_firewall_cmd_prints_it() -> None:
+    zones = firewall_tasks.parse_zones(firewalld_listing("el9-messy.runtime"))
+    public = zones["public"]
+    assert public.get("interfaces") == ["eth0"]
+    assert public.get("forward-ports") == ["port=2222:proto=tcp:toport=22:toaddr="]
+    assert len(public.get("rich rules")) == 2
+    assert zones["trusted"].get("target") == ["ACCEPT"]
+    assert zones["block"].get("rich rules") == []
+    assert firewall_tasks.underlay_zones("public", zones) == ["home", "public", "trusted"]
 
 
 @pytest.mark.parametrize("distro", DISTROS)

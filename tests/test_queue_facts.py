@@ -65,7 +65,7 @@ def test_el_hub_labels_persistently_and_installs_the_queue(
     plan = deploy(
         "hub",
         "almalinux-9",
-        QueueFacts("almalinux-9", public_zone=None),
+        QueueFacts("almalinux-9"),
         farmhand_queue=True,
         farmhand_bundle=str(paths["hub"]),
         farmhand_artifacts=str(folder),
@@ -93,7 +93,7 @@ def test_el_worker_takes_artifacts_from_the_hub(
     plan = deploy(
         "worker",
         "almalinux-9",
-        QueueFacts("almalinux-9", public_zone=None),
+        QueueFacts("almalinux-9"),
         farmhand_queue=True,
         farmhand_bundle=str(paths["worker"]),
         farmhand_artifacts=str(folder),  # nebula's (EL); the queue's come from the hub

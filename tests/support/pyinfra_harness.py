@@ -59,21 +59,11 @@ def stock_sshd_config(distro: str) -> str:
     return (FIXTURES / "sshd" / f"{name}.sshd_config").read_text()
 
 
-# What firewalld's public zone lists on a fresh EL 8/9 host.
-EL_PUBLIC_ZONE = """public
-  target: default
-  icmp-block-inversion: no
-  interfaces:
-  sources:
-  services: cockpit dhcpv6-client ssh
-  ports:
-  protocols:
-  forward: yes
-  masquerade: no
-  forward-ports:
-  source-ports:
-  icmp-blocks:
-  rich rules:"""
+def firewalld_listing(name: str) -> str:
+    """``firewall-cmd [--permanent] --list-all-zones`` from tests/fixtures/firewalld/ (its
+    README.md): ``el9-fresh.runtime``, ``el9-messy.permanent``..."""
+    return (FIXTURES / "firewalld" / name).read_text()
+
 
 # Facts a fresh host answers with pyinfra's default (nothing there yet).
 FRESH_DEFAULTS = {
@@ -105,7 +95,7 @@ class Facts:
 
     distro: str
     key_login: bool = True
-    public_zone: str | None = None  # firewall-cmd --list-all; None: firewalld not running yet
+    firewalld: str | None = None  # tests/fixtures/firewalld/NAME.*; None: not installed yet
     pool: str | None = None  # ls of the worker certificate pool; None: no pool yet
     sshd_config: str | None = None  # /etc/ssh/sshd_config; None: the distribution's own
     files: dict[tuple[str, str], Any] = field(default_factory=dict)  # (fact, path) -> value
@@ -149,7 +139,12 @@ class Facts:
         if "authorized_keys" in command:
             return "yes" if self.key_login else "no"
         if command.startswith("firewall-cmd "):
-            return self.public_zone
+            if self.firewalld is None:
+                return ""
+            if command.startswith("firewall-cmd --get-default-zone"):
+                return "public"
+            kind = "permanent" if "--permanent" in command else "runtime"
+            return firewalld_listing(f"{self.firewalld}.{kind}")
         if command.startswith("semanage fcontext -l"):
             return "0"
         if "smb-password.sha256" in command:
