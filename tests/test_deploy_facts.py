@@ -22,6 +22,7 @@ import pytest
 
 from farmhand.deploy.tasks import firewall as firewall_tasks
 from farmhand.errors import FarmhandError, UsageError
+from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import (
     NEBULA_CERT,
     NEBULA_KEY,
@@ -305,13 +306,16 @@ def test_samba_service_and_selinux_labels(distro: str, deploy: Callable[..., Pla
     assert f"/etc/systemd/system/{service}.service.d/farmhand.conf" in plan.uploads()
     assert "/etc/samba/smb.conf" in plan.uploads()
     assert not plan.has("chcon")
+    labels = [c for op in plan.ops if "Samba shares | SELinux" in op.name for c in op.shell]
     if distro in EL:
-        assert plan.op("SELinux").shell == [
+        assert labels == [
             "semanage fcontext -a -t samba_share_t '/srv/farmhand(/.*)?'",
             "restorecon -R /srv/farmhand",
         ]
+        assert plan.op("SELinux: /srv/farmhand(/.*)? is samba_share_t").named
         assert not plan.has("nmbd")
     else:
+        assert labels == []
         assert not plan.has("semanage")
         assert not plan.has("restorecon")
         assert plan.op("nmbd stopped").name
@@ -322,17 +326,39 @@ def test_samba_service_and_selinux_labels(distro: str, deploy: Callable[..., Pla
     )
 
 
-class LabelledFacts(Facts):
-    """An EL hub whose shares are already labelled samba_share_t."""
-
-    def command(self, command: str) -> str | None:
-        return "1" if command.startswith("semanage ") else super().command(command)
-
-
 def test_selinux_label_is_not_added_twice(deploy: Callable[..., Plan]) -> None:
-    plan = deploy("hub", "almalinux-9", LabelledFacts("almalinux-9"))
+    """An EL hub whose shares are already labelled samba_share_t: neither semanage nor a
+    relabel; a mapping of another type is changed (-m) and relabelled."""
+    target = "/srv/farmhand(/.*)?"
+    plan = deploy("hub", "almalinux-9", Facts("almalinux-9", fcontexts={target: "samba_share_t"}))
     assert not plan.has("semanage")
     assert not plan.has("restorecon")
+    assert not plan.op("SELinux: restorecon /srv/farmhand").ran
+    other = deploy("hub", "almalinux-9", Facts("almalinux-9", fcontexts={target: "var_t"}))
+    assert other.has(f"semanage fcontext -m -t samba_share_t '{target}'")
+    assert other.has("restorecon -R /srv/farmhand")
+
+
+def test_selinux_mapping_fact_finds_each_target_as_written(tasks: Any) -> None:
+    """pyinfra's FileContextMapping greps ``^TARGET`` (a basic regular expression) in
+    ``semanage fcontext -n -l`` and wants exactly one line: each target must find its own
+    mapping line, as written by semanage, with the real grep."""
+    render_queue = importlib.import_module("farmhand.deploy.tasks.render_queue")
+    fact = importlib.import_module("pyinfra.facts.selinux").FileContextMapping()
+    for distro in (Distro("almalinux", 8, Family.EL), Distro("almalinux", 9, Family.EL)):
+        rules = [("/srv/farmhand(/.*)?", "samba_share_t"), *render_queue.selinux_rules(distro)]
+        listing = "".join(
+            f"{target:<60} all files          system_u:object_r:{se_type}:s0\n"
+            for target, se_type in [*rules, ("/opt(/.*)?", "usr_t"), ("/srv/farm(/.*)?", "var_t")]
+        )
+        for target, se_type in rules:
+            assert "[^" not in target, target
+            command = fact.command(target).replace("semanage fcontext -n -l", "cat")
+            found = subprocess.run(
+                ["bash", "-c", command], input=listing, capture_output=True, text=True, timeout=30
+            )
+            lines = found.stdout.splitlines()
+            assert fact.process(lines).get("type") == se_type, (target, lines)
 
 
 @pytest.mark.parametrize("distro", DISTROS)

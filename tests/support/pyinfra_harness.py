@@ -98,6 +98,7 @@ class Facts:
     firewalld: str | None = None  # tests/fixtures/firewalld/NAME.*; None: not installed yet
     pool: str | None = None  # ls of the worker certificate pool; None: no pool yet
     sshd_config: str | None = None  # /etc/ssh/sshd_config; None: the distribution's own
+    fcontexts: dict[str, str] = field(default_factory=dict)  # semanage fcontext: target -> type
     files: dict[tuple[str, str], Any] = field(default_factory=dict)  # (fact, path) -> value
     asked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -124,6 +125,9 @@ class Facts:
             return f"/usr/sbin/{kwargs['command']}"
         if name == "Command":
             return self.command(kwargs["command"])
+        if name == "FileContextMapping":  # pyinfra's: {} when semanage has no such mapping
+            se_type = self.fcontexts.get(kwargs["target"])
+            return {} if se_type is None else {"user": "system_u", "type": se_type}
         if "path" in kwargs and (name, kwargs["path"]) in self.files:
             return self.files[(name, kwargs["path"])]
         if kwargs.get("path") == SSHD_CONFIG and name in ("FileContents", "Block"):
@@ -145,8 +149,6 @@ class Facts:
                 return "public"
             kind = "permanent" if "--permanent" in command else "runtime"
             return firewalld_listing(f"{self.firewalld}.{kind}")
-        if command.startswith("semanage fcontext -l"):
-            return "0"
         if "smb-password.sha256" in command:
             return None
         if command.startswith("ls -1 /etc/nebula/farmhand/pool"):
