@@ -76,6 +76,13 @@ def test_el_hub_labels_persistently_and_installs_the_queue(
     assert "semanage fcontext -a -t bin_t '/opt/Thinkbox/Deadline10/bin(/.*)?'" in text
     assert "[^/]" not in text, "pyinfra's mapping fact would never find a pattern"
     assert "restorecon -R /opt/farmhand" in text
+    # Labelled before use: the mappings come first, and each unpack relabels what it made.
+    names = [op.name for op in plan.ops]
+    mapping = names.index(next(n for n in names if f"SELinux: {mongod} is bin_t" in n))
+    unpack = plan.op("Unpack mongodb-linux-x86_64-rhel90")
+    assert mapping < names.index(unpack.name)
+    top = "/opt/farmhand/mongodb-linux-x86_64-rhel90-6.0.16"
+    assert unpack.shell[-1] == f"! selinuxenabled 2>/dev/null || restorecon -R {top}"
     assert "chcon" not in text
     uploads = plan.uploads()
     for artifact in needed(_plan_of(plan), ALMA9):
