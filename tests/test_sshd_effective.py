@@ -227,6 +227,13 @@ def test_el8_sshd_config_gets_the_include_first(
     assert values(after)["passwordauthentication"] == "no"
     assert values(after)["permitrootlogin"] == "without-password"
     assert verify.key_only_check(after, tree.sources()).passed
+    # If sshd -t refused the result, the deploy would take the Include back out: the stock file.
+    check_op = plan.op("Check the sshd configuration").shell[0]
+    undo = [c for c in check_op.split("|| { ", 1)[1].split("; ") if c.startswith("sed -i")]
+    scratch = config.with_name("undo-test")
+    scratch.write_text(fixed)
+    subprocess.run(["sh", "-c", undo[0].replace(SSHD_CONFIG, str(scratch))], check=True, timeout=30)
+    assert scratch.read_text() == tree.rewrite(stock)
     # Converged: the fact now shows the Include first, and nothing is added again.
     host_text = fixed.replace(f"{tree.etc}/", "/etc/ssh/")
     assert reads_dropins_first(host_text)
