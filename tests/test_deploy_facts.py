@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-from farmhand.deploy.tasks import firewall as firewall_tasks
 from farmhand.errors import FarmhandError, UsageError
+from farmhand.model import firewalld as firewalld_model
 from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import (
     NEBULA_CERT,
@@ -286,14 +286,14 @@ def test_firewalld_runtime_only_extras_are_reloaded_away(deploy: Callable[..., P
 
 
 def test_firewalld_listing_is_parsed_as_firewall_cmd_prints_it() -> None:
-    zones = firewall_tasks.parse_zones(firewalld_listing("el9-messy.runtime"))
+    zones = firewalld_model.parse_zones(firewalld_listing("el9-messy.runtime"))
     public = zones["public"]
     assert public.get("interfaces") == ["eth0"]
     assert public.get("forward-ports") == ["port=2222:proto=tcp:toport=22:toaddr="]
     assert len(public.get("rich rules")) == 2
     assert zones["trusted"].get("target") == ["ACCEPT"]
     assert zones["block"].get("rich rules") == []
-    assert firewall_tasks.underlay_zones("public", zones) == ["home", "public", "trusted"]
+    assert firewalld_model.underlay_zones("public", zones) == ["home", "public", "trusted"]
 
 
 @pytest.mark.parametrize("distro", DISTROS)

@@ -26,6 +26,7 @@ from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro, distro_from_os_release
+from farmhand.model.firewalld import Allowed, parse_zones, underlay_zones
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, SSH_PORT
 from farmhand.model.paths import (
     FARM_JSON,
@@ -324,7 +325,25 @@ def host_sources(host: _Host, config: str = SSHD_CONFIG) -> dict[str, tuple[str,
     return setting_sources([keyword for keyword, _ in KEY_ONLY], read, expand, config)
 
 
-def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
+FIREWALLD_CHECK = "firewalld's underlay zones let in only SSH, Nebula and DHCPv6"
+
+
+def firewalld_underlay_check(default: str, listing: str, allowed: Allowed) -> Check:
+    """``firewall-cmd --list-all-zones`` (the running firewall): every zone that sees the
+    underlay (the default one, any bound to an interface or a source, not farmhand-overlay)
+    opens nothing beyond ``allowed``."""
+    zones = parse_zones(listing)
+    found = []
+    for name in underlay_zones(default, zones):
+        for option, value in allowed.beyond(zones[name]) if name in zones else []:
+            if option == "set-target":
+                found.append(f"{name}: target {' '.join(zones[name].get('target'))}")
+            else:
+                found.append(f"{name}: {option.removeprefix('remove-')} {value}")
+    return Check(FIREWALLD_CHECK, not found, "; ".join(found))
+
+
+def _firewall_checks(host: _Host, distro: Distro, role: Role, farm: dict[str, Any]) -> list[Check]:
     if distro.firewall == "nftables":
         checks = [_service_check(host, "farmhand-firewall")]
         loaded = host.run(f"nft list table {NFT_TABLE}")
@@ -345,6 +364,14 @@ def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
             _last_line(zones.stderr) if zones.rc else "",
         )
     )
+    default = host.run("firewall-cmd --get-default-zone").stdout.strip()
+    listing = host.run("firewall-cmd --list-all-zones")
+    if listing.rc != 0:
+        checks.append(Check(FIREWALLD_CHECK, False, _last_line(listing.stderr)))
+        return checks
+    nebula_port = int(farm.get("port") or 0) if role is Role.HUB else 0
+    allowed = Allowed.of(sorted(_sshd_ports(host)), nebula_port)
+    checks.append(firewalld_underlay_check(default, listing.stdout, allowed))
     return checks
 
 
@@ -439,7 +466,7 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
         checks.append(_service_check(host, distro.samba_service))
     checks += _sshd_checks(host)
     if role is not Role.BOSS:
-        checks += _firewall_checks(host, distro)
+        checks += _firewall_checks(host, distro, role, farm)
         checks += _listener_checks(host, role, network, overlay_ip, farm)
     return checks
 
