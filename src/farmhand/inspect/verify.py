@@ -287,7 +287,7 @@ def _sshd_ports(host: _Host) -> set[int]:
     return ports or {SSH_PORT}
 
 
-SSHD_CHECK = "sshd's effective settings are farmhand's key-only ones (sshd -T)"
+SSHD_CHECK = "sshd uses farmhand's key-only settings (sshd -T)"
 
 
 def _sshd_checks(host: _Host) -> list[Check]:
@@ -325,7 +325,7 @@ def host_sources(host: _Host, config: str = SSHD_CONFIG) -> dict[str, tuple[str,
     return setting_sources([keyword for keyword, _ in KEY_ONLY], read, expand, config)
 
 
-FIREWALLD_CHECK = "firewalld's underlay zones let in only SSH, Nebula and DHCPv6"
+FIREWALLD_CHECK = "firewalld underlay zones: only SSH, Nebula, DHCPv6"
 
 
 def firewalld_underlay_check(default: str, listing: str, allowed: Allowed) -> Check:
