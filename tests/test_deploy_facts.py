@@ -21,7 +21,17 @@ from typing import Any
 import pytest
 
 from farmhand.errors import FarmhandError, UsageError
-from farmhand.model.paths import NEBULA_CERT, NEBULA_KEY, NEBULA_POOL, SECRET_UPLOADS, SHARES_ROOT
+from farmhand.model import firewalld as firewalld_model
+from farmhand.model.distro import Distro, Family
+from farmhand.model.paths import (
+    NEBULA_CERT,
+    NEBULA_KEY,
+    NEBULA_POOL,
+    OLD_SSHD_DROPIN,
+    SECRET_UPLOADS,
+    SHARES_ROOT,
+    SSHD_DROPIN,
+)
 from farmhand.nebula import release
 from support import fixtures_deploy
 
@@ -32,7 +42,6 @@ from support.pyinfra_harness import (  # noqa: F401
     DEBIAN_LIKE,
     DISTROS,
     EL,
-    EL_PUBLIC_ZONE,
     FRESH_DEFAULTS,
     HUB_ADDRESS,
     NEBULA_ARCHIVE,
@@ -44,8 +53,10 @@ from support.pyinfra_harness import (  # noqa: F401
     Facts,
     Op,
     Plan,
+    firewalld_listing,
     open_bundles,
     simulate,
+    stock_sshd_config,
 )
 
 
@@ -190,23 +201,99 @@ def test_host_firewall(role: str, distro: str, deploy: Callable[..., Plan]) -> N
     assert plan.op("Reload firewalld").shell == ["firewall-cmd --reload"]
 
 
+MESSY_HUB_CLEANUP = [
+    "firewall-cmd --permanent --zone=home --add-port=22/tcp",
+    "firewall-cmd --permanent --zone=home --add-port=42042/udp",
+    "firewall-cmd --permanent --zone=home --remove-service=cockpit",
+    "firewall-cmd --permanent --zone=home --remove-service=mdns",
+    "firewall-cmd --permanent --zone=home --remove-service=samba-client",
+    "firewall-cmd --permanent --zone=public --add-port=22/tcp",
+    "firewall-cmd --permanent --zone=public --remove-port=8080/tcp",
+    "firewall-cmd --permanent --zone=public --remove-service=cockpit",
+    "firewall-cmd --permanent --zone=public --remove-source-port=5353/udp",
+    "firewall-cmd --permanent --zone=public --remove-protocol=igmp",
+    "firewall-cmd --permanent --zone=public --remove-forward-port="
+    "port=2222:proto=tcp:toport=22:toaddr=",
+    "firewall-cmd --permanent --zone=public --remove-rich-rule="
+    '\'rule family="ipv4" source address="192.0.2.0/24" service name="http" accept\'',
+    "firewall-cmd --permanent --zone=public --remove-rich-rule="
+    '\'rule family="ipv4" port port="9090" protocol="tcp" accept\'',
+    "firewall-cmd --permanent --zone=trusted --add-port=22/tcp",
+    "firewall-cmd --permanent --zone=trusted --add-port=42042/udp",
+    "firewall-cmd --permanent --zone=trusted --set-target=default",
+]
+"""What a hub deploy does to tests/fixtures/firewalld/el9-messy.*: every underlay zone (the
+default one, one bound to an interface, one bound to a source), never farmhand-overlay."""
+
+
+def _firewalld_ops(plan: Plan) -> list[str]:
+    """The firewalld operations that changed something (the zone file, clean-up, reload)."""
+    names = ("Publicly only", "Reload firewalld", "Install /etc/firewalld/")
+    return [op.name for op in plan.ops if any(n in op.name for n in names) and op.commands]
+
+
 @pytest.mark.parametrize("distro", EL)
-def test_firewalld_public_zone_is_trimmed_and_then_left_alone(
-    distro: str, deploy: Callable[..., Plan]
-) -> None:
-    running = deploy("hub", distro, Facts(distro, public_zone=EL_PUBLIC_ZONE))
+def test_firewalld_fresh_host_closes_cockpit(distro: str, deploy: Callable[..., Plan]) -> None:
+    running = deploy("hub", distro, Facts(distro, firewalld="el9-fresh"))
     assert running.op("Publicly only SSH and Nebula").shell == [
         "firewall-cmd --permanent --zone=public --add-port=22/tcp",
         "firewall-cmd --permanent --zone=public --add-port=42042/udp",
         "firewall-cmd --permanent --zone=public --remove-service=cockpit",
     ]
-    done = EL_PUBLIC_ZONE.replace("cockpit dhcpv6-client ssh", "dhcpv6-client ssh").replace(
-        "ports:", "ports: 22/tcp 42042/udp"
+    assert running.op("Reload firewalld").shell == ["firewall-cmd --reload"]
+
+
+@pytest.mark.parametrize("distro", EL)
+def test_firewalld_every_underlay_zone_is_cleaned_and_then_left_alone(
+    distro: str, deploy: Callable[..., Plan]
+) -> None:
+    messy = deploy("hub", distro, Facts(distro, firewalld="el9-messy"))
+    cleanup = messy.op("Publicly only SSH and Nebula")
+    assert cleanup.name.endswith("(home, public, trusted)")
+    assert cleanup.shell == MESSY_HUB_CLEANUP
+    assert not messy.has("--zone=farmhand-overlay")
+    assert not messy.has("--zone=work"), "a zone nothing is bound to is not the underlay's"
+    order = [op.name for op in messy.ops]
+    assert order.index(cleanup.name) < order.index(messy.op("Reload firewalld").name)
+    # Converged (the zone file in place too): no firewalld operation changes anything.
+    zone_file = "/etc/firewalld/zones/farmhand-overlay.xml"
+    content = messy.upload_bytes(zone_file)
+    facts = Facts(distro, firewalld="el9-converged-hub")
+    facts.files[("File", zone_file)] = {"mode": 644, "user": "root", "group": "root"}
+    facts.files[("Directory", "/etc/firewalld/zones")] = {"mode": 755, "user": "root"}
+    facts.files[("Sha1File", zone_file)] = hashlib.sha1(content).hexdigest()  # noqa: S324
+    facts.files[("Sha256File", zone_file)] = hashlib.sha256(content).hexdigest()
+    converged = deploy("hub", distro, facts)
+    assert _firewalld_ops(converged) == []
+    assert not [op for op in converged.ops if "Publicly only" in op.name]
+
+
+class RuntimeOnlyExtras(Facts):
+    """Permanent configuration clean, runtime still messy (added without --permanent)."""
+
+    def command(self, command: str) -> str | None:
+        if command.startswith("firewall-cmd --list-all-zones"):
+            return firewalld_listing("el9-messy.runtime")
+        return super().command(command)
+
+
+def test_firewalld_runtime_only_extras_are_reloaded_away(deploy: Callable[..., Plan]) -> None:
+    plan = deploy(
+        "hub", "almalinux-9", RuntimeOnlyExtras("almalinux-9", firewalld="el9-converged-hub")
     )
-    plan = deploy("hub", distro, Facts(distro, public_zone=done))
     assert not [op for op in plan.ops if "Publicly only" in op.name]
-    zone_installed = plan.op("Install /etc/firewalld/zones/").commands
-    assert plan.op("Reload firewalld").ran is bool(zone_installed)
+    assert plan.op("Reload firewalld").shell == ["firewall-cmd --reload"]
+
+
+def test_firewalld_listing_is_parsed_as_firewall_cmd_prints_it() -> None:
+    zones = firewalld_model.parse_zones(firewalld_listing("el9-messy.runtime"))
+    public = zones["public"]
+    assert public.get("interfaces") == ["eth0"]
+    assert public.get("forward-ports") == ["port=2222:proto=tcp:toport=22:toaddr="]
+    assert len(public.get("rich rules")) == 2
+    assert zones["trusted"].get("target") == ["ACCEPT"]
+    assert zones["block"].get("rich rules") == []
+    assert firewalld_model.underlay_zones("public", zones) == ["home", "public", "trusted"]
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -219,13 +306,16 @@ def test_samba_service_and_selinux_labels(distro: str, deploy: Callable[..., Pla
     assert f"/etc/systemd/system/{service}.service.d/farmhand.conf" in plan.uploads()
     assert "/etc/samba/smb.conf" in plan.uploads()
     assert not plan.has("chcon")
+    labels = [c for op in plan.ops if "Samba shares | SELinux" in op.name for c in op.shell]
     if distro in EL:
-        assert plan.op("SELinux").shell == [
+        assert labels == [
             "semanage fcontext -a -t samba_share_t '/srv/farmhand(/.*)?'",
             "restorecon -R /srv/farmhand",
         ]
+        assert plan.op("SELinux: /srv/farmhand(/.*)? is samba_share_t").named
         assert not plan.has("nmbd")
     else:
+        assert labels == []
         assert not plan.has("semanage")
         assert not plan.has("restorecon")
         assert plan.op("nmbd stopped").name
@@ -236,17 +326,39 @@ def test_samba_service_and_selinux_labels(distro: str, deploy: Callable[..., Pla
     )
 
 
-class LabelledFacts(Facts):
-    """An EL hub whose shares are already labelled samba_share_t."""
-
-    def command(self, command: str) -> str | None:
-        return "1" if command.startswith("semanage ") else super().command(command)
-
-
 def test_selinux_label_is_not_added_twice(deploy: Callable[..., Plan]) -> None:
-    plan = deploy("hub", "almalinux-9", LabelledFacts("almalinux-9"))
+    """An EL hub whose shares are already labelled samba_share_t: neither semanage nor a
+    relabel; a mapping of another type is changed (-m) and relabelled."""
+    target = "/srv/farmhand(/.*)?"
+    plan = deploy("hub", "almalinux-9", Facts("almalinux-9", fcontexts={target: "samba_share_t"}))
     assert not plan.has("semanage")
     assert not plan.has("restorecon")
+    assert not plan.op("SELinux: restorecon /srv/farmhand").ran
+    other = deploy("hub", "almalinux-9", Facts("almalinux-9", fcontexts={target: "var_t"}))
+    assert other.has(f"semanage fcontext -m -t samba_share_t '{target}'")
+    assert other.has("restorecon -R /srv/farmhand")
+
+
+def test_selinux_mapping_fact_finds_each_target_as_written(tasks: Any) -> None:
+    """pyinfra's FileContextMapping greps ``^TARGET`` (a basic regular expression) in
+    ``semanage fcontext -n -l`` and wants exactly one line: each target must find its own
+    mapping line, as written by semanage, with the real grep."""
+    render_queue = importlib.import_module("farmhand.deploy.tasks.render_queue")
+    fact = importlib.import_module("pyinfra.facts.selinux").FileContextMapping()
+    for distro in (Distro("almalinux", 8, Family.EL), Distro("almalinux", 9, Family.EL)):
+        rules = [("/srv/farmhand(/.*)?", "samba_share_t"), *render_queue.selinux_rules(distro)]
+        listing = "".join(
+            f"{target:<60} all files          system_u:object_r:{se_type}:s0\n"
+            for target, se_type in [*rules, ("/opt(/.*)?", "usr_t"), ("/srv/farm(/.*)?", "var_t")]
+        )
+        for target, se_type in rules:
+            assert "[^" not in target, target
+            command = fact.command(target).replace("semanage fcontext -n -l", "cat")
+            found = subprocess.run(
+                ["bash", "-c", command], input=listing, capture_output=True, text=True, timeout=30
+            )
+            lines = found.stdout.splitlines()
+            assert fact.process(lines).get("type") == se_type, (target, lines)
 
 
 @pytest.mark.parametrize("distro", DISTROS)
@@ -255,17 +367,72 @@ def test_ssh_service_and_key_only_logins(
     role: str, distro: str, deploy: Callable[..., Plan]
 ) -> None:
     plan = deploy(role, distro)
-    dropin = "/etc/ssh/sshd_config.d/50-farmhand.conf"
-    assert b"PasswordAuthentication no" in plan.upload_bytes(dropin)
-    assert plan.op("Check the sshd configuration").shell == ["sshd -t"]
+    assert SSHD_DROPIN == "/etc/ssh/sshd_config.d/00-farmhand.conf"
+    assert b"PasswordAuthentication no" in plan.upload_bytes(SSHD_DROPIN)
+    assert not plan.op(f"Remove {OLD_SSHD_DROPIN}").commands, "a fresh host has none"
+    older = Facts(distro)
+    older.files[("File", OLD_SSHD_DROPIN)] = {"mode": 644, "user": "root", "group": "root"}
+    upgraded = deploy(role, distro, older)
+    assert upgraded.op(f"Remove {OLD_SSHD_DROPIN}").shell == [f"rm -f {OLD_SSHD_DROPIN}"]
+    undo = [f"rm -f {SSHD_DROPIN}"]
+    if distro == "almalinux-8":  # the stock sshd_config has no Include: it gets one, first
+        undo.append(
+            "sed -i '/^# BEGIN farmhand: the drop-ins first, so that their settings count$/,"
+            "/^# END farmhand: the drop-ins first, so that their settings count$/d' "
+            "/etc/ssh/sshd_config"
+        )
+        undo.append("restorecon /etc/ssh/sshd_config")
+        assert plan.op("/etc/ssh/sshd_config: read /etc/ssh/sshd_config.d first").shell
+        assert plan.op("SELinux: restore the label of /etc/ssh/sshd_config").shell == [
+            "restorecon /etc/ssh/sshd_config"
+        ]
+    else:
+        assert not [op for op in plan.ops if "read /etc/ssh/sshd_config.d first" in op.name]
+    assert plan.op("Check the sshd configuration").shell == [
+        f"sshd -t || {{ {'; '.join(undo)}; exit 1; }}"
+    ]
     service = "sshd" if distro in EL else "ssh"
     reload = plan.op("Reload sshd").shell
     assert reload
     assert all(f" {service}.service" in c for c in reload), reload
-    # Without a working key login, password logins stay as they are.
+    order = [op.name for op in plan.ops]
+    assert order.index(next(n for n in order if "Check the sshd" in n)) < order.index(
+        next(n for n in order if "Reload sshd" in n)
+    )
+    # Without a working key login, password logins stay as they are (EL 8 still gets the
+    # Include, for the hub's lease drop-in).
     no_key = deploy(role, distro, Facts(distro, key_login=False))
-    assert dropin not in no_key.uploads()
-    assert not any("Check the sshd configuration" in op.name for op in no_key.ops)
+    assert SSHD_DROPIN not in no_key.uploads()
+    assert not [op for op in no_key.ops if OLD_SSHD_DROPIN in op.name]
+    checked = [op for op in no_key.ops if "Check the sshd configuration" in op.name]
+    assert bool(checked) is (distro == "almalinux-8")
+
+
+@pytest.mark.parametrize("distro", DISTROS)
+@pytest.mark.parametrize("role", ["hub", "worker"])
+def test_ssh_converged_host_changes_nothing(
+    role: str, distro: str, deploy: Callable[..., Plan]
+) -> None:
+    """Once the Include is first and the drop-in in place, no operation changes sshd."""
+    first = deploy(role, distro)
+    text = stock_sshd_config(distro)
+    if distro == "almalinux-8":
+        text = (
+            "# BEGIN farmhand: the drop-ins first, so that their settings count\n"
+            "Include /etc/ssh/sshd_config.d/*.conf\n"
+            "# END farmhand: the drop-ins first, so that their settings count\n" + text
+        )
+    facts = Facts(distro, sshd_config=text)
+    content = first.upload_bytes(SSHD_DROPIN)
+    facts.files[("File", SSHD_DROPIN)] = {"mode": 644, "user": "root", "group": "root"}
+    facts.files[("Directory", "/etc/ssh/sshd_config.d")] = {"mode": 755, "user": "root"}
+    facts.files[("Sha1File", SSHD_DROPIN)] = hashlib.sha1(content).hexdigest()  # noqa: S324
+    facts.files[("Sha256File", SSHD_DROPIN)] = hashlib.sha256(content).hexdigest()
+    again = deploy(role, distro, facts)
+    sshd_ops = [op for op in again.ops if "SSH hardening" in op.name]
+    assert sshd_ops
+    changed = [op.name for op in sshd_ops if op.commands]
+    assert changed == [], changed
 
 
 @pytest.mark.parametrize("distro", DISTROS)

@@ -750,7 +750,7 @@ def sshd_check() -> Iterator[Any]:
 
 @pytest.mark.parametrize("role", ["hub", "worker"])
 def test_sshd_accepts_the_dropin(role: str, cli_trees: dict[str, Path], sshd_check: Any) -> None:
-    dropin = under(cli_trees[role], "/etc/ssh/sshd_config.d/50-farmhand.conf").read_text()
+    dropin = under(cli_trees[role], "/etc/ssh/sshd_config.d/00-farmhand.conf").read_text()
     result, effective = sshd_check(dropin)
     assert result.returncode == 0, output(result)
     assert "passwordauthentication no" in effective.splitlines()
@@ -763,7 +763,7 @@ def test_sshd_accepts_the_dropin(role: str, cli_trees: dict[str, Path], sshd_che
 def test_sshd_dropin_only_where_a_key_login_works(bundles: dict[str, Bundle]) -> None:
     for role in ("hub", "worker"):
         model = host_model(bundles[role], hub_address=HUB_ADDRESS, key_logins_work=False)
-        assert not any("50-farmhand.conf" in f.path for f in host_files(model))
+        assert not any("00-farmhand.conf" in f.path for f in host_files(model))
 
 
 @pytest.mark.parametrize("role", ["hub", "worker"])

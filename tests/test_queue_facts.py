@@ -27,7 +27,7 @@ ALMA9 = Distro("almalinux", 9, Family.EL)
 
 class QueueFacts(Facts):
     def command(self, command: str) -> str | None:
-        if command.startswith("cat /var/lib/farmhand/") or "semanage fcontext -l -C" in command:
+        if command.startswith("cat /var/lib/farmhand/"):
             return ""
         return super().command(command)
 
@@ -65,14 +65,24 @@ def test_el_hub_labels_persistently_and_installs_the_queue(
     plan = deploy(
         "hub",
         "almalinux-9",
-        QueueFacts("almalinux-9", public_zone=None),
+        QueueFacts("almalinux-9"),
         farmhand_queue=True,
         farmhand_bundle=str(paths["hub"]),
         farmhand_artifacts=str(folder),
     )
     text = plan.text()
-    assert "semanage fcontext -a -t bin_t '/opt/farmhand/[^/]+/bin(/.*)?'" in text
+    mongod = "/opt/farmhand/mongodb-linux-x86_64-rhel90-6.0.16/bin(/.*)?"
+    assert f"semanage fcontext -a -t bin_t '{mongod}'" in text
+    assert "semanage fcontext -a -t bin_t '/opt/Thinkbox/Deadline10/bin(/.*)?'" in text
+    assert "[^/]" not in text, "pyinfra's mapping fact would never find a pattern"
     assert "restorecon -R /opt/farmhand" in text
+    # Labelled before use: the mappings come first, and each unpack relabels what it made.
+    names = [op.name for op in plan.ops]
+    mapping = names.index(next(n for n in names if f"SELinux: {mongod} is bin_t" in n))
+    unpack = plan.op("Unpack mongodb-linux-x86_64-rhel90")
+    assert mapping < names.index(unpack.name)
+    top = "/opt/farmhand/mongodb-linux-x86_64-rhel90-6.0.16"
+    assert unpack.shell[-1] == f"! selinuxenabled 2>/dev/null || restorecon -R {top}"
     assert "chcon" not in text
     uploads = plan.uploads()
     for artifact in needed(_plan_of(plan), ALMA9):
@@ -93,7 +103,7 @@ def test_el_worker_takes_artifacts_from_the_hub(
     plan = deploy(
         "worker",
         "almalinux-9",
-        QueueFacts("almalinux-9", public_zone=None),
+        QueueFacts("almalinux-9"),
         farmhand_queue=True,
         farmhand_bundle=str(paths["worker"]),
         farmhand_artifacts=str(folder),  # nebula's (EL); the queue's come from the hub

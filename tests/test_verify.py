@@ -3,7 +3,8 @@
 The checks themselves run against real hosts in tests/test_verify_lab.py; here the one piece of
 judgement, which sockets count as open on the underlay, is checked on listings as the supported
 systems print them (Debian with dhclient, AlmaLinux with NetworkManager and chronyd, Ubuntu 24.04
-with sshd socket-activated by systemd).
+with sshd socket-activated by systemd), and so is what EL's firewalld lets in (recorded
+``firewall-cmd --list-all-zones``). sshd's effective settings: tests/test_sshd_effective.py.
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from farmhand.inspect import verify
 from farmhand.inspect.verify import Listener, parse_ss, underlay_offenders
+from farmhand.model.firewalld import Allowed
 from support.cli import assert_cli_error, run_cli
+from support.pyinfra_harness import firewalld_listing
 
 OVERLAY = IPv4Network("10.87.0.0/16")
 FIXTURES = Path(__file__).parent / "fixtures" / "verify"
@@ -86,3 +90,33 @@ def test_sshd_on_another_port_and_sockets_nobody_owns() -> None:
 def test_verify_needs_a_valid_target() -> None:
     assert_cli_error(run_cli("verify", "hub", "root@bad host"), "invalid target", code=2)
     assert_cli_error(run_cli("verify", "queen", "root@h"), "queen", code=2)
+
+
+def test_firewalld_underlay_zones_pass_only_when_closed() -> None:
+    """The running firewall of tests/fixtures/firewalld/: every zone that sees the underlay,
+    never farmhand-overlay (target ACCEPT on nebula1) or a zone nothing is bound to."""
+    hub = Allowed.of([22], 42042)
+    messy = verify.firewalld_underlay_check("public", firewalld_listing("el9-messy.runtime"), hub)
+    assert messy.name == verify.FIREWALLD_CHECK
+    assert not messy.passed
+    assert messy.detail.split("; ") == [
+        "home: service cockpit",
+        "home: service mdns",
+        "home: service samba-client",
+        "public: port 8080/tcp",
+        "public: service cockpit",
+        "public: source-port 5353/udp",
+        "public: protocol igmp",
+        "public: forward-port port=2222:proto=tcp:toport=22:toaddr=",
+        'public: rich-rule rule family="ipv4" source address="192.0.2.0/24" service name="http" '
+        "accept",
+        'public: rich-rule rule family="ipv4" port port="9090" protocol="tcp" accept',
+        "trusted: target ACCEPT",
+    ]
+    converged = firewalld_listing("el9-converged-hub.runtime")
+    assert verify.firewalld_underlay_check("public", converged, hub).passed
+    worker = verify.firewalld_underlay_check("public", converged, Allowed.of([22]))
+    assert not worker.passed, "a worker has no Nebula port to open"
+    assert "public: port 42042/udp" in worker.detail
+    fresh = verify.firewalld_underlay_check("public", firewalld_listing("el9-fresh.runtime"), hub)
+    assert fresh.detail == "public: service cockpit"

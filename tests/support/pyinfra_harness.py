@@ -49,21 +49,21 @@ NEBULA_PACKAGED = ("ubuntu-24.04", "debian-12")  # jammy has no nebula package
 NEBULA_ARCHIVE = "/var/lib/farmhand/artifacts/nebula-linux-amd64.tar.gz"
 NEBULA_SHA256 = hashlib.sha256(b"a stand-in for nebula-linux-amd64.tar.gz\n").hexdigest()
 
-# What firewalld's public zone lists on a fresh EL 8/9 host.
-EL_PUBLIC_ZONE = """public
-  target: default
-  icmp-block-inversion: no
-  interfaces:
-  sources:
-  services: cockpit dhcpv6-client ssh
-  ports:
-  protocols:
-  forward: yes
-  masquerade: no
-  forward-ports:
-  source-ports:
-  icmp-blocks:
-  rich rules:"""
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+
+
+def stock_sshd_config(distro: str) -> str:
+    """/etc/ssh/sshd_config as the distribution ships it (tests/fixtures/sshd/README.md)."""
+    name = {"almalinux-8": "el8"}.get(distro, "el9" if distro in EL else "debian")
+    return (FIXTURES / "sshd" / f"{name}.sshd_config").read_text()
+
+
+def firewalld_listing(name: str) -> str:
+    """``firewall-cmd [--permanent] --list-all-zones`` from tests/fixtures/firewalld/ (its
+    README.md): ``el9-fresh.runtime``, ``el9-messy.permanent``..."""
+    return (FIXTURES / "firewalld" / name).read_text()
+
 
 # Facts a fresh host answers with pyinfra's default (nothing there yet).
 FRESH_DEFAULTS = {
@@ -95,8 +95,10 @@ class Facts:
 
     distro: str
     key_login: bool = True
-    public_zone: str | None = None  # firewall-cmd --list-all; None: firewalld not running yet
+    firewalld: str | None = None  # tests/fixtures/firewalld/NAME.*; None: not installed yet
     pool: str | None = None  # ls of the worker certificate pool; None: no pool yet
+    sshd_config: str | None = None  # /etc/ssh/sshd_config; None: the distribution's own
+    fcontexts: dict[str, str] = field(default_factory=dict)  # semanage fcontext: target -> type
     files: dict[tuple[str, str], Any] = field(default_factory=dict)  # (fact, path) -> value
     asked: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
@@ -123,8 +125,16 @@ class Facts:
             return f"/usr/sbin/{kwargs['command']}"
         if name == "Command":
             return self.command(kwargs["command"])
+        if name == "FileContextMapping":  # pyinfra's: {} when semanage has no such mapping
+            se_type = self.fcontexts.get(kwargs["target"])
+            return {} if se_type is None else {"user": "system_u", "type": se_type}
         if "path" in kwargs and (name, kwargs["path"]) in self.files:
             return self.files[(name, kwargs["path"])]
+        if kwargs.get("path") == SSHD_CONFIG and name in ("FileContents", "Block"):
+            text = self.sshd_config or stock_sshd_config(self.distro)
+            if name == "Block":  # files.block's markers: never there unless files says so
+                return []
+            return text.splitlines()
         if name in FRESH_DEFAULTS:
             return cls().default()
         pytest.fail(f"the deploy asked for a fact this fixture lacks: {name} {kwargs}")
@@ -133,9 +143,12 @@ class Facts:
         if "authorized_keys" in command:
             return "yes" if self.key_login else "no"
         if command.startswith("firewall-cmd "):
-            return self.public_zone
-        if command.startswith("semanage fcontext -l"):
-            return "0"
+            if self.firewalld is None:
+                return ""
+            if command.startswith("firewall-cmd --get-default-zone"):
+                return "public"
+            kind = "permanent" if "--permanent" in command else "runtime"
+            return firewalld_listing(f"{self.firewalld}.{kind}")
         if "smb-password.sha256" in command:
             return None
         if command.startswith("ls -1 /etc/nebula/farmhand/pool"):

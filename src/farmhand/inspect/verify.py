@@ -26,6 +26,7 @@ from farmhand.deploy.target import Target
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro, distro_from_os_release
+from farmhand.model.firewalld import Allowed, parse_zones, underlay_zones
 from farmhand.model.host import NEBULA_DEV, SMB_PORT, SSH_PORT
 from farmhand.model.paths import (
     FARM_JSON,
@@ -35,9 +36,13 @@ from farmhand.model.paths import (
     NEBULA_DIR,
     NEBULA_KEY,
     NEBULA_POOL,
+    OLD_SSHD_DROPIN,
     SMB_CREDENTIALS,
     SMB_PASSWORD,
+    SSHD_CONFIG,
+    SSHD_DROPIN,
 )
+from farmhand.model.sshd import KEY_ONLY, setting_sources, wrong_settings
 
 NEBULA_UNIT = "farmhand-nebula"
 NFT_TABLE = "inet farmhand"
@@ -282,7 +287,63 @@ def _sshd_ports(host: _Host) -> set[int]:
     return ports or {SSH_PORT}
 
 
-def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
+SSHD_CHECK = "sshd uses farmhand's key-only settings (sshd -T)"
+
+
+def _sshd_checks(host: _Host) -> list[Check]:
+    """What sshd really uses (``sshd -T``), where farmhand turned password logins off (its
+    drop-in is there); a wrong value names the file sshd took it from."""
+    present = host.run(f"ls -1 {SSHD_DROPIN} {OLD_SSHD_DROPIN} 2>/dev/null").stdout.split()
+    if not present:
+        return []  # deployed without a working key login: password logins were left alone
+    effective = host.run("sshd -T")
+    if effective.rc != 0:
+        return [Check(SSHD_CHECK, False, _last_line(effective.stderr or effective.stdout))]
+    return [key_only_check(effective.stdout, host_sources(host))]
+
+
+def key_only_check(effective: str, sources: dict[str, tuple[str, str]]) -> Check:
+    """``sshd -T`` output against farmhand's key-only settings; ``sources`` as
+    :func:`farmhand.model.sshd.setting_sources` finds them."""
+    problems = wrong_settings(effective, sources, KEY_ONLY)
+    return Check(SSHD_CHECK, not problems, "; ".join(problems))
+
+
+def host_sources(host: _Host, config: str = SSHD_CONFIG) -> dict[str, tuple[str, str]]:
+    """Which of the host's sshd files sets each key-only keyword first."""
+
+    def read(path: str) -> str | None:
+        result = host.run(f"cat {shlex.quote(path)}")
+        return str(result.stdout) if result.rc == 0 else None
+
+    def expand(pattern: str) -> list[str]:
+        # $1 unquoted: globbing and word splitting as the Include's own, no other expansion.
+        script = 'for f in $1; do [ -e "$f" ] && printf "%s\\n" "$f"; done; true'
+        listed = host.run(f"sh -c {shlex.quote(script)} sh {shlex.quote(pattern)}").stdout
+        return [line for line in str(listed).splitlines() if line]
+
+    return setting_sources([keyword for keyword, _ in KEY_ONLY], read, expand, config)
+
+
+FIREWALLD_CHECK = "firewalld underlay zones: only SSH, Nebula, DHCPv6"
+
+
+def firewalld_underlay_check(default: str, listing: str, allowed: Allowed) -> Check:
+    """``firewall-cmd --list-all-zones`` (the running firewall): every zone that sees the
+    underlay (the default one, any bound to an interface or a source, not farmhand-overlay)
+    opens nothing beyond ``allowed``."""
+    zones = parse_zones(listing)
+    found = []
+    for name in underlay_zones(default, zones):
+        for option, value in allowed.beyond(zones[name]) if name in zones else []:
+            if option == "set-target":
+                found.append(f"{name}: target {' '.join(zones[name].get('target'))}")
+            else:
+                found.append(f"{name}: {option.removeprefix('remove-')} {value}")
+    return Check(FIREWALLD_CHECK, not found, "; ".join(found))
+
+
+def _firewall_checks(host: _Host, distro: Distro, role: Role, farm: dict[str, Any]) -> list[Check]:
     if distro.firewall == "nftables":
         checks = [_service_check(host, "farmhand-firewall")]
         loaded = host.run(f"nft list table {NFT_TABLE}")
@@ -303,6 +364,14 @@ def _firewall_checks(host: _Host, distro: Distro) -> list[Check]:
             _last_line(zones.stderr) if zones.rc else "",
         )
     )
+    default = host.run("firewall-cmd --get-default-zone").stdout.strip()
+    listing = host.run("firewall-cmd --list-all-zones")
+    if listing.rc != 0:
+        checks.append(Check(FIREWALLD_CHECK, False, _last_line(listing.stderr)))
+        return checks
+    nebula_port = int(farm.get("port") or 0) if role is Role.HUB else 0
+    allowed = Allowed.of(sorted(_sshd_ports(host)), nebula_port)
+    checks.append(firewalld_underlay_check(default, listing.stdout, allowed))
     return checks
 
 
@@ -395,8 +464,9 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
     if role is Role.HUB:
         checks.append(_file_check(host, SMB_PASSWORD, 0o600))
         checks.append(_service_check(host, distro.samba_service))
+    checks += _sshd_checks(host)
     if role is not Role.BOSS:
-        checks += _firewall_checks(host, distro)
+        checks += _firewall_checks(host, distro, role, farm)
         checks += _listener_checks(host, role, network, overlay_ip, farm)
     return checks
 

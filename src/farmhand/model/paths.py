@@ -24,9 +24,14 @@ NFTABLES_CONF = f"{FARMHAND_ETC}/nftables.conf"
 FIREWALLD_ZONE = "/etc/firewalld/zones/farmhand-overlay.xml"
 
 # sshd
-SSHD_DROPIN = "/etc/ssh/sshd_config.d/50-farmhand.conf"
-"""Key-only logins."""
-LEASE_DROPIN = "/etc/ssh/sshd_config.d/40-farmhand-lease.conf"
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+SSHD_DROPIN_DIR = "/etc/ssh/sshd_config.d"
+SSHD_DROPIN = f"{SSHD_DROPIN_DIR}/00-farmhand.conf"
+"""Key-only logins; first in the folder, because sshd keeps the first value it reads
+(model/sshd.py)."""
+OLD_SSHD_DROPIN = f"{SSHD_DROPIN_DIR}/50-farmhand.conf"
+"""Where older deploys put it, after Ubuntu's 50-cloud-init.conf (deploys remove it)."""
+LEASE_DROPIN = f"{SSHD_DROPIN_DIR}/40-farmhand-lease.conf"
 """The hub's extra host key for the certificate leases."""
 DEFAULT_SSH_HOST_KEYS = (
     "/etc/ssh/ssh_host_rsa_key",

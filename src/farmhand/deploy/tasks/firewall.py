@@ -10,10 +10,24 @@ from pyinfra.operations.util import any_changed
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import HostFiles
+from farmhand.model.firewalld import Allowed, Zone, parse_zones, underlay_zones
 from farmhand.model.host import HostModel
 
-PUBLIC_SERVICES = frozenset({"ssh", "dhcpv6-client"})
-EL_DEFAULT_EXTRA_SERVICES = frozenset({"cockpit"})
+STOCK_DEFAULT_ZONE = "public"
+STOCK_PUBLIC_SERVICES = ("cockpit", "dhcpv6-client", "ssh")
+"""What EL 8/9 open by default, assumed where firewalld is not even installed yet."""
+
+# Never a failed fact on a fresh host: empty until firewalld is installed. The permanent
+# configuration can be read without the daemon (firewall-offline-cmd), the runtime one cannot.
+DEFAULT_ZONE_FACT = (
+    "firewall-cmd --get-default-zone 2>/dev/null"
+    " || firewall-offline-cmd --get-default-zone 2>/dev/null || true"
+)
+RUNTIME_FACT = "firewall-cmd --list-all-zones 2>/dev/null || true"
+PERMANENT_FACT = (
+    "firewall-cmd --permanent --list-all-zones 2>/dev/null"
+    " || firewall-offline-cmd --list-all-zones 2>/dev/null || true"
+)
 
 
 @deploy("Host firewall")
@@ -39,7 +53,17 @@ def _nftables(host_files: HostFiles) -> None:
 
 
 def _firewalld(model: HostModel, host_files: HostFiles) -> None:
-    # A zone file only: firewalld itself is the distribution's, and reloads through firewall-cmd.
+    """Only what farmhand allows on the underlay, in every zone that can see it.
+
+    firewalld sends a packet through the zone of its source address, else of its interface,
+    else the default zone. So every zone bound to an interface or a source (at runtime or
+    permanently) and the default zone are the underlay's, except our overlay zone: each keeps
+    only the SSH ports, the hub's Nebula port and DHCPv6, with no source ports, protocols,
+    forward ports or rich rules, and a target that refuses the rest. They are cleaned where
+    they stand rather than replaced by a zone of ours: NetworkManager binds a connection's
+    interface to the zone its profile names whenever it comes up, so whatever zone that is has
+    to be clean. Changes go to the permanent configuration, then one reload makes the runtime
+    the same (dropping anything added at runtime only); a converged host gets no operation."""
     zone = farm_files.install(host_files.of("firewall"))
     systemd.service(
         name="firewalld running and enabled",
@@ -47,44 +71,23 @@ def _firewalld(model: HostModel, host_files: HostFiles) -> None:
         enabled=True,
         running=True,
     )
-    # Empty on a fresh host (firewalld not installed or not running yet): never a failed fact.
-    listing = host.get_fact(
-        Command, command="firewall-cmd --permanent --zone=public --list-all 2>/dev/null || true"
-    )
-    wanted = [f"{p}/tcp" for p in model.ssh_ports]
-    if model.listen_port:
-        wanted.append(f"{model.listen_port}/udp")
-    ports = _zone_field(listing, "ports") or set()
-    commands = [
-        f"firewall-cmd --permanent --zone=public --add-port={port}"
-        for port in wanted
-        if port not in ports
-    ]
-    # Publicly only SSH and Nebula: drop what the distribution opens (EL: cockpit), keeping
-    # DHCPv6 so hosts keep their IPv6 address. Unknown before firewalld runs: its defaults then.
-    services = _zone_field(listing, "services")
-    extra = EL_DEFAULT_EXTRA_SERVICES if services is None else services - PUBLIC_SERVICES
-    commands += [
-        f"firewall-cmd --permanent --zone=public --remove-service={service}"
-        for service in sorted(extra)
-    ]
+    default = (host.get_fact(Command, command=DEFAULT_ZONE_FACT) or "").strip()
+    runtime = parse_zones(host.get_fact(Command, command=RUNTIME_FACT) or "")
+    permanent = parse_zones(host.get_fact(Command, command=PERMANENT_FACT) or "")
+    if not permanent:  # firewalld not installed yet: its stock configuration
+        default = default or STOCK_DEFAULT_ZONE
+        permanent = {default: Zone(default, {"services": list(STOCK_PUBLIC_SERVICES)})}
+    names = underlay_zones(default, runtime, permanent)
+    allowed = Allowed.of(model.ssh_ports, model.listen_port)
+    commands = [c for name in names if name in permanent for c in allowed.fix(permanent[name])]
+    stale_runtime = any(allowed.fix(runtime[name]) for name in names if name in runtime)
     if commands:
         server.shell(
-            name="Publicly only SSH and Nebula in firewalld's public zone", commands=commands
+            name=f"Publicly only SSH and Nebula in firewalld's underlay zones ({', '.join(names)})",
+            commands=commands,
         )
     server.shell(
         name="Reload firewalld",
         commands=["firewall-cmd --reload"],
-        _if=lambda: bool(commands) or any_changed(*zone)(),
+        _if=lambda: bool(commands) or stale_runtime or any_changed(*zone)(),
     )
-
-
-def _zone_field(listing: str | None, field: str) -> set[str] | None:
-    """One field (``ports``, ``services``) of ``firewall-cmd --list-all``; None if unknown."""
-    if not listing:
-        return None
-    for line in listing.splitlines():
-        key, _, value = line.strip().partition(":")
-        if key == field:
-            return set(value.split())
-    return set()

@@ -63,8 +63,13 @@ def unpack(archive: str, top: str, into: str, link: str, probe: str) -> None:
     done = host.get_fact(File, path=f"{target}/{probe}")
     files.directory(name=f"Folder {into}", path=into, mode="755", present=True)
     if not done:
+        # tar gives new files their folder's label, not the persistent mappings
+        # (render_queue's selinux_rules): relabel what it unpacked where SELinux is on.
         server.shell(
             name=f"Unpack {archive.rsplit('/', 1)[-1]} into {into}",
-            commands=[f"tar --no-same-owner -xf {archive} -C {into}"],
+            commands=[
+                f"tar --no-same-owner -xf {archive} -C {into}",
+                f"! selinuxenabled 2>/dev/null || restorecon -R {target}",
+            ],
         )
     files.link(name=f"{link} -> {target}", path=link, target=target, present=True)

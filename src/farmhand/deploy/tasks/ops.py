@@ -9,6 +9,10 @@ only reload on every run (never a quiet second deploy) or never.
 A step run once per digest: done once, its digest remembered in a root-only stamp file under
 /var/lib/farmhand, done again only when the digest changes (a password set through a tool that
 cannot tell whether it already holds it).
+
+Persistent SELinux labels: pyinfra's ``selinux.file_context_mapping`` per path (``semanage
+fcontext``, never ``chcon``, which a relabel undoes), then ``restorecon`` over what exists,
+only when a mapping changed.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import Literal
 from pyinfra.api.operation import OperationMeta
 from pyinfra.context import host
 from pyinfra.facts.server import Command
-from pyinfra.operations import server, systemd
+from pyinfra.operations import selinux, server, systemd
 from pyinfra.operations.util import any_changed
 
 from farmhand.deploy.tasks import files as farm_files
@@ -104,3 +108,19 @@ def once_per_digest(
         name=name,
         commands=[*commands, f"umask 077 && echo {digest} > {stamp} && chmod 600 {stamp}"],
     )
+
+
+def selinux_labels(what: str, mappings: Sequence[tuple[str, str]], restore: str) -> None:
+    """``mappings`` of (path expression, SELinux type), then ``restore`` (a restorecon command)
+    when any was added or changed. pyinfra finds a mapping by grepping ``semanage fcontext
+    -l`` for the expression as a basic regular expression that must match exactly one line:
+    paths written out (``/srv/farmhand(/.*)?``, where ``(``, ``)``, ``?`` and ``.`` match
+    themselves), never a pattern like ``[^/]+``, which would never be found and be added on
+    every run."""
+    changed = [
+        selinux.file_context_mapping(
+            name=f"SELinux: {target} is {se_type}", target=target, se_type=se_type
+        )
+        for target, se_type in mappings
+    ]
+    server.shell(name=f"SELinux: restorecon {what}", commands=[restore], _if=any_changed(*changed))

@@ -9,18 +9,25 @@ from __future__ import annotations
 import importlib
 
 from pyinfra.context import host
-from pyinfra.facts.server import Command
-from pyinfra.operations import files, server
+from pyinfra.operations import files
 
-from farmhand.deploy.tasks import deploy, packages
+from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.deploy.tasks.installers import cache_on_hub, take, unpack
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
+from farmhand.model.distro import Distro
 from farmhand.model.host import HostModel
 from farmhand.model.paths import DEADLINE_PREFIX, OPT
 from farmhand.queue import manager_for, needed
-from farmhand.queue.artifacts import BELLA, BLENDER, blender_from_package
+from farmhand.queue.artifacts import (
+    BELLA,
+    BLENDER,
+    FLAMENCO,
+    blender_from_package,
+    mongodb,
+    mongosh,
+)
 from farmhand.queue.base import Renderer, renderer
 
 
@@ -33,7 +40,7 @@ def render_queue(model: HostModel, host_files: HostFiles) -> None:
         # Workers take artifacts from the hub's share with smbclient (no mount needed).
         packages.install(model, "smbclient" if not model.distro.selinux else "samba-client")
     if model.distro.selinux:
-        _selinux_contexts()
+        _selinux_contexts(model)
     if model.role is Role.HUB:
         # Everything the farm's choices need lands in the installers share first (once).
         for artifact in needed(model.plan, model.distro):
@@ -67,25 +74,26 @@ def render_engine(model: HostModel) -> None:
     )  # fmt: skip
 
 
-SELINUX_RULES = (
-    ("bin_t", f"{OPT}/[^/]+/bin(/.*)?"),
-    ("bin_t", f"{OPT}/flamenco-[^/]+/flamenco-(manager|worker)"),
-    ("bin_t", f"{OPT}/blender-[^/]+/blender"),
-    ("bin_t", f"{DEADLINE_PREFIX}/bin(/.*)?"),
-)
+def selinux_rules(distro: Distro) -> list[tuple[str, str]]:
+    """(path, type) for what we unpack under /opt and the Deadline client installs: each
+    folder written out from the artifacts' names (tar's top folder is the archive's name), as
+    pyinfra's mapping fact finds only literal paths (ops.selinux_labels)."""
+    tops = [a.filename.removesuffix(".tgz") for a in (mongodb(distro), mongosh(distro))]
+    flamenco = FLAMENCO.filename.removesuffix(".tar.gz")
+    blender = BLENDER.filename.removesuffix(".tar.xz")
+    return [
+        *((f"{OPT}/{top}/bin(/.*)?", "bin_t") for top in tops),
+        (f"{OPT}/{flamenco}/flamenco-manager", "bin_t"),
+        (f"{OPT}/{flamenco}/flamenco-worker", "bin_t"),
+        (f"{OPT}/{blender}/blender", "bin_t"),
+        (f"{DEADLINE_PREFIX}/bin(/.*)?", "bin_t"),
+    ]
 
 
-def _selinux_contexts() -> None:
-    """Persistent labels (semanage fcontext + restorecon, never chcon) for what we unpack."""
-    listing = host.get_fact(Command, command="semanage fcontext -l -C 2>/dev/null || true") or ""
-    missing = [(t, p) for t, p in SELINUX_RULES if p not in listing]
-    if missing:
-        server.shell(
-            name="SELinux: label the queue's binaries bin_t (persistent)",
-            commands=[f"semanage fcontext -a -t {t} '{p}'" for t, p in missing],
-        )
-    server.shell(
-        name="SELinux: restorecon the queue's folders",
-        commands=[f"restorecon -R {OPT} /opt/Thinkbox 2>/dev/null || restorecon -R {OPT}"],
-        _if=lambda: bool(missing),
+def _selinux_contexts(model: HostModel) -> None:
+    """Persistent labels (never chcon) for the queue's binaries."""
+    ops.selinux_labels(
+        "the queue's folders",
+        selinux_rules(model.distro),
+        restore=f"restorecon -R {OPT} /opt/Thinkbox 2>/dev/null || restorecon -R {OPT}",
     )

@@ -5,9 +5,7 @@ from __future__ import annotations
 import hashlib
 
 from pyinfra.api.operation import OperationMeta
-from pyinfra.context import host
-from pyinfra.facts.server import Command
-from pyinfra.operations import files, server, systemd
+from pyinfra.operations import files, systemd
 
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
@@ -78,15 +76,9 @@ def _password(model: HostModel) -> None:
 
 
 def _selinux_contexts() -> None:
-    """Persistent SELinux labels (semanage + restorecon, not chcon) so Samba may serve shares."""
-    labelled = host.get_fact(
-        Command, command=f"semanage fcontext -l | grep -c '^{SHARES_ROOT}(/.\\*)?' || true"
+    """Persistent SELinux labels so that Samba may serve the shares."""
+    ops.selinux_labels(
+        SHARES_ROOT,
+        [(f"{SHARES_ROOT}(/.*)?", "samba_share_t")],
+        restore=f"restorecon -R {SHARES_ROOT}",
     )
-    if (labelled or "0").strip() == "0":
-        server.shell(
-            name=f"SELinux: label {SHARES_ROOT} samba_share_t",
-            commands=[
-                f"semanage fcontext -a -t samba_share_t '{SHARES_ROOT}(/.*)?'",
-                f"restorecon -R {SHARES_ROOT}",
-            ],
-        )
