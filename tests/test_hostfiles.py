@@ -586,13 +586,13 @@ def test_smb_conf_passes_testparm(cli_trees: dict[str, Path]) -> None:
     assert glob["restrict anonymous"] == "2"
     assert glob["smb ports"] == "445"
     assert glob["disable netbios"] == "Yes"
-    assert set(sections) == {"global", "farm", "queue"}
+    assert set(sections) == {"global", "farm", "queue", "installers"}
     for name, params in sections.items():
         assert params.get("guest ok", "No") == "No", name
-    for share in ("farm", "queue"):
+    for share in ("farm", "queue", "installers"):
         assert sections[share]["path"] == f"/srv/farmhand/{share}"
         assert sections[share]["valid users"] == "farmhand"
-        assert sections[share]["read only"] == "No"
+        assert sections[share].get("read only", "Yes") == ("Yes" if share == "installers" else "No")
 
 
 def test_testparm_reports_a_typo(cli_trees: dict[str, Path], tmp_path: Path) -> None:

@@ -55,7 +55,7 @@ def test_the_hub_caches_artifacts_and_the_worker_takes_them_from_it(lab: QueueLa
     taken = lab.sh(W1, f"sha256sum {artifacts.DEADLINE.local} | cut -d' ' -f1")
     assert cached == taken == artifacts.sha256_for(_plan(lab), artifacts.DEADLINE)
     # The worker was given no --artifacts: its copy came over SMB from the hub.
-    assert lab.sh(HUB, f"stat -c %U {artifacts.DEADLINE.cached}") == "farmhand"
+    assert lab.sh(HUB, f"stat -c %U:%a {artifacts.DEADLINE.cached}") == "root:600"
 
 
 def test_installer_flags_are_exactly_the_documented_ones(lab: QueueLab) -> None:

@@ -25,11 +25,14 @@ TX_QUEUE = 5000
 
 @dataclass(frozen=True)
 class Share:
-    """A Samba share on the hub and where workers mount it."""
+    """A Samba share on the hub and where workers mount it (``mounted``); a ``read_only``
+    share is root's, and no farm account can write it, in Samba or on disk."""
 
     name: str
     subdirs: tuple[str, ...] = ()
     comment: str = ""
+    read_only: bool = False
+    mounted: bool = True
 
     @property
     def path(self) -> str:
@@ -41,9 +44,18 @@ class Share:
 
 
 SHARES = (
-    Share("farm", ("scenes", "renders", "installers"), "scenes, renders and installers"),
+    Share("farm", ("scenes", "renders"), "scenes and renders"),
     Share("queue", (), "the render queue repository"),
+    Share(
+        "installers",
+        (),
+        "the hub's pinned installers, read-only",
+        read_only=True,
+        mounted=False,
+    ),
 )
+MOUNTED_SHARES = tuple(share for share in SHARES if share.mounted)
+"""The shares workers mount and bosses are shown (workers fetch installers with smbclient)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,10 @@ class HostModel:
 
     @property
     def shares(self) -> tuple[Share, ...]:
-        return SHARES if self.role in (Role.HUB, Role.WORKER) else ()
+        """The hub serves every share; workers mount theirs; bosses join by hand."""
+        if self.role is Role.HUB:
+            return SHARES
+        return MOUNTED_SHARES if self.role is Role.WORKER else ()
 
     @property
     def farm_user(self) -> str:

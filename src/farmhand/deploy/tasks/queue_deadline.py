@@ -16,7 +16,7 @@ from pyinfra.operations import files, server
 
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.deploy.tasks.installers import take, unpack
+from farmhand.deploy.tasks.installers import take, unpack, verified
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
@@ -82,7 +82,7 @@ def mongodb(model: HostModel, host_files: HostFiles) -> None:
         (artifacts.mongodb(model.distro), f"{OPT}/mongodb", "bin/mongod"),
         (artifacts.mongosh(model.distro), f"{OPT}/mongosh", "bin/mongosh"),
     ):
-        archive, _ = take(model, artifact)
+        archive = take(model, artifact)
         top = artifact.filename.removesuffix(".tgz")
         unpack(archive, top, OPT, link, binary)
     # Holds the queue's keys: services pass through by name, nobody else lists it.
@@ -122,14 +122,21 @@ def database_password_digest(model: HostModel) -> str:
 
 def _installers(model: HostModel) -> str:
     """The Linux installers tar unpacked (once) beside the local artifacts; returns the folder."""
-    archive, _ = take(model, DEADLINE)
+    archive, sha256 = take(model, DEADLINE)
     folder = f"{LOCAL_CACHE}/{INSTALLERS_DIR}"
-    files.directory(name=f"Folder {folder}", path=folder, mode="700", present=True)
+    files.directory(
+        name=f"Folder {folder} (root's)",
+        path=folder,
+        mode="700",
+        user="root",
+        group="root",
+        present=True,
+    )
     probe = REPOSITORY_INSTALLER if model.role is Role.HUB else CLIENT_INSTALLER
     if not host.get_fact(File, path=f"{folder}/{probe}"):
         server.shell(
-            name=f"Unpack {DEADLINE.filename}",
-            commands=[f"tar --no-same-owner -xf {archive} -C {folder}"],
+            name=f"Unpack {DEADLINE.filename} (sha256-checked)",
+            commands=[verified(archive, sha256), f"tar --no-same-owner -xf {archive} -C {folder}"],
         )
     return folder
 

@@ -30,11 +30,11 @@ def samba(model: HostModel, host_files: HostFiles, nebula: OperationMeta) -> Non
     for share in model.shares:
         for path in (share.path, *(f"{share.path}/{d}" for d in share.subdirs)):
             files.directory(
-                name=f"Share folder {path}",
+                name=f"Share folder {path}" + (" (root's, read-only)" if share.read_only else ""),
                 path=path,
-                mode="2775",
-                user=model.farm_user,
-                group=model.farm_user,
+                mode="755" if share.read_only else "2775",
+                user="root" if share.read_only else model.farm_user,
+                group="root" if share.read_only else model.farm_user,
                 present=True,
             )
     if model.distro.selinux:
