@@ -20,6 +20,7 @@ from farmhand.model.distro import Distro, Family
 from farmhand.model.paths import INSTALLERS, LOCAL_CACHE, OLD_INSTALLERS, QUEUE_ETC
 from farmhand.queue import needed
 from farmhand.queue.artifacts import BLENDER, DEADLINE
+from farmhand.queue.deadline import REPOSITORY_DATA
 from support.pyinfra_harness import BUNDLE_OF, NEBULA_SHA256, Facts, open_bundles
 from support.session import Farm
 
@@ -90,6 +91,19 @@ def test_el_hub_labels_persistently_and_installs_the_queue(
         assert publish[1].startswith(f"install -m 644 -o root -g root {artifact.cached} ")
         assert publish[2].endswith(f" {artifact.published}")
     assert plan.op(f"Old installers folder {OLD_INSTALLERS} removed")
+    # The Repository's code is root's and read-only to every farm account; its data is theirs.
+    repository = plan.op("Deadline Repository: code root's").shell
+    assert repository[:2] == [
+        "chown -R root:root /srv/farmhand/queue",
+        "chmod -R u+rwX,go+rX,go-w /srv/farmhand/queue",
+    ]
+    data = " ".join(f"/srv/farmhand/queue/{name}" for name in REPOSITORY_DATA)
+    assert f"chown -R farmhand:farmhand-workers {data}" in repository
+    for code in ("bin", "plugins", "scripts", "events", "custom", "settings"):
+        assert code not in REPOSITORY_DATA
+    assert not plan.has("chown -R farmhand:farmhand /srv/farmhand/queue")
+    installer = plan.ops.index(plan.op("Deadline Repository into the queue share"))
+    assert plan.ops.index(plan.op("Deadline Repository: code root's")) > installer
     assert_root_uses_only_root_only_copies(plan)
     # No secret ever on a command line.
     assert f"{QUEUE_ETC}/db.password" in uploads

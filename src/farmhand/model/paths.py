@@ -48,6 +48,10 @@ WAIT_OVERLAY = f"{FARMHAND_LIB}/wait-overlay"
 SMB_PASSWORD = f"{FARMHAND_ETC}/smb.password"
 SMB_PASSWORD_STAMP = f"{FARMHAND_STATE}/smb-password.sha256"
 SMB_CREDENTIALS = f"{FARMHAND_ETC}/smb-credentials"
+"""This host's own share login (a worker's: its certificate's, chosen at boot)."""
+SMB_WORKER_PASSWORDS = f"{FARMHAND_ETC}/smb-workers.passwords"
+"""The hub's list of worker accounts and their passwords (``NAME PASSWORD`` lines, 0600)."""
+SMB_WORKERS_STAMP = f"{FARMHAND_STATE}/workers-smb-password.sha256"
 
 # Idle shutdown (workers)
 IDLE_SCRIPT = "/usr/local/sbin/farmhand-idle"

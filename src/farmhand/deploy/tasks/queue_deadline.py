@@ -32,6 +32,7 @@ from farmhand.model.paths import (
     QUEUE_ETC,
     REPOSITORY_DIR,
 )
+from farmhand.model.smb import WORKERS_GROUP
 from farmhand.queue import artifacts
 from farmhand.queue.artifacts import DEADLINE
 from farmhand.queue.deadline import (
@@ -42,6 +43,7 @@ from farmhand.queue.deadline import (
     MONGODB_USER,
     PASSWORD_ENV,
     PORT,
+    REPOSITORY_DATA,
     REPOSITORY_INSTALLER,
     client_args,
     repository_args,
@@ -158,8 +160,35 @@ def repository(model: HostModel, host_files: HostFiles) -> None:
         f"{FARMHAND_STATE}/deadline-repository.sha256",
         argv,
         f'{PASSWORD_ENV}="$(cat {QUEUE_ETC}/db.password)" ',
-        # The installer leaves files owned by uid 1000 (as oomerfarm found): the farm user's.
-        [f"chown -R {model.farm_user}:{model.farm_user} {REPOSITORY_DIR}"],
+        [],
+    )
+    _repository_permissions(model, argv)
+
+
+def repository_permission_commands(farm_user: str) -> list[str]:
+    """Root owns the Repository and nobody else may write its code (the installer leaves files
+    owned by uid 1000, as oomerfarm found); only its data folders are the queue clients'."""
+    data = " ".join(f"{REPOSITORY_DIR}/{name}" for name in REPOSITORY_DATA)
+    return [
+        f"chown -R root:root {REPOSITORY_DIR}",
+        f"chmod -R u+rwX,go+rX,go-w {REPOSITORY_DIR}",
+        f"mkdir -p {data}",
+        f"chown -R {farm_user}:{WORKERS_GROUP} {data}",
+        f"chmod -R u+rwX,g+rwX,o+rX,o-w {data}",
+        f"find {data} -type d -exec chmod g+s {{}} +",
+    ]
+
+
+def _repository_permissions(model: HostModel, installer: list[str]) -> None:
+    """Again after every installer run (the digest covers its arguments) and once on hubs
+    installed before the Repository's code was root's."""
+    commands = repository_permission_commands(model.farm_user)
+    digest = hashlib.sha256("\0".join([*installer, *commands]).encode()).hexdigest()
+    ops.once_per_digest(
+        "Deadline Repository: code root's and read-only, data folders the queue clients'",
+        f"{FARMHAND_STATE}/deadline-repository-permissions.sha256",
+        digest,
+        commands,
     )
 
 
