@@ -140,6 +140,7 @@ def test_a_worker_cannot_change_the_queues_code_but_writes_its_data(lab: Lab) ->
     lab.refused(W1, "queue", "cd bin; put /tmp/Blender.py deadlinecommand")
     lab.refused(W1, "queue", "cd scripts; put /tmp/Blender.py evil.py")
     lab.refused(W1, "queue", "rename plugins plugins.old")
+    lab.sh(BOSS, "echo 'import os' > /tmp/Blender.py")
     lab.refused(BOSS, "queue", "cd plugins/Blender; put /tmp/Blender.py Blender.py")
     assert lab.sh(HUB, "cat /srv/farmhand/queue/plugins/Blender/Blender.py") == "print(1)"
     assert lab.sh(HUB, "stat -c %U /srv/farmhand/queue/bin/deadlinecommand") == "root"
