@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
+import os
+import stat
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from farmhand.errors import UsageError
+from farmhand.hostfiles.base import expand_template
 from farmhand.keystore.plan import new_plan
 from farmhand.model.distro import DEBIAN_12, Distro, Family
 from farmhand.queue import artifacts, needed
@@ -29,7 +37,10 @@ def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
         assert artifact.url.startswith("https://")
         assert artifact.url.endswith(artifact.filename)
         assert artifact.version in artifact.filename
-        assert artifact.cached == f"/srv/farmhand/farm/installers/{artifact.filename}"
+        # The hub's cache is root's, outside the shares; workers read root's published copy.
+        assert artifact.cached == f"/var/lib/farmhand/installers/{artifact.filename}"
+        assert artifact.published == f"/srv/farmhand/installers/{artifact.filename}"
+        assert artifact.local == f"/var/lib/farmhand/artifacts/{artifact.filename}"
         assert not artifact.sha256, "ship only checksums found published by the vendor"
 
 
@@ -81,3 +92,111 @@ def test_local_files_are_checked(tmp_path: Path) -> None:
     artifacts.verify_local(artifacts.FLAMENCO, path, hashlib.sha256(b"stand-in").hexdigest())
     with pytest.raises(artifacts.ArtifactError, match=r"does not match the sha256 .* --artifacts"):
         artifacts.verify_local(artifacts.FLAMENCO, path, "0" * 64)
+
+
+# ------------------------------------------------------------------------------------------------
+# The fetcher (templates/queue/fetch-artifact.py.j2), expanded and run for real
+# ------------------------------------------------------------------------------------------------
+
+GOOD = b"a stand-in installer\n"
+GOOD_SHA = hashlib.sha256(GOOD).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def fetcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    script = tmp_path_factory.mktemp("fetcher") / "fetch-artifact"
+    script.write_bytes(expand_template("queue/fetch-artifact.py.j2", etc="/etc/farmhand"))
+    return script
+
+
+def fetch(
+    fetcher: Path, source: str, dest: Path, sha256: str = GOOD_SHA
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(fetcher), source, str(dest), sha256, "deadline"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[str]:
+    """A loopback HTTP server over ``tmp_path/www`` (the hub's download)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "good.tar").write_bytes(GOOD)
+    (root / "bad.tar").write_bytes(b"not what was pinned\n")
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_the_fetcher_keeps_only_a_checked_copy_in_a_folder_of_its_own(
+    fetcher: Path, served: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "cache" / "installer.tar"
+    result = fetch(fetcher, f"{served}/good.tar", dest)
+    assert result.returncode == 0, result.stderr
+    assert dest.read_bytes() == GOOD
+    # The folder it made is its own and nobody else's; the copy is its own, 0600.
+    assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert dest.stat().st_uid == os.geteuid()
+    assert sorted(p.name for p in dest.parent.iterdir()) == ["installer.tar"]
+    # A local source (the hub's --artifacts upload) goes the same way.
+    local = tmp_path / "cache" / "local.tar"
+    assert fetch(fetcher, str(tmp_path / "www" / "good.tar"), local).returncode == 0
+    assert local.read_bytes() == GOOD
+
+
+def test_the_fetcher_refuses_a_mismatch_and_leaves_nothing(
+    fetcher: Path, served: str, tmp_path: Path
+) -> None:
+    dest = tmp_path / "cache" / "installer.tar"
+    result = fetch(fetcher, f"{served}/bad.tar", dest)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "does not match the sha256 pinned as [artifacts.deadline]" in lines[0]
+    assert list(dest.parent.iterdir()) == [], "no partial file, no copy"
+    # A copy already in place that no longer matches is replaced by a checked one.
+    dest.write_bytes(b"changed behind our back\n")
+    assert fetch(fetcher, f"{served}/good.tar", dest).returncode == 0
+    assert dest.read_bytes() == GOOD
+
+
+def test_the_fetcher_refuses_a_folder_others_can_write(
+    fetcher: Path, served: str, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # like the farm share's old installers folder: anyone could swap files
+    result = fetch(fetcher, f"{served}/good.tar", shared / "installer.tar")
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"farmhand: {shared} is not a folder only this user can write: refusing to fetch into it"
+    )
+    assert list(shared.iterdir()) == []
+
+
+def test_the_fetcher_never_follows_a_planted_partial_file(
+    fetcher: Path, served: str, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"root's other file\n")
+    (cache / "installer.tar.part").symlink_to(victim)
+    assert fetch(fetcher, f"{served}/good.tar", cache / "installer.tar").returncode == 0
+    assert victim.read_bytes() == b"root's other file\n"
+    assert (cache / "installer.tar").read_bytes() == GOOD
+    assert not (cache / "installer.tar.part").exists()

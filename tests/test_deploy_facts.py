@@ -156,12 +156,16 @@ def test_packaged_nebula_needs_no_artifacts(distro: str, deploy: Callable[..., P
     assert plan.has("nebula")
 
 
+ROOT_ONLY_FOLDER = {"mode": 700, "user": "root", "group": "root"}
+"""The artifacts folder as a deploy leaves it: root's alone."""
+
+
 def test_an_interrupted_unpack_is_redone_and_a_done_one_is_not(
     deploy: Callable[..., Plan], artifacts: Path
 ) -> None:
     archive = artifacts / "nebula-linux-amd64.tar.gz"
     uploaded = {
-        ("Directory", os.path.dirname(NEBULA_ARCHIVE)): {"mode": 755},
+        ("Directory", os.path.dirname(NEBULA_ARCHIVE)): ROOT_ONLY_FOLDER,
         ("File", NEBULA_ARCHIVE): {"mode": 644, "size": archive.stat().st_size},
         ("Sha1File", NEBULA_ARCHIVE): hashlib.sha1(archive.read_bytes()).hexdigest(),  # noqa: S324
         ("Sha256File", NEBULA_ARCHIVE): hashlib.sha256(archive.read_bytes()).hexdigest(),

@@ -44,6 +44,7 @@ from farmhand.model.paths import (
     NEBULA_KEY,
     NEBULA_POOL,
 )
+from farmhand.model.smb import worker_account, worker_accounts
 from farmhand.nebula.cert import certificate_from_pem
 from farmhand.onhost import leases
 from support.cli import WITH_PASSPHRASE, assert_cli_error, decrypt_tars, run_cli, snapshot
@@ -107,13 +108,20 @@ QUEUE_SECRETS = {
 GROUP_READABLE = {"/etc/farmhand/queue/client.pfx", "/etc/farmhand/queue/mongod.pem"}
 """Secrets a service user reads (the farm user, mongodb): mode 0640, its group."""
 SECRETS_OF = {
-    "hub": {NEBULA_KEY, f"{FARMHAND_ETC}/smb.password", leases.HUB_HOST_KEY, *QUEUE_SECRETS},
+    "hub": {
+        NEBULA_KEY,
+        f"{FARMHAND_ETC}/smb.password",
+        f"{FARMHAND_ETC}/smb-workers.passwords",
+        leases.HUB_HOST_KEY,
+        *QUEUE_SECRETS,
+    },
     "worker": {
         NEBULA_KEY,
         "/etc/farmhand/queue/client.pfx",
         f"{FARMHAND_ETC}/smb-credentials",
         leases.CLAIM_KEY,
         *(f"{NEBULA_POOL}/{name}.key" for name in WORKER_NAMES),
+        *(f"{NEBULA_POOL}/{name}.smb" for name in WORKER_NAMES),
     },
     "boss": {NEBULA_KEY},
 }
@@ -343,7 +351,9 @@ def test_render_lays_out_each_role(rendered: dict[str, list[HostFile]]) -> None:
     assert "/etc/systemd/system/mnt-farmhand-queue.mount" in paths["worker"]
     assert not any("samba" in p for p in paths["worker"] | paths["boss"])
     at_boot = {f.path for f in rendered["worker"] if f.at_boot}
-    assert at_boot == {NEBULA_CERT, NEBULA_KEY}, "a worker chooses its certificate at boot"
+    assert at_boot == {NEBULA_CERT, NEBULA_KEY, f"{FARMHAND_ETC}/smb-credentials"}, (
+        "a worker chooses its certificate, and its share login with it, at boot"
+    )
     assert not any(f.at_boot for f in rendered["hub"] + rendered["boss"])
 
 
@@ -360,7 +370,11 @@ def test_modes_secrets_and_no_key_outside_secret_files(
         on_disk = stat.S_IMODE(under(cli_trees[role], item.path).stat().st_mode)
         assert on_disk == item.mode, item.path
         name = item.path.rsplit("/", 1)[-1]
-        if name.endswith(".key") or name in ("smb.password", "smb-credentials"):
+        if name.endswith((".key", ".smb")) or name in (
+            "smb.password",
+            "smb-credentials",
+            "smb-workers.passwords",
+        ):
             assert item.secret, f"{item.path} holds a secret but is not flagged"
         if item.secret:
             # Group-readable only for the service that must read it (its group, not root's).
@@ -372,12 +386,14 @@ def test_modes_secrets_and_no_key_outside_secret_files(
     # No private key and no SMB password outside the files flagged secret, for any host.
     keys = [b.key_pem.strip() for bundle in bundles.values() for b in bundle.hosts]
     key_bodies = [key.splitlines()[1] for key in keys]
-    password = bundles["hub"].smb_password.encode()
+    passwords = [bundles["hub"].smb_password.encode()]
+    passwords += [a.password.encode() for a in worker_accounts(bundles["hub"])]
     for item in files:
         if item.secret:
             continue
         assert b"PRIVATE KEY" not in item.content, item.path
-        assert password not in item.content, item.path
+        for password in passwords:
+            assert password not in item.content, item.path
         for body in key_bodies:  # not even the base64 line of a key
             assert body not in item.content, item.path
 
@@ -389,8 +405,13 @@ def test_secret_files_hold_what_they_should(
     password = bundles["hub"].smb_password
     assert len(password) >= 24, "the SMB password is generated and long"
     assert by_path["hub"][f"{FARMHAND_ETC}/smb.password"].text == password + "\n"
-    credentials = by_path["worker"][f"{FARMHAND_ETC}/smb-credentials"].text
-    assert credentials == f"username=farmhand\npassword={password}\n"
+    # A worker logs in with its own certificate's account, never the bosses' (model/smb.py).
+    credentials = by_path["worker"][f"{FARMHAND_ETC}/smb-credentials"]
+    own = worker_account(bundles["hub"], CHOSEN)
+    assert credentials.text == f"username={CHOSEN}\npassword={own.password}\n"
+    assert credentials.at_boot, "chosen at boot with the certificate"
+    assert by_path["worker"][f"{NEBULA_POOL}/{CHOSEN}.smb"].content == credentials.content
+    assert not any(password.encode() in f.content for f in rendered["worker"])
     assert by_path["worker"][NEBULA_KEY].content == bundles["worker"].host(CHOSEN).key_pem
     cert = certificate_from_pem(by_path["worker"][NEBULA_CERT].content)
     assert cert.name == CHOSEN
@@ -586,13 +607,14 @@ def test_smb_conf_passes_testparm(cli_trees: dict[str, Path]) -> None:
     assert glob["restrict anonymous"] == "2"
     assert glob["smb ports"] == "445"
     assert glob["disable netbios"] == "Yes"
-    assert set(sections) == {"global", "farm", "queue"}
+    assert set(sections) == {"global", "farm", "queue", "installers"}
     for name, params in sections.items():
         assert params.get("guest ok", "No") == "No", name
-    for share in ("farm", "queue"):
+    for share in ("farm", "queue", "installers"):
         assert sections[share]["path"] == f"/srv/farmhand/{share}"
-        assert sections[share]["valid users"] == "farmhand"
-        assert sections[share]["read only"] == "No"
+        assert sections[share]["valid users"] == "farmhand @farmhand-workers"
+        assert "force user" not in sections[share], "each account writes as itself"
+        assert sections[share].get("read only", "Yes") == ("Yes" if share == "installers" else "No")
 
 
 def test_testparm_reports_a_typo(cli_trees: dict[str, Path], tmp_path: Path) -> None:
@@ -928,8 +950,11 @@ def test_a_revoked_worker_is_blocklisted_everywhere_and_left_out_of_the_pool(
         assert printed["pki"]["blocklist"] == config["pki"]["blocklist"], role
     pool_files = {p.name for p in under(trees["worker"], NEBULA_POOL).iterdir()}
     assert pool_files == {
-        f"{n}.{kind}" for n in WORKER_NAMES if n != revoked for kind in ("crt", "key")
+        f"{n}.{kind}" for n in WORKER_NAMES if n != revoked for kind in ("crt", "key", "smb")
     }
     # Nor does the hub's lease pool: its certificate is never handed out again.
     pool = json.loads(under(trees["hub"], leases.HUB_POOL).read_text())
     assert revoked not in {p["name"] for p in pool["pool"]}
+    # And the hub sets no share account for it (its deploy removes the old one from Samba).
+    listed = under(trees["hub"], f"{FARMHAND_ETC}/smb-workers.passwords").read_text()
+    assert revoked not in {line.split()[0] for line in listed.splitlines()}

@@ -74,7 +74,7 @@ def test_the_worker_takes_the_archive_from_the_hubs_cache(lab: FlamencoLab) -> N
     cached = lab.sh(HUB, f"sha256sum {artifacts.FLAMENCO.cached} | cut -d' ' -f1")
     taken = lab.sh(W1, f"sha256sum {artifacts.FLAMENCO.local} | cut -d' ' -f1")
     assert cached == taken == _plan(lab).settings.artifact_sha256["flamenco"]
-    assert lab.sh(HUB, f"stat -c %U {artifacts.FLAMENCO.cached}") == "farmhand"
+    assert lab.sh(HUB, f"stat -c %U:%a {artifacts.FLAMENCO.cached}") == "root:600"
     # The worker was given no --artifacts, and the hub's cache is the only copy it could reach.
     assert lab.sh(W1, f"test -e {artifacts.FLAMENCO.cached} && echo yes || echo no") == "no"
 

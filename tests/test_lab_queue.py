@@ -55,7 +55,7 @@ def test_the_hub_caches_artifacts_and_the_worker_takes_them_from_it(lab: QueueLa
     taken = lab.sh(W1, f"sha256sum {artifacts.DEADLINE.local} | cut -d' ' -f1")
     assert cached == taken == artifacts.sha256_for(_plan(lab), artifacts.DEADLINE)
     # The worker was given no --artifacts: its copy came over SMB from the hub.
-    assert lab.sh(HUB, f"stat -c %U {artifacts.DEADLINE.cached}") == "farmhand"
+    assert lab.sh(HUB, f"stat -c %U:%a {artifacts.DEADLINE.cached}") == "root:600"
 
 
 def test_installer_flags_are_exactly_the_documented_ones(lab: QueueLab) -> None:
@@ -67,9 +67,16 @@ def test_installer_flags_are_exactly_the_documented_ones(lab: QueueLab) -> None:
     assert password not in json.dumps(repo)
     (client,) = lab.records(W1, deadline.CLIENT_INSTALLER)
     assert client["argv"] == deadline.client_args("/mnt/farmhand/queue", "farmhand")
-    # The installer's leftovers (uid 1000) belong to the farm user afterwards.
-    owners = lab.sh(HUB, f"find {deadline.REPOSITORY_DIR} -printf '%U\\n' | sort -u")
-    assert owners == "2042"
+    # The installer's leftovers (uid 1000) become root's, writable by nobody else: only the
+    # data folders (deadline.REPOSITORY_DATA) belong to the farm user and the workers' group.
+    listing = lab.sh(HUB, f"find {deadline.REPOSITORY_DIR} -mindepth 1 -printf '%U %g %m %P\\n'")
+    for line in listing.splitlines():
+        uid, group, mode, path = line.split(maxsplit=3)
+        if path.split("/")[0] in deadline.REPOSITORY_DATA:
+            assert (uid, group) == ("2042", "farmhand-workers"), line
+        else:
+            assert uid == "0", line
+            assert not int(mode, 8) & 0o022, line
     ini = lab.sh(HUB, f"cat {deadline.REPOSITORY_DIR}/settings/connection.ini")
     assert f"Hostname={hub_ip}" in ini
     assert f"Port={PORT}" in ini

@@ -178,4 +178,9 @@ def test_the_cli_declares_every_farm_wide_secret() -> None:
         "print(' '.join(s.name for s in farm_secrets.EXTRA_SECRETS))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert sorted(out.stdout.split()) == ["lease-claim-key", "lease-host-key", "queue-tls"]
+    assert sorted(out.stdout.split()) == [
+        "lease-claim-key",
+        "lease-host-key",
+        "queue-tls",
+        "smb-worker-key",
+    ]

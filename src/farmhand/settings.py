@@ -93,6 +93,15 @@ def integer(low: int, high: int, name: str = "", what: str = "a whole number") -
     return Kind(name or f"integer {low}-{high}", f"{what} from {low} to {high}", parse)
 
 
+def boolean() -> Kind:
+    def parse(value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise Invalid
+        return value
+
+    return Kind("true or false", "true or false", parse)
+
+
 def number(low: float) -> Kind:
     def parse(value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not value >= low:
@@ -498,6 +507,14 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         Renderer.BLENDER.value,
     ),
     ConfigSetting(
+        "blender_autorun",
+        Group.QUEUE,
+        boolean(),
+        "Let Blender run the Python scripts inside scenes (`--enable-autoexec`). Off: every "
+        "Blender farmhand starts gets `--disable-autoexec`. See the warning below.",
+        False,
+    ),
+    ConfigSetting(
         "artifact_sha256",
         Group.ARTIFACTS,
         SHA256,
@@ -568,6 +585,7 @@ class FarmSettings:
     idle_render_processes: tuple[str, ...] = field(init=False)
     render_manager: RenderManager = field(init=False)
     renderer: Renderer = field(init=False)
+    blender_autorun: bool = field(init=False)
     artifact_sha256: Mapping[str, str] = field(init=False)
     """``[artifacts.KEY] sha256`` by KEY, lowercase."""
     nebula_sha256: str | None = field(init=False)

@@ -21,6 +21,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.inventory import Inventory
 from pyinfra.api.state import State
 
+from farmhand.model.smb import WORKER_SMB_KEY, worker_password
 from support.cli import PASSPHRASE
 from support.pyinfra_harness import (
     BUNDLE_OF,
@@ -32,7 +33,7 @@ from support.pyinfra_harness import (
     open_bundles,
     simulate,
 )
-from support.session import BUNDLES, Farm
+from support.session import BUNDLES, WORKER_NAMES, Farm
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +63,16 @@ def bundles(farm: Farm, tasks: Any, tmp_path_factory: pytest.TempPathFactory) ->
 
 @pytest.fixture(scope="module")
 def secrets(farm: Farm, bundles: dict[str, Path]) -> list[bytes]:
-    """Everything secret a deploy handles: the SMB password and every private key."""
+    """Everything secret a deploy handles: the SMB passwords and every private key."""
     members = {name: farm._tars[name] for name in BUNDLES}
     out = [PASSPHRASE.encode()]
     for tar in members.values():
         for name, (content, _) in tar.items():
             if name == "smb.password":
                 out.append(content.strip())
+            if name == f"extras/{WORKER_SMB_KEY.name}":  # every worker's share password
+                out.append(content.strip())
+                out += [worker_password(content, n).encode() for n in WORKER_NAMES]
             if name.startswith("keys/"):
                 out.append(content.strip().splitlines()[1])  # the key's base64 line
     return out

@@ -78,7 +78,7 @@ def host_files(
         parts["samba"] = samba_files(model, expand)
     else:
         parts["pool"] = pool_files(model)
-        parts["mounts"] = credentials_files(model, expand) + mount_files(model, expand)
+        parts["mounts"] = credentials_files(model) + mount_files(model, expand)
         parts["idle"] = idle_files(model, expand)
     return _host_files(parts)
 

@@ -18,6 +18,7 @@ from farmhand.model.paths import (
     NEBULA_CERT,
     NEBULA_KEY,
     NEBULA_POOL,
+    SMB_CREDENTIALS,
     SYSTEMD_DIR,
 )
 from farmhand.onhost import leases
@@ -90,6 +91,7 @@ def lease_files(
         "pool_dir": NEBULA_POOL,
         "cert": NEBULA_CERT,
         "key": NEBULA_KEY,
+        "smb_credentials": SMB_CREDENTIALS,
         "nebula_unit": "farmhand-nebula.service",
         "pick_unit": "farmhand-pick-cert.service",
         "connect_timeout": 10,

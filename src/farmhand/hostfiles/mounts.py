@@ -5,18 +5,22 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from farmhand.hostfiles.base import HostFile, unit_name_for_path
+from farmhand.hostfiles.nebula import smb_credentials
+from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import SMB_CREDENTIALS, SYSTEMD_DIR
 
 
-def credentials_files(model: HostModel, expand: Callable[..., bytes]) -> list[HostFile]:
-    """The farm user's SMB credentials (the mounts and the artifact fetcher read them)."""
+def credentials_files(model: HostModel) -> list[HostFile]:
+    """This host's own SMB credentials (the mounts and the artifact fetcher read them): a
+    worker's are its certificate's, chosen at boot with it from the pool."""
     return [
         HostFile(
             SMB_CREDENTIALS,
-            expand("mounts/smb-credentials.j2"),
+            smb_credentials(model.smb_account),
             0o600,
             secret=True,
+            at_boot=model.role is Role.WORKER,
         ),
     ]
 

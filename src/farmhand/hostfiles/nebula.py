@@ -9,6 +9,7 @@ from farmhand.hostfiles.base import HostFile
 from farmhand.keystore.plan import Role
 from farmhand.model.host import NEBULA_DEV, SOCKET_BUFFER, TX_QUEUE, HostModel
 from farmhand.model.paths import NEBULA_DIR, NEBULA_POOL, SYSTEMD_DIR
+from farmhand.model.smb import SmbAccount, worker_account
 
 
 @dataclass(frozen=True)
@@ -53,9 +54,17 @@ def nebula_files(
 
 
 def pool_files(model: HostModel) -> list[HostFile]:
-    """A worker's pool: every worker certificate and key, one of which it claims at boot."""
+    """A worker's pool: every worker certificate and key, one of which it claims at boot, and
+    each certificate's share credentials (``NAME.smb``), installed with it."""
     files = []
     for host in model.bundle.hosts:
         files.append(HostFile(f"{NEBULA_POOL}/{host.name}.crt", host.cert_pem, 0o644))
         files.append(HostFile(f"{NEBULA_POOL}/{host.name}.key", host.key_pem, 0o600, secret=True))
+        credentials = smb_credentials(worker_account(model.bundle, host.name))
+        files.append(HostFile(f"{NEBULA_POOL}/{host.name}.smb", credentials, 0o600, secret=True))
     return files
+
+
+def smb_credentials(account: SmbAccount) -> bytes:
+    """A mount.cifs/smbclient credentials file for ``account``."""
+    return f"username={account.user}\npassword={account.password}\n".encode()

@@ -12,7 +12,7 @@ from farmhand.model.host import HostModel
 from farmhand.model.paths import FETCH, MOUNTS_ROOT, OPT, QUEUE_ETC, SHARES_ROOT
 from farmhand.queue import manager_for
 from farmhand.queue.artifacts import BLENDER, blender_from_package
-from farmhand.queue.base import QueueFile
+from farmhand.queue.base import QueueFile, blender_autoexec_flag
 from farmhand.queue.deadline import tls as tls  # the CLI's boss client certificate
 
 Expand = Callable[..., bytes]
@@ -36,6 +36,7 @@ def queue_files(model: HostModel, expand: Expand) -> dict[str, list[HostFile]]:
         "mounts_root": MOUNTS_ROOT,
         "blender_linux": blender_path(model),
         "blender_version": BLENDER.version,
+        "blender_args": f"-b {blender_autoexec_flag(model.plan)}",
     }
     parts = {"queue": [HostFile(FETCH, expand("queue/fetch-artifact.py.j2", **ctx), 0o755)]}
     for item in spec.host_files(model):

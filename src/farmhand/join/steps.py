@@ -35,7 +35,7 @@ from farmhand.join.services import service_description, service_plan
 from farmhand.join.state import JoinState, Mode, save_state
 from farmhand.join.system import ServiceBinary, StagedFile, SystemPaths, first_changeable
 from farmhand.keystore.bundle import Bundle, open_bundle
-from farmhand.model.host import SHARES, HostModel, host_model
+from farmhand.model.host import MOUNTED_SHARES, HostModel, host_model
 from farmhand.nebula.release import NEBULA_VERSION
 
 Choice = NebulaBinary | PackageInstall | ReleaseDownload
@@ -75,7 +75,7 @@ def new_state(os_: OS, bundle: Bundle, model: HostModel, choice: Choice, mode: M
         overlay_ip=str(model.overlay_ip),
         hub_overlay_ip=str(model.hub_overlay_ip),
         smb_user=bundle.plan.farm_user,
-        shares=[s.name for s in SHARES],
+        shares=[s.name for s in MOUNTED_SHARES],
         nebula=choice.path if isinstance(choice, NebulaBinary) else "",
         nebula_version=choice.version if isinstance(choice, NebulaBinary) else "",
         mode=mode,

@@ -124,8 +124,9 @@ class Bundle:
         files: list[tuple[str, bytes, int]] = [
             (METADATA, json.dumps(self.metadata(), indent=1).encode() + b"\n", 0o644),
             ("ca.crt", self.ca_pem, 0o644),
-            (SMB_PASSWORD, self.smb_password.encode() + b"\n", 0o600),
         ]
+        if self.smb_password:  # the bosses' share password: never in a workers bundle
+            files.append((SMB_PASSWORD, self.smb_password.encode() + b"\n", 0o600))
         for host in self.hosts:
             files.append((f"certs/{host.name}.crt", host.cert_pem, 0o644))
             files.append((f"keys/{host.name}.key", host.key_pem, 0o600))
@@ -206,7 +207,7 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
             hosts=tuple(hosts),
             blocklist=frozenset(meta.get("blocklist", ())),
             created=int(meta["created"]),
-            smb_password=files[SMB_PASSWORD].decode().strip(),
+            smb_password=files.get(SMB_PASSWORD, b"").decode().strip(),
             peers=tuple(Peer.from_dict(p) for p in meta.get("peers", ())),
             extras={
                 name[len(EXTRAS_PREFIX) :]: content

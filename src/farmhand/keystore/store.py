@@ -158,7 +158,8 @@ def build_bundle(
         hosts=hosts,
         blocklist=register.blocklist,
         created=created,
-        smb_password=vault.smb_password,
+        # The bosses' share password; workers log in with accounts of their own (model/smb.py).
+        smb_password=vault.smb_password if role is not Role.WORKER else "",
         peers=tuple(
             Peer(e.name, e.role, e.ip, e.not_after) for e in register.entries if not e.revoked
         ),

@@ -23,6 +23,7 @@ from farmhand.keystore.plan import Role, new_plan
 from farmhand.keystore.store import KeyStore, is_store
 from farmhand.lab.farm import LabFarm
 from farmhand.model.host import SMB_PORT, SSH_PORT
+from farmhand.model.smb import WORKER_SMB_KEY, worker_password
 
 Say = Callable[[str], None]
 LAB_FARM_NAME = "lab"
@@ -164,14 +165,19 @@ def desk_tcp_open(farm: LabFarm, address: str, port: int) -> bool:
 
 
 def smb_auth_file(farm: LabFarm, name: str) -> str:
-    """Give ``name`` an smbclient auth file (sent over ssh stdin, never in a command line)."""
+    """Give ``name`` an smbclient auth file (sent over ssh stdin, never in a command line)
+    with its own account: a worker's (named like its certificate), else the bosses'."""
     store = KeyStore.open(store_dir(farm))
     vault = store.unlock(lab_passphrase(farm))
+    if name.startswith("worker"):
+        user, password = name, worker_password(vault.extras[WORKER_SMB_KEY.name], name)
+    else:
+        user, password = store.plan.farm_user, vault.smb_password
     path = "/root/.farmhand-smb-auth"
     farm.exec(
         name,
         ["sh", "-c", f"umask 077 && cat > {path}"],
-        input=f"username={store.plan.farm_user}\npassword={vault.smb_password}\n",
+        input=f"username={user}\npassword={password}\n",
         check=True,
     )
     return path

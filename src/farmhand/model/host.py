@@ -14,6 +14,7 @@ from farmhand.keystore.bundle import Bundle, BundleHost
 from farmhand.keystore.plan import FarmPlan, Role, validate_hub_address
 from farmhand.model.distro import DEBIAN_12, Distro
 from farmhand.model.paths import MOUNTS_ROOT, SHARES_ROOT
+from farmhand.model.smb import SmbAccount, smb_account, worker_accounts
 from farmhand.queue import manager_for
 
 NEBULA_DEV = "nebula1"
@@ -25,11 +26,17 @@ TX_QUEUE = 5000
 
 @dataclass(frozen=True)
 class Share:
-    """A Samba share on the hub and where workers mount it."""
+    """A Samba share on the hub and where workers mount it (``mounted``). In a writable share
+    each account writes as itself: files get ``file_mode``, folders ``dir_mode`` (the folders'
+    owners and modes, :func:`farmhand.model.smb.share_folders`, decide who may change what). A
+    ``read_only`` share is root's, and no farm account can write it, in Samba or on disk."""
 
     name: str
-    subdirs: tuple[str, ...] = ()
     comment: str = ""
+    read_only: bool = False
+    mounted: bool = True
+    file_mode: int = 0o644
+    dir_mode: int = 0o1775
 
     @property
     def path(self) -> str:
@@ -41,9 +48,14 @@ class Share:
 
 
 SHARES = (
-    Share("farm", ("scenes", "renders", "installers"), "scenes, renders and installers"),
-    Share("queue", (), "the render queue repository"),
+    # Files only their creator may change; folders sticky: nobody removes another's files.
+    Share("farm", "scenes and renders"),
+    # The render queue's data is shared work (Deadline's jobs and logs): group-writable.
+    Share("queue", "the render queue repository", file_mode=0o664, dir_mode=0o2775),
+    Share("installers", "the hub's pinned installers, read-only", read_only=True, mounted=False),
 )
+MOUNTED_SHARES = tuple(share for share in SHARES if share.mounted)
+"""The shares workers mount and bosses are shown (workers fetch installers with smbclient)."""
 
 
 @dataclass(frozen=True)
@@ -121,7 +133,10 @@ class HostModel:
 
     @property
     def shares(self) -> tuple[Share, ...]:
-        return SHARES if self.role in (Role.HUB, Role.WORKER) else ()
+        """The hub serves every share; workers mount theirs; bosses join by hand."""
+        if self.role is Role.HUB:
+            return SHARES
+        return MOUNTED_SHARES if self.role is Role.WORKER else ()
 
     @property
     def farm_user(self) -> str:
@@ -133,7 +148,18 @@ class HostModel:
 
     @property
     def smb_password(self) -> str:
+        """The bosses' share password (the hub sets it; bosses log in with it)."""
         return self.bundle.smb_password
+
+    @property
+    def smb_account(self) -> SmbAccount:
+        """This host's own Samba login: a worker's is its certificate's (model/smb.py)."""
+        return smb_account(self.bundle, self.name)
+
+    @property
+    def worker_smb_accounts(self) -> tuple[SmbAccount, ...]:
+        """Every live worker's Samba login, for the hub to set."""
+        return worker_accounts(self.bundle) if self.role is Role.HUB else ()
 
     @property
     def lease_ttl(self) -> int:

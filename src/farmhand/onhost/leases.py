@@ -1179,8 +1179,13 @@ def ask_hub(config: Dict[str, Any], request: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _install_certificate(config: Dict[str, Any], name: str) -> None:
+    """The claimed certificate, its key and (``smb_credentials``) its own share login, from
+    the pool into place."""
     pool = config["pool_dir"]
-    for kind, target, mode in (("crt", config["cert"], 0o644), ("key", config["key"], 0o600)):
+    chosen = [("crt", config["cert"], 0o644), ("key", config["key"], 0o600)]
+    if config.get("smb_credentials"):
+        chosen.append(("smb", config["smb_credentials"], 0o600))
+    for kind, target, mode in chosen:
         with open(os.path.join(pool, f"{name}.{kind}"), "rb") as handle:
             data = handle.read()
         if _read_bytes(target) != data:

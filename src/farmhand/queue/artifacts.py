@@ -4,8 +4,10 @@ Every pin is here, in one list to keep checksums by; each render manager names t
 needs (its ``artifacts``), and :func:`farmhand.queue.needed` adds the renderer's.
 
 Every artifact is pinned by version and file name and fetched from its official URL or from
-``--artifacts DIR|URL``; the hub keeps one copy in its ``installers/`` share and workers take it
-from there (over SMB), so a farm downloads each big file from the internet once.
+``--artifacts DIR|URL``; the hub keeps one copy in its root-only cache and publishes a
+root-owned copy in the read-only ``installers`` share; workers take it from there (over SMB)
+into a root-only folder of their own, so a farm downloads each big file from the internet once
+and root never unpacks or runs a file a farm member could write.
 
 Checksums: farmhand ships a sha256 only where one was found published by the vendor and
 checked; none of these could be (no vendor download is reachable from where farmhand is built),
@@ -27,7 +29,7 @@ from pathlib import Path
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import FarmPlan
 from farmhand.model.distro import Distro, Family
-from farmhand.model.paths import INSTALLERS, LOCAL_CACHE
+from farmhand.model.paths import INSTALLERS, LOCAL_CACHE, PUBLISHED_INSTALLERS
 from farmhand.queue.base import Renderer, renderer
 
 
@@ -49,8 +51,13 @@ class Artifact:
 
     @property
     def cached(self) -> str:
-        """Its path in the hub's installers share."""
+        """Its path in the hub's root-only cache (what the hub installs from)."""
         return f"{INSTALLERS}/{self.filename}"
+
+    @property
+    def published(self) -> str:
+        """The hub's root-owned copy in the read-only ``installers`` share (for workers)."""
+        return f"{PUBLISHED_INSTALLERS}/{self.filename}"
 
     @property
     def local(self) -> str:

@@ -104,3 +104,17 @@ def render_manager(plan: FarmPlan) -> RenderManager:
 
 def renderer(plan: FarmPlan) -> Renderer:
     return plan.settings.renderer
+
+
+BLENDER_AUTORUN_ON = "--enable-autoexec"
+BLENDER_AUTORUN_OFF = "--disable-autoexec"
+
+
+def blender_autoexec_flag(plan: FarmPlan) -> str:
+    """The flag every Blender that farmhand starts gets, before the scene file.
+
+    Off unless farm.toml says ``blender_autorun = true``: with auto-run, the Python inside any
+    scene runs on every worker as the farm user, so whoever can submit or change a scene
+    runs code on the farm. Every render manager (and anything else that starts Blender for
+    farmhand) takes the flag from here."""
+    return BLENDER_AUTORUN_ON if plan.settings.blender_autorun else BLENDER_AUTORUN_OFF

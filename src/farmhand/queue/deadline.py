@@ -45,6 +45,11 @@ PASSWORD_ENV = "FARMHAND_QUEUE_DB_PASSWORD"  # noqa: S105 - a variable name
 INSTALLERS_DIR = f"Deadline-{DEADLINE_VERSION}-linux-installers"
 REPOSITORY_INSTALLER = f"DeadlineRepository-{DEADLINE_VERSION}-linux-x64-installer.run"
 CLIENT_INSTALLER = f"DeadlineClient-{DEADLINE_VERSION}-linux-x64-installer.run"
+REPOSITORY_DATA = ("jobs", "jobsArchived", "reports", "temp", "trash")
+"""The Repository's data folders (jobs' files, logs, scratch space, deleted jobs): the queue's
+clients write these, as the farm user (bosses) and the workers' group. Everything else in the
+Repository (bin, plugins, scripts, events, custom, settings, submission, api...) is code or
+settings that every worker and boss runs or reads: root's, and read-only to them all."""
 
 
 def repository_args(hub: IPv4Address) -> list[str]:

@@ -39,10 +39,15 @@ def _binary(model: HostModel) -> None:
     archive = f"{LOCAL_CACHE}/{pinned.filename}"
     installed = host.get_fact(File, path=model.distro.nebula_binary)
     source = f"{str(artifacts).rstrip('/')}/{pinned.filename}" if artifacts else pinned.url
+    files.directory(
+        name=f"Root-only artifacts folder {LOCAL_CACHE} (0700)",
+        path=LOCAL_CACHE,
+        mode="700",
+        user="root",
+        group="root",
+        present=True,
+    )
     if source.startswith(("https://", "http://")):
-        files.directory(
-            name="Artifacts folder", path=archive.rsplit("/", 1)[0], mode="755", present=True
-        )
         fetched = files.download(
             name="Nebula release archive (download, sha256-checked)",
             src=source,
@@ -56,7 +61,6 @@ def _binary(model: HostModel) -> None:
             src=source,
             dest=archive,
             mode="644",
-            create_remote_dir=True,
         )
     server.shell(
         name="Unpack nebula (sha256-checked) into /usr/local/bin",

@@ -16,7 +16,7 @@ from pyinfra.operations import files, server
 
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.deploy.tasks.installers import take, unpack
+from farmhand.deploy.tasks.installers import take, unpack, verified
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
@@ -32,6 +32,7 @@ from farmhand.model.paths import (
     QUEUE_ETC,
     REPOSITORY_DIR,
 )
+from farmhand.model.smb import WORKERS_GROUP
 from farmhand.queue import artifacts
 from farmhand.queue.artifacts import DEADLINE
 from farmhand.queue.deadline import (
@@ -42,6 +43,7 @@ from farmhand.queue.deadline import (
     MONGODB_USER,
     PASSWORD_ENV,
     PORT,
+    REPOSITORY_DATA,
     REPOSITORY_INSTALLER,
     client_args,
     repository_args,
@@ -82,7 +84,7 @@ def mongodb(model: HostModel, host_files: HostFiles) -> None:
         (artifacts.mongodb(model.distro), f"{OPT}/mongodb", "bin/mongod"),
         (artifacts.mongosh(model.distro), f"{OPT}/mongosh", "bin/mongosh"),
     ):
-        archive, _ = take(model, artifact)
+        archive = take(model, artifact)
         top = artifact.filename.removesuffix(".tgz")
         unpack(archive, top, OPT, link, binary)
     # Holds the queue's keys: services pass through by name, nobody else lists it.
@@ -122,14 +124,21 @@ def database_password_digest(model: HostModel) -> str:
 
 def _installers(model: HostModel) -> str:
     """The Linux installers tar unpacked (once) beside the local artifacts; returns the folder."""
-    archive, _ = take(model, DEADLINE)
+    archive, sha256 = take(model, DEADLINE)
     folder = f"{LOCAL_CACHE}/{INSTALLERS_DIR}"
-    files.directory(name=f"Folder {folder}", path=folder, mode="700", present=True)
+    files.directory(
+        name=f"Folder {folder} (root's)",
+        path=folder,
+        mode="700",
+        user="root",
+        group="root",
+        present=True,
+    )
     probe = REPOSITORY_INSTALLER if model.role is Role.HUB else CLIENT_INSTALLER
     if not host.get_fact(File, path=f"{folder}/{probe}"):
         server.shell(
-            name=f"Unpack {DEADLINE.filename}",
-            commands=[f"tar --no-same-owner -xf {archive} -C {folder}"],
+            name=f"Unpack {DEADLINE.filename} (sha256-checked)",
+            commands=[verified(archive, sha256), f"tar --no-same-owner -xf {archive} -C {folder}"],
         )
     return folder
 
@@ -151,8 +160,35 @@ def repository(model: HostModel, host_files: HostFiles) -> None:
         f"{FARMHAND_STATE}/deadline-repository.sha256",
         argv,
         f'{PASSWORD_ENV}="$(cat {QUEUE_ETC}/db.password)" ',
-        # The installer leaves files owned by uid 1000 (as oomerfarm found): the farm user's.
-        [f"chown -R {model.farm_user}:{model.farm_user} {REPOSITORY_DIR}"],
+        [],
+    )
+    _repository_permissions(model, argv)
+
+
+def repository_permission_commands(farm_user: str) -> list[str]:
+    """Root owns the Repository and nobody else may write its code (the installer leaves files
+    owned by uid 1000, as oomerfarm found); only its data folders are the queue clients'."""
+    data = " ".join(f"{REPOSITORY_DIR}/{name}" for name in REPOSITORY_DATA)
+    return [
+        f"chown -R root:root {REPOSITORY_DIR}",
+        f"chmod -R u+rwX,go+rX,go-w {REPOSITORY_DIR}",
+        f"mkdir -p {data}",
+        f"chown -R {farm_user}:{WORKERS_GROUP} {data}",
+        f"chmod -R u+rwX,g+rwX,o+rX,o-w {data}",
+        f"find {data} -type d -exec chmod g+s {{}} +",
+    ]
+
+
+def _repository_permissions(model: HostModel, installer: list[str]) -> None:
+    """Again after every installer run (the digest covers its arguments) and once on hubs
+    installed before the Repository's code was root's."""
+    commands = repository_permission_commands(model.farm_user)
+    digest = hashlib.sha256("\0".join([*installer, *commands]).encode()).hexdigest()
+    ops.once_per_digest(
+        "Deadline Repository: code root's and read-only, data folders the queue clients'",
+        f"{FARMHAND_STATE}/deadline-repository-permissions.sha256",
+        digest,
+        commands,
     )
 
 

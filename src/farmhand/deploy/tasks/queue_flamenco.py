@@ -30,7 +30,7 @@ def worker(model: HostModel, host_files: HostFiles) -> None:
 @deploy("Flamenco")
 def flamenco(model: HostModel, host_files: HostFiles) -> None:
     part, workdir, unit_name = flamenco_part(model)
-    archive, _ = take(model, FLAMENCO)
+    archive = take(model, FLAMENCO)
     top = FLAMENCO.filename.removesuffix(".tar.gz")
     unpack(archive, top, OPT, f"{OPT}/flamenco", f"flamenco-{part}")
     # Its own state (SQLite, worker credentials) lives here, owned by the farm user. The parent

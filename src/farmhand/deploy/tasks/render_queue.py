@@ -13,7 +13,7 @@ from pyinfra.operations import files
 
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
-from farmhand.deploy.tasks.installers import cache_on_hub, take, unpack
+from farmhand.deploy.tasks.installers import cache_on_hub, root_only_folders, take, unpack
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro
@@ -39,10 +39,12 @@ def render_queue(model: HostModel, host_files: HostFiles) -> None:
     if model.role is Role.WORKER:
         # Workers take artifacts from the hub's share with smbclient (no mount needed).
         packages.install(model, "smbclient" if not model.distro.selinux else "samba-client")
+    root_only_folders(model)
     if model.distro.selinux:
         _selinux_contexts(model)
     if model.role is Role.HUB:
-        # Everything the farm's choices need lands in the installers share first (once).
+        # Everything the farm's choices need lands in the root-only cache first (once), and
+        # a root-owned copy in the read-only installers share.
         for artifact in needed(model.plan, model.distro):
             cache_on_hub(model, artifact)
     tasks = importlib.import_module(manager_for(model.plan).deploy_module)
@@ -54,7 +56,7 @@ def render_queue(model: HostModel, host_files: HostFiles) -> None:
 def render_engine(model: HostModel) -> None:
     """Blender from the distribution where it has a package, else the pinned release; or Bella."""
     if renderer(model.plan) is Renderer.BELLA:
-        archive, _ = take(model, BELLA)
+        archive = take(model, BELLA)
         top = BELLA.filename.removesuffix(".tar.gz")
         files.directory(name=f"Folder {OPT}/{top}", path=f"{OPT}/{top}", mode="755")
         unpack(archive, ".", f"{OPT}/{top}", f"{OPT}/bella", "bella_cli")
@@ -66,7 +68,7 @@ def render_engine(model: HostModel) -> None:
     if blender_from_package(model.distro):
         packages.install(model, "blender")
         return
-    archive, _ = take(model, BLENDER)
+    archive = take(model, BLENDER)
     unpack(archive, BLENDER.filename.removesuffix(".tar.xz"), OPT, f"{OPT}/blender", "blender")
     files.link(
         name="/usr/local/bin/blender", path="/usr/local/bin/blender",

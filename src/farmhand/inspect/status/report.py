@@ -49,7 +49,7 @@ def probe_farm(view: FarmView, workers: list[Peer], queue: QueueService, timeout
     with ThreadPoolExecutor(max_workers=min(64, len(workers) + 4)) as pool:
         hub_f = pool.submit(tcp_probe, view.hub_ip, SMB_PORT, timeout)
         queue_f = pool.submit(tcp_probe, view.hub_ip, queue.port, timeout)
-        smb_f = pool.submit(read_smb, view.hub_ip, view.plan.farm_user, view.smb_password, timeout)
+        smb_f = pool.submit(read_smb, view.hub_ip, view.smb_user, view.smb_password, timeout)
         worker_fs = [pool.submit(tcp_probe, str(w.ip), SSH_PORT, timeout) for w in workers]
         version_f = pool.submit(nebula_version, view.nebula) if view.nebula else None
         hub: Probe = hub_f.result()

@@ -7,7 +7,7 @@ import errno
 import json
 from typing import Any
 
-from farmhand.model.host import SHARES, SMB_PORT
+from farmhand.model.host import MOUNTED_SHARES, SMB_PORT
 
 LEASES_PATH = ".farmhand/leases.json"
 
@@ -31,10 +31,10 @@ def read_smb(hub: str, user: str, password: str, timeout: float) -> dict[str, An
             )
         except (SMBException, OSError, ValueError) as exc:
             reason = _smb_reason(exc)
-            out["shares"] = {s.name: reason for s in SHARES}
+            out["shares"] = {s.name: reason for s in MOUNTED_SHARES}
             out["leases_reason"] = f"cannot log in to the hub's SMB: {reason}"
             return out
-        for share in SHARES:
+        for share in MOUNTED_SHARES:
             try:
                 smbclient.listdir(rf"\\{hub}\{share.name}", connection_cache=cache)
                 out["shares"][share.name] = ""
@@ -58,7 +58,7 @@ def read_smb(hub: str, user: str, password: str, timeout: float) -> dict[str, An
 def hub_silent() -> dict[str, Any]:
     """What read_smb would say when the hub does not answer, without waiting for it."""
     return {
-        "shares": {s.name: "the hub does not answer" for s in SHARES},
+        "shares": {s.name: "the hub does not answer" for s in MOUNTED_SHARES},
         "leases": None,
         "leases_reason": "the hub does not answer",
     }

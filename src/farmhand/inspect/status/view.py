@@ -12,12 +12,13 @@ from farmhand.join.paths import JoinPaths
 from farmhand.join.state import load_state
 from farmhand.keystore.bundle import Bundle, Peer
 from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.model.smb import smb_account
 from farmhand.nebula.cert import certificate_from_pem
 
 
 @dataclass(frozen=True)
 class FarmView:
-    """What status needs to know about the farm: no private key, the SMB password only."""
+    """What status needs to know about the farm: no private key, one SMB login only."""
 
     plan: FarmPlan
     peers: tuple[Peer, ...]
@@ -26,12 +27,14 @@ class FarmView:
     member: str
     member_ip: str
     member_not_after: int
+    smb_user: str
     smb_password: str
     nebula: str = ""
 
     @classmethod
     def from_bundle(cls, bundle: Bundle) -> FarmView:
         host = bundle.hosts[0] if bundle.role is not Role.WORKER else None
+        account = smb_account(bundle)  # a workers bundle: its first certificate's account
         return cls(
             plan=bundle.plan,
             peers=bundle.peers,
@@ -40,7 +43,8 @@ class FarmView:
             member=host.name if host else "",
             member_ip=str(host.ip.ip) if host else "",
             member_not_after=host.certificate.details.not_after if host else 0,
-            smb_password=bundle.smb_password,
+            smb_user=account.user,
+            smb_password=account.password,
         )
 
     @classmethod
@@ -58,6 +62,7 @@ class FarmView:
                 member=state.boss,
                 member_ip=state.overlay_ip,
                 member_not_after=own.details.not_after,
+                smb_user=state.smb_user,
                 smb_password=paths.smb_password.read_text(encoding="utf-8").strip(),
                 nebula=state.nebula,
             )
