@@ -143,7 +143,12 @@ bpy.ops.wm.save_as_mainfile(filepath="/tmp/scene.blend")
 def test_a_worker_renders_a_frame_from_the_share_and_the_boss_reads_it(lab: QueueLab) -> None:
     # The scene (the factory cube, camera and light) is made once and put on the hub's share.
     lab.sh(W1, "blender -b --factory-startup --python-expr " + _quote(SCENE) + " >/dev/null")
-    prov.smb(lab.farm, W1, "cd scenes; put /tmp/scene.blend cube.blend")
+    # Workers may not write scenes (README: who may do what on the shares): the boss puts it
+    # there, taking it from where the worker may write (renders/).
+    prov.smb(lab.farm, W1, "cd renders; put /tmp/scene.blend made-cube.blend")
+    prov.ensure_smbclient(lab.farm, BOSS)
+    prov.smb(lab.farm, BOSS, "cd renders; get made-cube.blend /tmp/cube.blend")
+    prov.smb(lab.farm, BOSS, "cd scenes; put /tmp/cube.blend cube.blend")
     lab.sh(W1, "rm -f /tmp/scene.blend /tmp/frame*")
     # The render: from the share, with the installed Blender, into renders/.
     prov.smb(lab.farm, W1, "cd scenes; get cube.blend /tmp/cube.blend")
