@@ -149,7 +149,4 @@ def _private_folder(out: Path) -> None:
 
 def expand_template(template: str, **context: object) -> bytes:
     """One template from templates/ with ``context`` (farmhand join's service files)."""
-    try:
-        return environment().get_template(template).render(**context).encode()
-    except jinja2.TemplateError as exc:
-        raise FarmhandError(f"template {template} failed to expand: {exc}") from None
+    return expand_text(template, **context).encode()
