@@ -19,6 +19,8 @@ import pytest
 # The helpers' asserts explain their failures the way the tests' own do (as they did here).
 pytest.register_assert_rewrite("support")
 
+import support.lab  # noqa: E402
+import support.standard_farm  # noqa: E402
 from support.cli import WITH_PASSPHRASE, run_cli, snapshot  # noqa: E402
 from support.session import SESSION_BOSS, SESSION_WORKERS, Farm  # noqa: E402
 
@@ -57,3 +59,17 @@ def store(farm: Farm, tmp_path: Path) -> Path:
     copy = tmp_path / "keys"
     shutil.copytree(farm.root, copy, symlinks=True)
     return copy
+
+
+@pytest.fixture(scope="session")
+def standard_farm(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[support.standard_farm.StandardFarm]:
+    """The lab farm the lab modules share (tests/support/standard_farm.py): booted by the
+    first test that asks, down at the end of the session."""
+    support.lab.require_lab()
+    shared = support.standard_farm.boot(tmp_path_factory.mktemp("standard-farm"))
+    try:
+        yield shared
+    finally:
+        shared.farm.down()

@@ -1,13 +1,13 @@
 """Least privilege on the hub's shares, with real smbd and smbclient on the container lab
 (issue #11 item 3, "Tests that must exist").
 
-ONE lab for the module (prefix ``fhpriv``): a hub, worker0001, worker0002 and boss1,
-provisioned with the real keygen and deploys. Each worker uses its OWN credentials, the file
-its picker installed at boot (``/etc/farmhand/smb-credentials``), with smbclient on the worker
-itself; boss1 uses the bosses' account. The render queue is not deployed here (its stand-ins
-are tests/test_lab_queue.py's): the hub lays out a stand-in Deadline Repository as the
-installer leaves it (files of uid 1000) and runs the very commands its deploy runs after the
-installer (``repository_permission_commands``).
+The lab is the shared standard farm (tests/support/standard_farm.py): a hub, worker0001,
+worker0002 and boss1, provisioned with the real keygen and deploys. Each worker uses its OWN
+credentials, the file its picker installed at boot (``/etc/farmhand/smb-credentials``), with
+smbclient on the worker itself; boss1 uses the bosses' account. The render queue is not
+deployed here (its stand-ins are tests/test_lab_queue.py's): the hub lays out a stand-in
+Deadline Repository as the installer leaves it (files of uid 1000) and runs the very commands
+its deploy runs after the installer (``repository_permission_commands``).
 
 A worker is refused writing to the installers, the queue's code, a scene and another worker's
 render, and can still read a scene, write its renders and the queue's logs; a boss writes
@@ -17,7 +17,6 @@ scenes.
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -27,9 +26,8 @@ from farmhand.deploy.tasks.queue_deadline import repository_permission_commands
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
 from farmhand.model.paths import SMB_CREDENTIALS, SMB_PASSWORD
+from support.standard_farm import BOSS, HUB, W1, W2, StandardFarm
 
-PREFIX = "fhpriv"
-HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
 DENIED = ("NT_STATUS_ACCESS_DENIED", "NT_STATUS_MEDIA_WRITE_PROTECTED")
 
 pytestmark = support.lab.MARKS
@@ -66,32 +64,23 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    support.lab.require_lab()
-    farm = LabFarm(tmp_path_factory.mktemp("shares-state"), prefix=PREFIX, progress=print)
-    try:
-        farm.up(workers=2, bosses=1)
-        reports = prov.provision(farm, print)
-        assert all(r.ok for r in reports.values()), {
-            k: r.failure_message() for k, r in reports.items()
-        }
-        for name in (W1, W2, BOSS):
-            prov.ensure_smbclient(farm, name)
-        # A stand-in Repository as Deadline's installer leaves it, then the deploy's own fix.
-        layout = "/srv/farmhand/queue"
-        support.lab.sh(
-            farm,
-            HUB,
-            f"mkdir -p {layout}/bin {layout}/plugins/Blender {layout}/scripts {layout}/settings "
-            f"&& echo 'print(1)' > {layout}/plugins/Blender/Blender.py "
-            f"&& echo '#!/bin/sh' > {layout}/bin/deadlinecommand "
-            f"&& chown -R 1000:1000 {layout} && chmod -R a+rwX {layout} && "
-            + " && ".join(repository_permission_commands("farmhand")),
-        )
-        auth = prov.smb_auth_file(farm, BOSS)
-        yield Lab(farm, prov.overlay_ip(farm, HUB), auth)
-    finally:
-        farm.down()
+def lab(standard_farm: StandardFarm) -> Lab:
+    farm = standard_farm.farm
+    for name in (W1, W2, BOSS):
+        prov.ensure_smbclient(farm, name)
+    # A stand-in Repository as Deadline's installer leaves it, then the deploy's own fix.
+    layout = "/srv/farmhand/queue"
+    support.lab.sh(
+        farm,
+        HUB,
+        f"mkdir -p {layout}/bin {layout}/plugins/Blender {layout}/scripts {layout}/settings "
+        f"&& echo 'print(1)' > {layout}/plugins/Blender/Blender.py "
+        f"&& echo '#!/bin/sh' > {layout}/bin/deadlinecommand "
+        f"&& chown -R 1000:1000 {layout} && chmod -R a+rwX {layout} && "
+        + " && ".join(repository_permission_commands("farmhand")),
+    )
+    auth = prov.smb_auth_file(farm, BOSS)
+    return Lab(farm, standard_farm.overlay[HUB], auth)
 
 
 def test_each_worker_logs_in_with_its_own_account(lab: Lab) -> None:

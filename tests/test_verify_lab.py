@@ -1,28 +1,29 @@
 """`farmhand verify` against a real deployed farm on the container lab (issue #7).
 
-ONE small lab for the module (prefix ``fhvag``): hub, worker0001 and boss1, provisioned with the
-real keygen and deploys (``farmhand.lab.provision``). The real CLI, ``farmhand verify ROLE
+The lab is the shared standard farm (tests/support/standard_farm.py: hub, two workers and
+boss1, provisioned with the real keygen and deploys). The real CLI, ``farmhand verify ROLE
 root@ADDRESS``, runs in the lab's desk namespace (where the hosts are reachable) and must pass
 for every role; then the farm is broken on purpose, one thing at a time, and verify must fail
-naming exactly that check, and pass again once it is repaired.
+naming exactly that check, and pass again once it is repaired (the farm is shared: every test
+puts back what it broke).
 """
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 import support.lab
+from farmhand.inspect.verify import SSHD_CHECK
 from farmhand.lab import LabFarm
-from farmhand.lab import provision as prov
 from support.cli import clean_env
+from support.standard_farm import BOSS, HUB, W1, StandardFarm
 
 PREFIX = "fhvag"
-HUB, W1, BOSS = "hub", "worker0001", "boss1"
+"""Names this module's own test services on the hosts."""
 ROLE_OF = {HUB: "hub", W1: "worker", BOSS: "boss"}
 
 pytestmark = support.lab.MARKS
@@ -54,20 +55,8 @@ class Lab:
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    support.lab.require_lab()
-    farm = LabFarm(tmp_path_factory.mktemp("vag-state"), prefix=PREFIX, progress=print)
-    try:
-        farm.up(workers=1, bosses=1)
-        reports = prov.provision(farm, print)
-        assert all(r.ok for r in reports.values())
-        overlay = {name: prov.overlay_ip(farm, name) for name in (HUB, W1, BOSS)}
-        # The worker chose its certificate and nebula is up everywhere before we judge.
-        assert prov.ping(farm, W1, overlay[HUB])
-        assert prov.ping(farm, BOSS, overlay[HUB])
-        yield Lab(farm, overlay)
-    finally:
-        farm.down()
+def lab(standard_farm: StandardFarm) -> Lab:
+    return Lab(standard_farm.farm, standard_farm.overlay)
 
 
 def rows(result: subprocess.CompletedProcess[str]) -> dict[str, str]:
@@ -107,6 +96,7 @@ def test_every_role_passes_verify(lab: Lab, name: str) -> None:
     if name != BOSS:
         assert "on the underlay only sshd (tcp) and nebula (udp) listen" in checks
         assert "farmhand-firewall running and enabled" in checks
+        assert SSHD_CHECK in checks, "verify must judge sshd's effective settings (sshd -T)"
     else:
         assert not any("underlay" in c for c in checks), "a boss is a person's own machine"
 
@@ -168,3 +158,20 @@ def test_a_stopped_host_firewall_and_a_stopped_nebula_fail_verify(lab: Lab) -> N
         "overlay interface nebula1 is up in the farm network",
     ]
     assert result.returncode == 1
+
+
+def test_a_drop_in_that_turns_password_logins_back_on_fails_verify(lab: Lab) -> None:
+    """sshd keeps the first value it reads: a drop-in sorting before farmhand's (as Ubuntu's
+    50-cloud-init.conf did before 00-farmhand.conf) wins, and verify must say so and where."""
+    rogue = "/etc/ssh/sshd_config.d/00-aaa-rogue.conf"
+    lab.sh(W1, f"printf 'PasswordAuthentication yes\\n' > {rogue}")
+    try:
+        effective = lab.sh(W1, "sshd -T | grep -i '^passwordauthentication '")
+        result = lab.verify(W1)
+    finally:
+        lab.sh(W1, f"rm -f {rogue}")
+    assert effective.strip().lower() == "passwordauthentication yes"
+    assert result.returncode == 1, result.stdout
+    assert failed(result) == [SSHD_CHECK]
+    assert f"passwordauthentication is yes (set in {rogue}" in result.stdout
+    assert lab.verify(W1).returncode == 0
