@@ -1,4 +1,4 @@
-"""Shared fixtures for the key store tests.
+"""Shared fixtures: the key store tests' session farm, and the lab modules' standard farm.
 
 age's scrypt costs a couple of seconds per file on the CI machines, so the session makes ONE
 farm through the real CLI (``farm``) and tests that change a store work on a copy of it

@@ -123,14 +123,14 @@ def test_a_listener_on_the_underlay_fails_verify_but_one_on_the_overlay_does_not
     serve = "systemd-run --unit {unit} python3 -m http.server {port} --bind {address}"
     wait = "for i in $(seq 50); do ss -Hltn | grep -q ':{port} ' && exit 0; sleep 0.1; done; exit 1"
     # On the overlay address: Nebula's group firewall decides who reaches it. Allowed.
-    lab.sh(W1, serve.format(unit="fhvag-overlay", port=8081, address=lab.overlay[W1]))
+    lab.sh(W1, serve.format(unit=f"{PREFIX}-overlay", port=8081, address=lab.overlay[W1]))
     lab.sh(W1, wait.format(port=8081))
-    lab.sh(W1, serve.format(unit="fhvag-underlay", port=8080, address="0.0.0.0"))  # noqa: S104
+    lab.sh(W1, serve.format(unit=f"{PREFIX}-underlay", port=8080, address="0.0.0.0"))  # noqa: S104
     lab.sh(W1, wait.format(port=8080))
     try:
         result = lab.verify(W1)
     finally:
-        lab.sh(W1, "systemctl stop fhvag-underlay fhvag-overlay")
+        lab.sh(W1, f"systemctl stop {PREFIX}-underlay {PREFIX}-overlay")
     assert result.returncode == 1, result.stdout
     assert failed(result) == [check]
     assert "tcp 0.0.0.0:8080 (python3)" in result.stdout
