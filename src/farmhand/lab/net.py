@@ -9,10 +9,13 @@ host's namespace, and deleting the namespaces removes everything.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import re
 import signal
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
@@ -28,6 +31,8 @@ NAT_LANS = IPv4Network("198.18.88.0/21")
 """Private LANs behind NAT routers: 198.18.88.0/24, 198.18.89.0/24, … one per router."""
 
 NETNS_DIR = Path("/run/netns")
+NETNS_LOCK = Path("/run/lock/farmhand-lab-netns.lock")
+"""Held while a namespace is added or deleted, by every lab on the machine (see _netns_lock)."""
 BRIDGE = "br0"
 HOST_IF = "eth0"
 _PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
@@ -57,10 +62,38 @@ def netns_argv(namespace: str, argv: Sequence[str]) -> list[str]:
     return ["ip", "netns", "exec", namespace, *argv]
 
 
+@contextlib.contextmanager
+def _netns_lock() -> Iterator[None]:
+    """Serialize ``ip netns add``/``delete`` machine-wide. The first ``ip netns add`` makes
+    /run/netns a shared bind mount of itself; two at once can stack two such mounts, and the
+    namespaces made under the lower one vanish from view (seen with two labs booting at once:
+    "Cannot open network namespace")."""
+    NETNS_LOCK.parent.mkdir(parents=True, exist_ok=True)
+    with NETNS_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _is_host_namespace(namespace: str) -> bool:
+    """True when ``namespace``'s file is the host's own network namespace (a broken mount):
+    its processes are then everything on the machine, never to be killed."""
+    own = os.stat("/proc/self/ns/net")
+    try:
+        theirs = os.stat(NETNS_DIR / namespace)
+    except OSError:
+        return False
+    return (own.st_dev, own.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
 def netns_pids(namespace: str) -> list[int]:
     """Processes living in ``namespace`` (containers, ssh clients, pyinfra…)."""
     if not netns_exists(namespace):
         return []
+    if _is_host_namespace(namespace):
+        raise LabError(f"{NETNS_DIR / namespace} is the host's own network namespace: not a lab's")
     result = _ip("netns", "pids", namespace, what=f"listing processes in {namespace}", check=False)
     return sorted(int(x) for x in result.stdout.split() if x.isdigit())
 
@@ -127,8 +160,9 @@ class Underlay:
     # building blocks --------------------------------------------------------------------
 
     def _add_namespace(self, name: str) -> None:
-        if not netns_exists(name):
-            _ip("netns", "add", name, what=f"creating network namespace {name}")
+        with _netns_lock():
+            if not netns_exists(name):
+                _ip("netns", "add", name, what=f"creating network namespace {name}")
         _ip("-n", name, "link", "set", "lo", "up", what=f"bringing up lo in {name}")
 
     def _veth_to_bridge(self, port: str, namespace: str, device: str) -> None:
@@ -303,7 +337,9 @@ class Underlay:
         if pids:
             send_signal(pids, signal.SIGKILL)
             wait_gone(pids, 10)
-        _ip("netns", "delete", name, what=f"deleting network namespace {name}")
+        with _netns_lock():
+            if netns_exists(name):
+                _ip("netns", "delete", name, what=f"deleting network namespace {name}")
 
     def teardown(self) -> None:
         """Delete every lab namespace (hosts, routers, desk, bridge), killing stragglers."""
