@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +51,9 @@ class KeyStore:
     ca_pem: bytes
 
     @classmethod
-    def open(cls, root: Path) -> KeyStore:
+    def open(cls, root: Path, report: Callable[[str], None] | None = None) -> KeyStore:
+        """Load the store, first finishing or undoing a change a killed run left (``report``
+        is told what was done, in one line)."""
         if not root.is_dir():
             raise StoreError(
                 f"no key store at {root}: create one with 'farmhand keygen --dir {root}'"
@@ -61,9 +63,11 @@ class KeyStore:
                 f"{root} is not a farmhand key store (no {PLAN_FILE}): "
                 f"create one with 'farmhand keygen --dir {root}'"
             )
-        if (root / fs.STAGING).exists():
+        if fs.pending(root) is not None:
             with fs.locked(root):
-                fs.recover(root)
+                done = fs.recover(root)
+            if done and report is not None:
+                report(f"{root}: {done}")
         return cls.load(root)
 
     @classmethod
@@ -228,7 +232,7 @@ def check_new_store(root: Path) -> None:
     if root.exists() and not root.is_dir():
         raise StoreError(f"{root} exists and is not a folder")
     leftovers = (
-        [p.name for p in root.iterdir() if p.name not in {".gitignore", ".lock", fs.STAGING}]
+        [p.name for p in root.iterdir() if p.name not in {".gitignore", ".lock", fs.STAGING, fs.DONE}]
         if root.exists()
         else []
     )
