@@ -59,7 +59,8 @@ def _judge(root: Path, before: Snapshot, after: Snapshot, step: str) -> str:
     assert listed.returncode == 0, f"keys list after a kill at {step}:\n{listed.stderr}"
     assert "Traceback" not in listed.stderr
     assert len(listed.stderr.strip().splitlines()) <= 1, listed.stderr  # one line, if any
-    assert not (root / fs.STAGING).exists() and not (root / fs.DONE).exists()
+    assert not (root / fs.STAGING).exists()
+    assert not (root / fs.DONE).exists()
     verified = _farmhand(root, "keys", "verify")
     assert verified.returncode == 0, f"keys verify after a kill at {step}:\n{verified.stdout}"
     assert "0 warnings, 0 errors" in verified.stdout
@@ -83,7 +84,8 @@ def _every_kill(farm: Farm, tmp_path: Path, *command: str) -> dict[str, str]:
     whole = _run(0, reference, *command)
     assert whole.returncode == 0, whole.stderr
     steps = _steps(whole)
-    assert "manifest" in steps and "retired" in steps, steps
+    assert "manifest" in steps, steps
+    assert "retired" in steps, steps
     assert any(s.startswith("deleted") for s in steps), steps
     after = snapshot(reference)
     after.pop(".lock", None)

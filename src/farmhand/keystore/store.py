@@ -231,11 +231,8 @@ def check_new_store(root: Path) -> None:
         )
     if root.exists() and not root.is_dir():
         raise StoreError(f"{root} exists and is not a folder")
-    leftovers = (
-        [p.name for p in root.iterdir() if p.name not in {".gitignore", ".lock", fs.STAGING, fs.DONE}]
-        if root.exists()
-        else []
-    )
+    ours = {".gitignore", ".lock", fs.STAGING, fs.DONE}
+    leftovers = [p.name for p in root.iterdir() if p.name not in ours] if root.exists() else []
     if leftovers:
         raise StoreError(
             f"{root} is not empty and not a key store ({', '.join(sorted(leftovers)[:3])}): "
