@@ -92,6 +92,7 @@ class Transaction:
         self.root = root
         self.staging = root / STAGING
         self._targets: list[tuple[str, bool]] = []  # (relative path, staged content or delete)
+        self._synced = 0  # targets whose staged file is already on disk (see sync_staged)
         if pending(root) is not None:
             raise StoreError(f"an unfinished change is pending in {root}: run 'farmhand keys list'")
         self.staging.mkdir(mode=0o700)
@@ -108,10 +109,19 @@ class Transaction:
         """Delete ``relpath`` when the change commits."""
         self._targets.append((relpath, False))
 
-    def commit(self) -> None:
-        staged = [self.staging / str(i) for i, (_, has) in enumerate(self._targets) if has]
+    def sync_staged(self) -> None:
+        """fsync what is staged so far, e.g. while the secrets are still being encrypted."""
+        staged = [
+            self.staging / str(i)
+            for i, (_, has) in enumerate(self._targets)
+            if has and i >= self._synced
+        ]
         with ThreadPoolExecutor(max_workers=8) as pool:  # fsync releases the GIL
             list(pool.map(_fsync_file, staged))
+        self._synced = len(self._targets)
+
+    def commit(self) -> None:
+        self.sync_staged()
         _step("staged")
         manifest = json.dumps(self._targets).encode()
         write_new(self.staging / _MANIFEST, manifest, SECRET_MODE)

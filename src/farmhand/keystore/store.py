@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,18 +189,24 @@ class Change:
     vault_mtime: int = 0
 
     def apply(self, *, create: bool = False) -> list[Path]:
-        """Encrypt (in parallel), stage, then commit. Returns the bundle files written."""
-        secret_names: list[str] = []
-        plaintexts: list[bytes] = []
-        if self.vault is not None:
-            secret_names.append(VAULT_FILE)
-            plaintexts.append(self.vault.to_tar(self.vault_mtime))
-        for bundle in self.bundles:
-            name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
-            secret_names.append(bundle_filename(bundle.role, name))
-            plaintexts.append(bundle.to_tar())
-        ciphertexts = age.encrypt_many(plaintexts, self.passphrase)
+        """Encrypt (in parallel), stage, then commit. Returns the bundle files written.
 
+        scrypt sets the pace: each payload goes to an encryption process as soon as it is
+        packed, and the public files are staged while scrypt runs."""
+        count = (self.vault is not None) + len(self.bundles)
+        with age.Encryptions(count, self.passphrase) as encryptions:
+            secrets: list[tuple[str, Future[bytes]]] = []
+            if self.vault is not None:
+                vault_tar = self.vault.to_tar(self.vault_mtime)
+                secrets.append((VAULT_FILE, encryptions.submit(vault_tar)))
+            for bundle in self.bundles:
+                name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
+                encrypted = encryptions.submit(bundle.to_tar())
+                secrets.append((bundle_filename(bundle.role, name), encrypted))
+            self._stage_and_commit(secrets, create)
+        return [self.root / n for n, _ in secrets if n != VAULT_FILE]
+
+    def _stage_and_commit(self, secrets: list[tuple[str, Future[bytes]]], create: bool) -> None:
         with fs.Transaction(self.root) as txn:
             if create and not (self.root / ".gitignore").exists():
                 txn.stage(".gitignore", GITIGNORE.encode(), fs.PUBLIC_MODE)
@@ -211,15 +218,16 @@ class Change:
                 txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
             for name, content in self.replaced_certs.items():
                 txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE)
-            for name, content in zip(secret_names, ciphertexts, strict=True):
-                txn.stage(name, content, fs.SECRET_MODE)
+            register = None if self.register is None else self.register.to_json().encode()
+            txn.sync_staged()  # the public files, on disk while scrypt still runs
+            for name, encrypted in secrets:
+                txn.stage(name, encrypted.result(), fs.SECRET_MODE)
             for name in self.removed:
                 txn.remove(name)
             # The register goes last in the manifest: it is what makes names and addresses taken.
-            if self.register is not None:
-                txn.stage(REGISTER_FILE, self.register.to_json().encode(), fs.PUBLIC_MODE)
+            if register is not None:
+                txn.stage(REGISTER_FILE, register, fs.PUBLIC_MODE)
             txn.commit()
-        return [self.root / n for n in secret_names if n != VAULT_FILE]
 
 
 def check_new_store(root: Path) -> None:
