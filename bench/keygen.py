@@ -665,7 +665,8 @@ def _print_compare(rows: list[dict[str, Any]]) -> bool:
             f"{e2e['parallel']:>8}  {e2e['main_rss_mb']:>12.1f}  {e2e['child_rss_mb']:>18.1f}  "
             f"{together:>14.1f}"
         )
-        runs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(e2e["totals"], floor["totals"], strict=True))
+        pairs = zip(e2e["totals"], floor["totals"], strict=True)
+        runs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
         print(f"{'':>8}  e2e/floor runs, interleaved (s): {runs}")
         rest = loop["total"] - loop["sign"]
         print(
