@@ -265,6 +265,15 @@ def child_e2e(count: int, nebula_cert: str) -> dict[str, Any]:
     }
 
 
+def _log_n(encrypted: bytes) -> int:
+    """The scrypt work factor (log2 N) an age file was made with: rage calibrates it to the
+    machine at each encryption (about a second's work), so it differs between runs."""
+    for line in encrypted.split(b"\n", 4)[1:3]:
+        if line.startswith(b"-> scrypt "):
+            return int(line.split()[-1])
+    raise BenchError("not an age scrypt file")
+
+
 def child_compare_e2e(count: int) -> dict[str, Any]:
     """``create_farm`` of ``count`` workers, untouched (no phase wrappers), with peak memory of
     this process and of the largest encryption process."""
@@ -275,10 +284,13 @@ def child_compare_e2e(count: int) -> dict[str, Any]:
         start = time.perf_counter()
         result = pki.create_farm(Path(tmp) / "keys", plan, count, ["boss1"], PASSPHRASE)
         total = time.perf_counter() - start
+        secrets = [*result.bundles, Path(tmp) / "keys" / "secrets.age"]
+        log_ns = [_log_n(path.read_bytes()) for path in secrets]
     files = len(result.bundles) + 1  # the bundles plus the vault
     return {
         "total": total,
         "files": files,
+        "log_n": log_ns,
         "parallel": age._parallelism(files),
         "main_rss_mb": _maxrss_mb(),
         "child_rss_mb": _children_maxrss_mb(),
@@ -291,8 +303,12 @@ def child_floor(files: int) -> dict[str, Any]:
     from farmhand.keystore import age
 
     start = time.perf_counter()
-    age.encrypt_many([AGE_PAYLOAD] * files, PASSPHRASE)
-    return {"total": time.perf_counter() - start, "parallel": age._parallelism(files)}
+    encrypted = age.encrypt_many([AGE_PAYLOAD] * files, PASSPHRASE)
+    return {
+        "total": time.perf_counter() - start,
+        "parallel": age._parallelism(files),
+        "log_n": [_log_n(e) for e in encrypted],
+    }
 
 
 def child_loop(count: int, files: int, nebula_cert: str) -> dict[str, Any]:
@@ -668,6 +684,10 @@ def _print_compare(rows: list[dict[str, Any]]) -> bool:
         pairs = zip(e2e["totals"], floor["totals"], strict=True)
         runs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
         print(f"{'':>8}  e2e/floor runs, interleaved (s): {runs}")
+        print(
+            f"{'':>8}  scrypt log2 N of the median runs' files (rage calibrates each to "
+            f"the machine's speed): e2e {e2e['log_n']}, floor {floor['log_n']}"
+        )
         rest = loop["total"] - loop["sign"]
         print(
             f"{'':>8}  loop: {loop['sign']:.2f} s of nebula-cert sign, {rest:.2f} s of tar + age; "
