@@ -7,7 +7,11 @@ processes: pyrage holds the GIL while it runs scrypt, so threads would take turn
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
+import signal
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from types import TracebackType
 
@@ -37,6 +41,20 @@ def _parallelism(count: int) -> int:
     return max(1, min(count, os.cpu_count() or 1, MAX_PARALLEL, by_memory))
 
 
+def _die_with_parent() -> None:
+    """In an encryption process: die when farmhand does (Linux), so a killed farmhand leaves
+    no process behind holding its terminal or output pipes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no libc to ask
+        return
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(1)
+
+
 class Encryptions:
     """Encrypt up to ``count`` payloads in worker processes as they are handed in, so the
     caller builds the next payload and writes the public files while scrypt runs."""
@@ -44,7 +62,11 @@ class Encryptions:
     def __init__(self, count: int, passphrase: str) -> None:
         self._passphrase = passphrase
         workers = _parallelism(count)
-        self._pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 else None
+        self._pool = (
+            ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
+            if workers > 1
+            else None
+        )
 
     def submit(self, data: bytes) -> Future[bytes]:
         if self._pool is not None:

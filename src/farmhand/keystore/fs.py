@@ -217,6 +217,10 @@ def recover(root: Path) -> str | None:
     return "cleaned up after a change that had completed"
 
 
+class StoreBusy(StoreError):
+    """Another farmhand run holds the store's lock."""
+
+
 @contextlib.contextmanager
 def locked(root: Path) -> Iterator[None]:
     """Hold the store's lock so two farmhand runs never change it at once."""
@@ -230,7 +234,7 @@ def locked(root: Path) -> Iterator[None]:
         try:
             _lock(handle)
         except OSError:
-            raise StoreError(f"the key store {root} is in use by another farmhand run") from None
+            raise StoreBusy(f"the key store {root} is in use by another farmhand run") from None
         yield
     finally:
         handle.close()

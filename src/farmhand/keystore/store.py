@@ -65,8 +65,11 @@ class KeyStore:
                 f"create one with 'farmhand keygen --dir {root}'"
             )
         if fs.pending(root) is not None:
-            with fs.locked(root):
-                done = fs.recover(root)
+            try:
+                with fs.locked(root):
+                    done = fs.recover(root)
+            except fs.StoreBusy:
+                done = None  # the staging folder is a running change's: left to it
             if done and report is not None:
                 report(f"{root}: {done}")
         return cls.load(root)
@@ -194,40 +197,42 @@ class Change:
         scrypt sets the pace: each payload goes to an encryption process as soon as it is
         packed, and the public files are staged while scrypt runs."""
         count = (self.vault is not None) + len(self.bundles)
-        with age.Encryptions(count, self.passphrase) as encryptions:
-            secrets: list[tuple[str, Future[bytes]]] = []
-            if self.vault is not None:
-                vault_tar = self.vault.to_tar(self.vault_mtime)
-                secrets.append((VAULT_FILE, encryptions.submit(vault_tar)))
-            for bundle in self.bundles:
-                name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
-                encrypted = encryptions.submit(bundle.to_tar())
-                secrets.append((bundle_filename(bundle.role, name), encrypted))
-            self._stage_and_commit(secrets, create)
-        return [self.root / n for n, _ in secrets if n != VAULT_FILE]
-
-    def _stage_and_commit(self, secrets: list[tuple[str, Future[bytes]]], create: bool) -> None:
         with fs.Transaction(self.root) as txn:
-            if create and not (self.root / ".gitignore").exists():
-                txn.stage(".gitignore", GITIGNORE.encode(), fs.PUBLIC_MODE)
-            if self.plan is not None:
-                txn.stage(PLAN_FILE, self.plan.to_toml().encode(), fs.PUBLIC_MODE)
-            if self.ca_pem is not None:
-                txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=True)
-            for name, content in self.new_certs.items():
-                txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
-            for name, content in self.replaced_certs.items():
-                txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE)
-            register = None if self.register is None else self.register.to_json().encode()
-            txn.sync_staged()  # the public files, on disk while scrypt still runs
-            for name, encrypted in secrets:
-                txn.stage(name, encrypted.result(), fs.SECRET_MODE)
+            with age.Encryptions(count, self.passphrase) as encryptions:
+                pending: list[tuple[str, Future[bytes]]] = []
+                if self.vault is not None:
+                    vault_tar = self.vault.to_tar(self.vault_mtime)
+                    pending.append((VAULT_FILE, encryptions.submit(vault_tar)))
+                for bundle in self.bundles:
+                    name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
+                    encrypted = encryptions.submit(bundle.to_tar())
+                    pending.append((bundle_filename(bundle.role, name), encrypted))
+                self._stage_public(txn, create)
+                register = None if self.register is None else self.register.to_json().encode()
+                txn.sync_staged()  # the public files, on disk while scrypt still runs
+                secrets = [(name, future.result()) for name, future in pending]
+            # The encryption processes are gone before the commit starts.
+            for name, content in secrets:
+                txn.stage(name, content, fs.SECRET_MODE)
             for name in self.removed:
                 txn.remove(name)
             # The register goes last in the manifest: it is what makes names and addresses taken.
             if register is not None:
                 txn.stage(REGISTER_FILE, register, fs.PUBLIC_MODE)
             txn.commit()
+        return [self.root / n for n, _ in secrets if n != VAULT_FILE]
+
+    def _stage_public(self, txn: fs.Transaction, create: bool) -> None:
+        if create and not (self.root / ".gitignore").exists():
+            txn.stage(".gitignore", GITIGNORE.encode(), fs.PUBLIC_MODE)
+        if self.plan is not None:
+            txn.stage(PLAN_FILE, self.plan.to_toml().encode(), fs.PUBLIC_MODE)
+        if self.ca_pem is not None:
+            txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=True)
+        for name, content in self.new_certs.items():
+            txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
+        for name, content in self.replaced_certs.items():
+            txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE)
 
 
 def check_new_store(root: Path) -> None:
