@@ -51,6 +51,13 @@ FULL_SIZES = (1_000, 10_000)
 QUICK_SIZES = (100, 300)
 FULL_E2E_SIZES = (100, 10_000)
 QUICK_E2E_SIZES = (20,)
+COMPARE_SIZES = (100, 2_000)
+QUICK_COMPARE_SIZES = (20,)
+
+# Targets from issue 15: end to end against the loop and against the scrypt floor.
+TARGET_LOOP_RATIO = 2.0  # at least this many times faster than the oomerfarm-style loop
+TARGET_FLOOR_RATIO = 1.5  # at most this many times the scrypt floor
+TARGET_COMPARE_SIZE = 2_000
 DEFAULT_BASELINE_MAX = 1_000
 QUICK_BASELINE_MAX = 100
 
@@ -88,6 +95,12 @@ def _plan_for(count: int) -> Any:
     if plan.addresses.workers.size - 1 < count:
         plan = new_plan(network="10.0.0.0/8")
     return plan
+
+
+def _children_maxrss_mb() -> float:
+    """The largest peak RSS of any waited-for child process (e.g. an encryption worker)."""
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
 def _child(args: list[str]) -> dict[str, Any]:
@@ -250,6 +263,80 @@ def child_e2e(count: int, nebula_cert: str) -> dict[str, Any]:
         "encrypted": len(result.bundles) + 1,  # the bundles plus the vault (secrets.age)
         "peak_rss_mb": peak_rss,
     }
+
+
+def _log_n(encrypted: bytes) -> int:
+    """The scrypt work factor (log2 N) an age file was made with: rage calibrates it to the
+    machine at each encryption (about a second's work), so it differs between runs."""
+    for line in encrypted.split(b"\n", 4)[1:3]:
+        if line.startswith(b"-> scrypt "):
+            return int(line.split()[-1])
+    raise BenchError("not an age scrypt file")
+
+
+def child_compare_e2e(count: int) -> dict[str, Any]:
+    """``create_farm`` of ``count`` workers, untouched (no phase wrappers), with peak memory of
+    this process and of the largest encryption process."""
+    from farmhand.keystore import age, pki
+
+    plan = _plan_for(count)
+    with tempfile.TemporaryDirectory(prefix="farmhand-bench-cmp-") as tmp:
+        start = time.perf_counter()
+        result = pki.create_farm(Path(tmp) / "keys", plan, count, ["boss1"], PASSPHRASE)
+        total = time.perf_counter() - start
+        secrets = [*result.bundles, Path(tmp) / "keys" / "secrets.age"]
+        log_ns = [_log_n(path.read_bytes()) for path in secrets]
+    files = len(result.bundles) + 1  # the bundles plus the vault
+    return {
+        "total": total,
+        "files": files,
+        "log_n": log_ns,
+        "parallel": age._parallelism(files),
+        "main_rss_mb": _maxrss_mb(),
+        "child_rss_mb": _children_maxrss_mb(),
+    }
+
+
+def child_floor(files: int) -> dict[str, Any]:
+    """The scrypt floor: ``files`` age passphrase encryptions of 1 KiB, as parallel as
+    farmhand may run them here (its own encrypt_many: cores, memory, at most MAX_PARALLEL)."""
+    from farmhand.keystore import age
+
+    start = time.perf_counter()
+    encrypted = age.encrypt_many([AGE_PAYLOAD] * files, PASSPHRASE)
+    return {
+        "total": time.perf_counter() - start,
+        "parallel": age._parallelism(files),
+        "log_n": [_log_n(e) for e in encrypted],
+    }
+
+
+def child_loop(count: int, files: int, nebula_cert: str) -> dict[str, Any]:
+    """The oomerfarm-style loop: one ``nebula-cert sign`` per host (hub, workers, boss1), one
+    after another, then per encrypted file a tar + gzip of its keys and certificates and an age
+    passphrase encryption, one after another (as a shell loop runs ``tar`` and ``age -p``:
+    pyrage runs the same scrypt; the age CLI reads a passphrase from a terminal only)."""
+    import pyrage
+
+    with tempfile.TemporaryDirectory(prefix="farmhand-bench-loop-") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        baseline = run_baseline(nebula_cert, [count + 2], count + 2, work / "pki")
+        signed = time.perf_counter() - start
+        everything = sorted((work / "pki").iterdir())
+        groups = [everything] * files  # each file holds the farm's keys, like the vault
+        for index, members in enumerate(groups):
+            tarball = work / f"bundle{index}.tar.gz"
+            subprocess.run(
+                ["tar", "-czf", str(tarball), "-C", str(work / "pki"), *(p.name for p in members)],
+                check=True,
+            )
+            encrypted = bytes(pyrage.passphrase.encrypt(tarball.read_bytes(), PASSPHRASE))
+            (work / f"bundle{index}.tar.gz.age").write_bytes(encrypted)
+        total = time.perf_counter() - start
+        if baseline.first_cert is None:
+            raise BenchError("the loop signed nothing")
+    return {"total": total, "sign": signed, "main_rss_mb": _maxrss_mb()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -564,6 +651,92 @@ def _print_e2e(runs: list[dict[str, Any]], age: AgeCost | None) -> None:
 # Entry point
 
 
+def _print_compare(rows: list[dict[str, Any]]) -> bool:
+    """The issue-15 table; True when the targets at TARGET_COMPARE_SIZE pass (or were not run)."""
+    print(
+        "\nEnd to end vs the oomerfarm-style loop and the scrypt floor (all measured in this run):"
+    )
+    print(
+        "  e2e = create_farm (CA, hub, N workers, boss1, vault + 3 bundles encrypted, fsynced);\n"
+        "  loop = one `nebula-cert sign` per host, then per file tar -czf + age scrypt, in turn;\n"
+        "  floor = the same number of age scrypt encryptions alone, run as parallel as farmhand "
+        "runs them."
+    )
+    header = (
+        f"{'workers':>8}  {'e2e (s)':>8}  {'loop (s)':>9}  {'floor (s)':>9}  "
+        f"{'loop/e2e':>8}  {'e2e/floor':>9}  {'files':>5}  {'parallel':>8}  "
+        f"{'main peak MB':>12}  {'per scrypt proc MB':>18}  {'all at once MB':>14}"
+    )
+    print(header)
+    print("-" * len(header))
+    ok = True
+    for row in rows:
+        e2e, loop, floor = row["e2e"], row["loop"], row["floor"]
+        speedup = loop["total"] / e2e["total"]
+        over_floor = e2e["total"] / floor["total"]
+        together = e2e["main_rss_mb"] + e2e["parallel"] * e2e["child_rss_mb"]
+        print(
+            f"{row['count']:>8,}  {e2e['total']:>8.2f}  {loop['total']:>9.2f}  "
+            f"{floor['total']:>9.2f}  {speedup:>7.2f}x  {over_floor:>8.2f}x  {e2e['files']:>5}  "
+            f"{e2e['parallel']:>8}  {e2e['main_rss_mb']:>12.1f}  {e2e['child_rss_mb']:>18.1f}  "
+            f"{together:>14.1f}"
+        )
+        pairs = zip(e2e["totals"], floor["totals"], strict=True)
+        runs = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in pairs)
+        print(f"{'':>8}  e2e/floor runs, interleaved (s): {runs}")
+        print(
+            f"{'':>8}  scrypt log2 N of the median runs' files (rage calibrates each to "
+            f"the machine's speed): e2e {e2e['log_n']}, floor {floor['log_n']}"
+        )
+        rest = loop["total"] - loop["sign"]
+        print(
+            f"{'':>8}  loop: {loop['sign']:.2f} s of nebula-cert sign, {rest:.2f} s of tar + age; "
+            f"its peak {loop['main_rss_mb']:.1f} MB"
+        )
+        if row["count"] == TARGET_COMPARE_SIZE:
+            fast = speedup >= TARGET_LOOP_RATIO
+            near = over_floor <= TARGET_FLOOR_RATIO
+            ok = ok and fast and near
+            print(
+                f"  {_status(fast)}  {row['count']:,} workers: {speedup:.2f}x faster than the "
+                f"loop (target >= {TARGET_LOOP_RATIO:.1f}x)"
+            )
+            print(
+                f"  {_status(near)}  {row['count']:,} workers: {over_floor:.2f}x the scrypt floor "
+                f"(target <= {TARGET_FLOOR_RATIO:.1f}x)"
+            )
+    print(
+        "  peak memory: 'main' is create_farm's own process; each scrypt process peaks at the "
+        "figure shown, and 'all at once' is main + parallel x that (processes that overlap)."
+    )
+    return ok
+
+
+def _median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median total (its memory figures with it); ``totals`` lists all."""
+    ordered = sorted(runs, key=lambda r: float(r["total"]))
+    return {**ordered[len(ordered) // 2], "totals": [r["total"] for r in runs]}
+
+
+def run_compare(sizes: Sequence[int], nebula_cert: str, repeat: int) -> list[dict[str, Any]]:
+    """Per size: end to end and the scrypt floor ``repeat`` times, interleaved (so a busy
+    moment of the machine hits both alike; medians reported), then the loop once."""
+    rows = []
+    for size in sizes:
+        print(
+            f"  compare {size:,} workers: end to end and scrypt floor x{repeat}, then the loop...",
+            flush=True,
+        )
+        e2e_runs, floor_runs = [], []
+        for _ in range(repeat):
+            e2e_runs.append(_child(["cmp-e2e", str(size)]))
+            floor_runs.append(_child(["floor", str(e2e_runs[-1]["files"])]))
+        e2e, floor = _median_run(e2e_runs), _median_run(floor_runs)
+        loop = _child(["loop", str(size), str(e2e["files"]), "--nebula-cert", nebula_cert])
+        rows.append({"count": size, "e2e": e2e, "floor": floor, "loop": loop})
+    return rows
+
+
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
@@ -615,6 +788,23 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--samples", type=_positive, default=3, help="certs per size checked with nebula-cert"
     )
+    parser.add_argument(
+        "--compare-sizes",
+        type=_e2e_sizes,
+        help="worker counts for end to end vs the loop and the scrypt floor, 'none' to skip "
+        "(default 100,2000; quick 20)",
+    )
+    parser.add_argument(
+        "--compare-repeat",
+        type=_positive,
+        default=3,
+        help="end-to-end and floor runs per compared size, interleaved (median; default 3)",
+    )
+    parser.add_argument(
+        "--compare-only",
+        action="store_true",
+        help="run only the end to end vs loop vs scrypt floor comparison",
+    )
     parser.add_argument("--nebula-cert", default="nebula-cert", help="the nebula-cert binary")
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -626,6 +816,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         args.baseline_max = QUICK_BASELINE_MAX if quick else DEFAULT_BASELINE_MAX
     if args.e2e_sizes is None:
         args.e2e_sizes = list(QUICK_E2E_SIZES if quick else FULL_E2E_SIZES)
+    if args.compare_sizes is None:
+        args.compare_sizes = list(QUICK_COMPARE_SIZES if quick else COMPARE_SIZES)
     if args.repeat is None:
         args.repeat = 1 if quick else 3
     if args.age_runs is None:
@@ -640,6 +832,12 @@ def run_child(args: argparse.Namespace) -> int:
         result = child_sign(int(rest[0]), args.repeat, out, args.samples)
     elif kind == "e2e":
         result = child_e2e(int(rest[0]), args.nebula_cert)
+    elif kind == "cmp-e2e":
+        result = child_compare_e2e(int(rest[0]))
+    elif kind == "floor":
+        result = child_floor(int(rest[0]))
+    elif kind == "loop":
+        result = child_loop(int(rest[0]), int(rest[1]), args.nebula_cert)
     else:
         raise SystemExit(f"unknown child {kind!r}")
     print(json.dumps(result))
@@ -667,6 +865,14 @@ def run(args: argparse.Namespace) -> int:
         f"{os.cpu_count()} CPU(s), Python {platform.python_version()}, "
         f"nebula-cert {nebula_cert_version(nebula_cert)}, {platform.platform()}"
     )
+    if args.compare_only:
+        return (
+            0
+            if _print_compare(
+                run_compare(sorted(set(args.compare_sizes)), nebula_cert, args.compare_repeat)
+            )
+            else 1
+        )
     with tempfile.TemporaryDirectory(prefix="farmhand-bench-") as tmp_text:
         tmp = Path(tmp_text)
         results: list[SignResult] = []
@@ -722,6 +928,13 @@ def run(args: argparse.Namespace) -> int:
     ok = _print_targets(results, baseline)
     if e2e_runs:
         _print_e2e(e2e_runs, age)
+    if args.compare_sizes:
+        ok = (
+            _print_compare(
+                run_compare(sorted(set(args.compare_sizes)), nebula_cert, args.compare_repeat)
+            )
+            and ok
+        )
     return 0 if ok else 1
 
 

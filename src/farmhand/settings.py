@@ -160,7 +160,8 @@ def names(pattern: str, name: str, allowed: str) -> Kind:
     compiled = re.compile(pattern)
 
     def parse(value: Any) -> tuple[str, ...]:
-        items = value.split() if isinstance(value, str) else value
+        # Spaces separate names; any other whitespace (a newline, a tab) is refused with them.
+        items = [i for i in value.split(" ") if i] if isinstance(value, str) else value
         if not isinstance(items, list) or not all(
             isinstance(item, str) and compiled.fullmatch(item) for item in items
         ):

@@ -16,7 +16,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from farmhand import settings
-from farmhand.cli.common import DEFAULT_STORE, PassphraseFile, StoreDir, console, passphrase
+from farmhand.cli.common import (
+    DEFAULT_STORE,
+    PassphraseFile,
+    StoreDir,
+    console,
+    err_console,
+    passphrase,
+)
 from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
 from farmhand.keystore import pki
@@ -35,6 +42,12 @@ from farmhand.keystore.store import KeyStore, check_new_store
 keys_app = typer.Typer(
     help="List, extend, renew, revoke and verify the farm's certificates.", no_args_is_help=True
 )
+
+
+def _open(store_dir: Path) -> KeyStore:
+    """Open the store; a change an earlier, killed run left is finished or undone, said on
+    stderr in one line (stdout stays what the command prints, e.g. JSON)."""
+    return KeyStore.open(store_dir, report=lambda done: err_console.print(f"note: {done}"))
 
 
 def _date(timestamp: int) -> str:
@@ -145,7 +158,7 @@ def list_keys(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """Every certificate in the register: name, role, address, expiry and status."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     now = int(time.time())
     rows = [(e, _status(e, now)) for e in store.register.entries]
     if as_json:
@@ -198,7 +211,7 @@ def add_workers(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Sign more worker certificates and rebuild the workers keybundle."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     pki.plan_workers(store.plan, store.register, count)
     secret = passphrase(passphrase_file)
     with _signing(count) as progress:
@@ -213,7 +226,7 @@ def add_boss(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Sign a certificate for another person's machine and write its own keybundle."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     pki.plan_bosses(store.plan, store.register, [name])
     secret = passphrase(passphrase_file)
     result = pki.add_boss(store, name, secret)
@@ -234,7 +247,7 @@ def renew(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Re-sign certificates and rebuild the affected keybundles (redeploy them afterwards)."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     if bool(names) == (expiring_within is not None):
         raise UsageError("name the certificates to renew, or give --expiring-within DAYS")
     wanted = list(names or pki.expiring(store.register, expiring_within or 0, int(time.time())))
@@ -256,7 +269,7 @@ def revoke(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Blocklist a certificate for good; every keybundle is rebuilt with the new blocklist."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     entry = pki.live_entry(store.register, name)
     pki.check_revocable(entry)
     secret = passphrase(passphrase_file)
@@ -273,7 +286,7 @@ def rebundle(
     passphrase_file: PassphraseFile = None,
 ) -> None:
     """Rebuild every keybundle after editing farm.toml, so hosts get the new settings."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     secret = passphrase(passphrase_file)
     result = pki.rebundle(store, secret)
     for path in result.bundles:
@@ -322,7 +335,7 @@ def list_settings(
 @keys_app.command("verify")
 def verify(store_dir: StoreDir = DEFAULT_STORE) -> None:
     """Check every certificate against the CA, the register and the plan; warn before expiry."""
-    store = KeyStore.open(store_dir)
+    store = _open(store_dir)
     findings = pki.verify_store(store)
     problems = [f for f in findings if f.level != "ok"]
     ok = len(findings) - len(problems)

@@ -10,9 +10,9 @@ from farmhand.deploy.vagrant import resolve_target
 from farmhand.errors import UsageError
 
 _TARGET = re.compile(
-    r"^(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)"
-    r"(?::(?P<port>\d{1,5}))?$"
-)
+    r"(?:(?P<user>[a-z_][a-z0-9_.-]*)@)?(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9._-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)  # fullmatch only: "$" would accept a final newline
 
 
 def parse_target(
@@ -22,7 +22,7 @@ def parse_target(
         return Target(host="localhost", local=True, name="@local")
     if text.startswith("@vagrant/"):
         return resolve_target(text)  # runs `vagrant ssh-config NAME`
-    match = _TARGET.match(text.strip())
+    match = _TARGET.fullmatch(text.strip(" "))
     if not match:
         raise UsageError(
             f"invalid target {text!r}: use HOST, USER@HOST, USER@HOST:PORT or @vagrant/NAME"

@@ -176,6 +176,13 @@ def ssh_configs(names: Sequence[str] = (), run: Runner = run_vagrant) -> list[Ss
 def resolve_target(text: str, run: Runner = run_vagrant) -> Target:
     """``@vagrant/NAME`` -> the Target Vagrant says reaches machine NAME."""
     name = text[len(PREFIX) :]
-    if not text.startswith(PREFIX) or not name or "/" in name or name.startswith("-"):
+    if (
+        not text.startswith(PREFIX)
+        or not name
+        or "/" in name
+        or name.startswith("-")
+        or not name.isprintable()
+        or any(c.isspace() for c in name)
+    ):
         raise UsageError(f"invalid Vagrant target {text!r}: use @vagrant/NAME")
     return ssh_configs([name], run)[0].target()

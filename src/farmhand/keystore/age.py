@@ -7,8 +7,13 @@ processes: pyrage holds the GIL while it runs scrypt, so threads would take turn
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
-from concurrent.futures import ProcessPoolExecutor
+import signal
+import sys
+from concurrent.futures import Future, ProcessPoolExecutor
+from types import TracebackType
 
 import pyrage
 
@@ -36,13 +41,58 @@ def _parallelism(count: int) -> int:
     return max(1, min(count, os.cpu_count() or 1, MAX_PARALLEL, by_memory))
 
 
+def _die_with_parent() -> None:
+    """In an encryption process: die when farmhand does (Linux), so a killed farmhand leaves
+    no process behind holding its terminal or output pipes."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # pragma: no cover - no libc to ask
+        return
+    if os.getppid() == 1:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+class Encryptions:
+    """Encrypt up to ``count`` payloads in worker processes as they are handed in, so the
+    caller builds the next payload and writes the public files while scrypt runs."""
+
+    def __init__(self, count: int, passphrase: str) -> None:
+        self._passphrase = passphrase
+        workers = _parallelism(count)
+        self._pool = (
+            ProcessPoolExecutor(max_workers=workers, initializer=_die_with_parent)
+            if workers > 1
+            else None
+        )
+
+    def submit(self, data: bytes) -> Future[bytes]:
+        if self._pool is not None:
+            return self._pool.submit(encrypt, data, self._passphrase)
+        done: Future[bytes] = Future()  # one core or little memory: encrypt here, now
+        done.set_result(encrypt(data, self._passphrase))
+        return done
+
+    def __enter__(self) -> Encryptions:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=exc_type is not None)
+
+
 def encrypt_many(items: list[bytes], passphrase: str) -> list[bytes]:
     """Encrypt independent payloads at once, in separate processes."""
-    workers = _parallelism(len(items))
-    if workers <= 1:
-        return [encrypt(item, passphrase) for item in items]
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(encrypt, items, [passphrase] * len(items)))
+    with Encryptions(len(items), passphrase) as encryptions:
+        futures = [encryptions.submit(item) for item in items]
+        return [future.result() for future in futures]
 
 
 def decrypt(data: bytes, passphrase: str, what: str) -> bytes:

@@ -25,7 +25,13 @@ from farmhand.errors import BundleError, FarmhandError, UsageError
 from farmhand.keystore import age
 from farmhand.keystore.farm_secrets import PREFIX as EXTRAS_PREFIX
 from farmhand.keystore.farm_secrets import file_mode
-from farmhand.keystore.plan import FarmPlan, Role
+from farmhand.keystore.plan import (
+    FarmPlan,
+    Role,
+    validate_fingerprint,
+    validate_group,
+    validate_host_name,
+)
 from farmhand.nebula import pem
 from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem, certificates_from_pem
 
@@ -76,9 +82,9 @@ class Peer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Peer:
         return cls(
-            name=str(data["name"]),
+            name=validate_host_name(_text(data["name"])),
             role=Role(data["role"]),
-            ip=IPv4Address(data["ip"]),
+            ip=IPv4Address(_text(data["ip"])),
             not_after=int(data["not_after"]),
         )
 
@@ -190,12 +196,13 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
         ca_pem = files["ca.crt"]
         hosts = []
         for item in meta["hosts"]:
-            name = str(item["name"])
+            # Names become file names and Nebula config: checked whole, as the store does.
+            name = validate_host_name(_text(item["name"]))
             hosts.append(
                 BundleHost(
                     name=name,
-                    ip=IPv4Interface(item["ip"]),
-                    groups=tuple(item["groups"]),
+                    ip=IPv4Interface(_text(item["ip"])),
+                    groups=tuple(validate_group(_text(g)) for g in item["groups"]),
                     cert_pem=files[f"certs/{name}.crt"],
                     key_pem=files[f"keys/{name}.key"],
                 )
@@ -205,7 +212,7 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
             plan=plan,
             ca_pem=ca_pem,
             hosts=tuple(hosts),
-            blocklist=frozenset(meta.get("blocklist", ())),
+            blocklist=frozenset(validate_fingerprint(_text(f)) for f in meta.get("blocklist", ())),
             created=int(meta["created"]),
             smb_password=files.get(SMB_PASSWORD, b"").decode().strip(),
             peers=tuple(Peer.from_dict(p) for p in meta.get("peers", ())),
@@ -217,10 +224,16 @@ def bundle_from_tar(data: bytes, what: str) -> Bundle:
         )
     except BundleError:
         raise
-    except (KeyError, ValueError, TypeError, UnicodeDecodeError) as exc:
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError, UsageError) as exc:
         raise BundleError(f"{what} decrypted, but is not a farmhand keybundle ({exc})") from None
     check_bundle(bundle, what)
     return bundle
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {value!r}")
+    return value
 
 
 def check_bundle(bundle: Bundle, what: str) -> None:

@@ -2,8 +2,15 @@
 
 A change to the store touches several files (certificates, the encrypted secrets, bundles, the
 register). They are first written to a staging folder; a COMMIT marker then makes the change
-durable, and the files are renamed into place. A change interrupted before the marker is rolled
-back on the next open, one interrupted after it is rolled forward: never half a change.
+durable, and the files are renamed into place. Once all are in place the staging folder is
+renamed to ``.txn-done`` (one atomic step) and only then deleted, so a half-deleted staging folder
+is never mistaken for a change to roll forward. On the next open (see :func:`pending`):
+
+- ``.txn-done``: the change is finished; the folder is deleted;
+- ``.txn`` with COMMIT and its manifest: the change is durable; it is rolled forward;
+- ``.txn`` without COMMIT: the change never happened; it is rolled back.
+
+Never half a change, and every kill between two steps leaves one of these three states.
 """
 
 from __future__ import annotations
@@ -23,7 +30,14 @@ from farmhand.errors import StoreError
 SECRET_MODE = 0o600
 PUBLIC_MODE = 0o644
 STAGING = ".txn"
+DONE = ".txn-done"
 _COMMIT = "COMMIT"
+_MANIFEST = "manifest.json"
+
+
+def _step(name: str) -> None:
+    """A named point between two steps of a commit. Does nothing: the crash tests
+    (tests/test_keystore_crash.py) replace it, inside a child process, to kill it there."""
 
 
 def _fsync_dir(path: Path) -> None:
@@ -78,8 +92,9 @@ class Transaction:
         self.root = root
         self.staging = root / STAGING
         self._targets: list[tuple[str, bool]] = []  # (relative path, staged content or delete)
-        if self.staging.exists():
-            raise StoreError(f"an unfinished change is pending in {self.staging}")
+        self._synced = 0  # targets whose staged file is already on disk (see sync_staged)
+        if pending(root) is not None:
+            raise StoreError(f"an unfinished change is pending in {root}: run 'farmhand keys list'")
         self.staging.mkdir(mode=0o700)
 
     def stage(self, relpath: str, data: bytes, mode: int, *, new: bool = False) -> None:
@@ -94,14 +109,26 @@ class Transaction:
         """Delete ``relpath`` when the change commits."""
         self._targets.append((relpath, False))
 
-    def commit(self) -> None:
-        staged = [self.staging / str(i) for i, (_, has) in enumerate(self._targets) if has]
+    def sync_staged(self) -> None:
+        """fsync what is staged so far, e.g. while the secrets are still being encrypted."""
+        staged = [
+            self.staging / str(i)
+            for i, (_, has) in enumerate(self._targets)
+            if has and i >= self._synced
+        ]
         with ThreadPoolExecutor(max_workers=8) as pool:  # fsync releases the GIL
             list(pool.map(_fsync_file, staged))
+        self._synced = len(self._targets)
+
+    def commit(self) -> None:
+        self.sync_staged()
+        _step("staged")
         manifest = json.dumps(self._targets).encode()
-        write_new(self.staging / "manifest.json", manifest, SECRET_MODE)
+        write_new(self.staging / _MANIFEST, manifest, SECRET_MODE)
+        _step("manifest")
         _fsync_dir(self.staging)
         atomic_write(self.staging / _COMMIT, b"", SECRET_MODE)
+        _step("committed")
         roll_forward(self.root)
 
     def abort(self) -> None:
@@ -116,32 +143,82 @@ class Transaction:
 
 
 def roll_forward(root: Path) -> None:
-    """Move every staged file of a committed change into place, then drop the staging folder."""
+    """Move every staged file of a committed change into place, then retire the staging folder
+    (renamed to ``.txn-done`` at once, deleted after): safe to run again after any kill."""
     staging = root / STAGING
-    targets = json.loads((staging / "manifest.json").read_text())
-    for index, (relpath, has_content) in enumerate(targets):
+    try:
+        targets = json.loads((staging / _MANIFEST).read_text())
+        steps = [(str(relpath), bool(has_content)) for relpath, has_content in targets]
+    except (OSError, ValueError, TypeError) as exc:
+        raise StoreError(
+            f"the committed change in {staging} has a damaged manifest ({exc}); "
+            "keep a copy of the folder and restore the store from a backup"
+        ) from None
+    for index, (relpath, has_content) in enumerate(steps):
         final = root / relpath
         if not has_content:
             final.unlink(missing_ok=True)
-            continue
-        staged = staging / str(index)
-        if staged.exists():
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, final)
+        else:
+            staged = staging / str(index)
+            if staged.exists():
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(staged, final)
+        _step(f"placed {relpath}")
     _fsync_dir(root)
-    shutil.rmtree(staging)
+    _step("placed all")
+    os.replace(staging, root / DONE)
+    _fsync_dir(root)
+    _step("retired")
+    _remove_done(root)
 
 
-def recover(root: Path) -> str | None:
-    """Finish or undo a change a previous run left behind; says which, or None if none was."""
+def _remove_done(root: Path) -> None:
+    done = root / DONE
+    for child in sorted(done.iterdir()):
+        if child.is_dir():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+        _step(f"deleted {child.name}")
+    done.rmdir()
+
+
+def pending(root: Path) -> str | None:
+    """What an earlier run left behind: 'finished' (``.txn-done``), 'committed' (``.txn`` with
+    COMMIT and manifest), 'uncommitted' (any other ``.txn``), or None when nothing."""
+    if (root / DONE).exists():
+        return "finished"
     staging = root / STAGING
     if not staging.exists():
         return None
+    if (staging / _COMMIT).exists() and (staging / _MANIFEST).exists():
+        return "committed"
     if (staging / _COMMIT).exists():
+        # Only an older farmhand, which deleted .txn in place after rolling forward, leaves
+        # COMMIT without its manifest: everything had been moved into place already.
+        return "finished"
+    return "uncommitted"
+
+
+def recover(root: Path) -> str | None:
+    """Finish or undo a change a previous run left behind; says which in one line, or None."""
+    if pending(root) is None:
+        return None
+    if (root / DONE).exists():
+        _remove_done(root)
+    state = pending(root)
+    if state == "committed":
         roll_forward(root)
         return "completed an interrupted change"
-    shutil.rmtree(staging)
-    return "rolled back an interrupted change"
+    if state is not None:
+        shutil.rmtree(root / STAGING)
+    if state == "uncommitted":
+        return "rolled back an interrupted change"
+    return "cleaned up after a change that had completed"
+
+
+class StoreBusy(StoreError):
+    """Another farmhand run holds the store's lock."""
 
 
 @contextlib.contextmanager
@@ -157,7 +234,7 @@ def locked(root: Path) -> Iterator[None]:
         try:
             _lock(handle)
         except OSError:
-            raise StoreError(f"the key store {root} is in use by another farmhand run") from None
+            raise StoreBusy(f"the key store {root} is in use by another farmhand run") from None
         yield
     finally:
         handle.close()

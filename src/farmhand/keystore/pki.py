@@ -70,7 +70,8 @@ def worker_name(number: int) -> str:
 
 def worker_number(name: str) -> int | None:
     suffix = name[len(WORKER_PREFIX) :]
-    return int(suffix) if name.startswith(WORKER_PREFIX) and suffix.isdigit() else None
+    numeric = suffix.isascii() and suffix.isdigit()  # isdigit alone takes other scripts' digits
+    return int(suffix) if name.startswith(WORKER_PREFIX) and numeric else None
 
 
 def _free_addresses(

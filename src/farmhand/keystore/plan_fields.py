@@ -37,6 +37,8 @@ UID_RANGE = (1000, 60000)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _HOST_NAME_RE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,30}")
+_FINGERPRINT_RE = re.compile(r"[0-9a-f]{64}")
+_GROUP_RE = re.compile(r"[a-z][a-z0-9-]{0,31}")
 _IPV4_RE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")
 IPV6_REFUSED = "Nebula here listens on IPv4 only: give the hub's IPv4 address or a DNS name"
 _HOSTNAME_RE = re.compile(
@@ -133,6 +135,20 @@ def validate_host_name(name: str) -> str:
     return name
 
 
+def validate_fingerprint(value: str, what: str = "fingerprint") -> str:
+    """A certificate fingerprint as the register and bundles keep it: 64 lowercase hex digits."""
+    if not _FINGERPRINT_RE.fullmatch(value):
+        raise UsageError(f"invalid {what} {value!r}: expected 64 lowercase hex digits")
+    return value
+
+
+def validate_group(name: str) -> str:
+    """A Nebula group name as farmhand issues them (see :attr:`Role.groups`)."""
+    if not _GROUP_RE.fullmatch(name):
+        raise UsageError(f"invalid group {name!r}: use lowercase letters, digits and '-'")
+    return name
+
+
 def validate_user(name: str) -> str:
     if not _USER_RE.fullmatch(name):
         raise UsageError(f"invalid farm user {name!r}: a lowercase Unix user name")
@@ -186,7 +202,7 @@ def validate_hub_address(address: str) -> str:
 
 def parse_network(text: str) -> IPv4Network:
     try:
-        network = IPv4Network(text.strip(), strict=True)
+        network = IPv4Network(text.strip(" "), strict=True)  # spaces only: no newline
     except (AddressValueError, NetmaskValueError, ValueError) as exc:
         raise UsageError(f"invalid network {text!r}: {exc}") from None
     if network.prefixlen > SMALLEST_PREFIX:

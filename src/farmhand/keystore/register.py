@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address
 from typing import Any
 
-from farmhand.errors import StoreError
-from farmhand.keystore.plan import Role
+from farmhand.errors import StoreError, UsageError
+from farmhand.keystore.plan import Role, validate_fingerprint, validate_group, validate_host_name
 from farmhand.nebula.cert import NebulaCertificate
 
 REGISTER_FORMAT = 1
@@ -85,18 +85,32 @@ class Entry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Entry:
+        """An entry as register.json holds it, every identifier checked whole (a name such as
+        'bob\\n' would become a file name and a config Nebula cannot load)."""
         return cls(
-            name=str(data["name"]),
+            name=validate_host_name(_text(data["name"])),
             role=Role(data["role"]),
-            ip=IPv4Address(data["ip"]),
-            groups=tuple(data["groups"]),
-            fingerprint=str(data["fingerprint"]),
+            ip=IPv4Address(_text(data["ip"])),
+            groups=tuple(validate_group(_text(g)) for g in data["groups"]),
+            fingerprint=validate_fingerprint(_text(data["fingerprint"])),
             not_before=int(data["not_before"]),
             not_after=int(data["not_after"]),
             revoked_at=None if data.get("revoked_at") is None else int(data["revoked_at"]),
-            previous_fingerprints=tuple(data.get("previous_fingerprints", ())),
-            blocked_fingerprints=tuple(data.get("blocked_fingerprints", ())),
+            previous_fingerprints=_fingerprints(data.get("previous_fingerprints", [])),
+            blocked_fingerprints=_fingerprints(data.get("blocked_fingerprints", [])),
         )
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"expected a string, not {value!r}")
+    return value
+
+
+def _fingerprints(values: Any) -> tuple[str, ...]:
+    if not isinstance(values, list):
+        raise TypeError(f"expected a list of fingerprints, not {values!r}")
+    return tuple(validate_fingerprint(_text(v)) for v in values)
 
 
 @dataclass(frozen=True)
@@ -147,7 +161,7 @@ class Register:
             if data.get("format") != REGISTER_FORMAT:
                 raise StoreError(f"{source} has unsupported format {data.get('format')!r}")
             entries = tuple(Entry.from_dict(item) for item in data["certificates"])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        except (ValueError, KeyError, TypeError, AttributeError, UsageError) as exc:
             raise StoreError(f"{source} is damaged: {exc}") from None
         names = [e.name for e in entries]
         if len(set(names)) != len(names):

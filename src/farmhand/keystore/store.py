@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +52,9 @@ class KeyStore:
     ca_pem: bytes
 
     @classmethod
-    def open(cls, root: Path) -> KeyStore:
+    def open(cls, root: Path, report: Callable[[str], None] | None = None) -> KeyStore:
+        """Load the store, first finishing or undoing a change a killed run left (``report``
+        is told what was done, in one line)."""
         if not root.is_dir():
             raise StoreError(
                 f"no key store at {root}: create one with 'farmhand keygen --dir {root}'"
@@ -61,9 +64,14 @@ class KeyStore:
                 f"{root} is not a farmhand key store (no {PLAN_FILE}): "
                 f"create one with 'farmhand keygen --dir {root}'"
             )
-        if (root / fs.STAGING).exists():
-            with fs.locked(root):
-                fs.recover(root)
+        if fs.pending(root) is not None:
+            try:
+                with fs.locked(root):
+                    done = fs.recover(root)
+            except fs.StoreBusy:
+                done = None  # the staging folder is a running change's: left to it
+            if done and report is not None:
+                report(f"{root}: {done}")
         return cls.load(root)
 
     @classmethod
@@ -184,38 +192,47 @@ class Change:
     vault_mtime: int = 0
 
     def apply(self, *, create: bool = False) -> list[Path]:
-        """Encrypt (in parallel), stage, then commit. Returns the bundle files written."""
-        secret_names: list[str] = []
-        plaintexts: list[bytes] = []
-        if self.vault is not None:
-            secret_names.append(VAULT_FILE)
-            plaintexts.append(self.vault.to_tar(self.vault_mtime))
-        for bundle in self.bundles:
-            name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
-            secret_names.append(bundle_filename(bundle.role, name))
-            plaintexts.append(bundle.to_tar())
-        ciphertexts = age.encrypt_many(plaintexts, self.passphrase)
+        """Encrypt (in parallel), stage, then commit. Returns the bundle files written.
 
+        scrypt sets the pace: each payload goes to an encryption process as soon as it is
+        packed, and the public files are staged while scrypt runs."""
+        count = (self.vault is not None) + len(self.bundles)
         with fs.Transaction(self.root) as txn:
-            if create and not (self.root / ".gitignore").exists():
-                txn.stage(".gitignore", GITIGNORE.encode(), fs.PUBLIC_MODE)
-            if self.plan is not None:
-                txn.stage(PLAN_FILE, self.plan.to_toml().encode(), fs.PUBLIC_MODE)
-            if self.ca_pem is not None:
-                txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=True)
-            for name, content in self.new_certs.items():
-                txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
-            for name, content in self.replaced_certs.items():
-                txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE)
-            for name, content in zip(secret_names, ciphertexts, strict=True):
+            with age.Encryptions(count, self.passphrase) as encryptions:
+                pending: list[tuple[str, Future[bytes]]] = []
+                if self.vault is not None:
+                    vault_tar = self.vault.to_tar(self.vault_mtime)
+                    pending.append((VAULT_FILE, encryptions.submit(vault_tar)))
+                for bundle in self.bundles:
+                    name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
+                    encrypted = encryptions.submit(bundle.to_tar())
+                    pending.append((bundle_filename(bundle.role, name), encrypted))
+                self._stage_public(txn, create)
+                register = None if self.register is None else self.register.to_json().encode()
+                txn.sync_staged()  # the public files, on disk while scrypt still runs
+                secrets = [(name, future.result()) for name, future in pending]
+            # The encryption processes are gone before the commit starts.
+            for name, content in secrets:
                 txn.stage(name, content, fs.SECRET_MODE)
             for name in self.removed:
                 txn.remove(name)
             # The register goes last in the manifest: it is what makes names and addresses taken.
-            if self.register is not None:
-                txn.stage(REGISTER_FILE, self.register.to_json().encode(), fs.PUBLIC_MODE)
+            if register is not None:
+                txn.stage(REGISTER_FILE, register, fs.PUBLIC_MODE)
             txn.commit()
-        return [self.root / n for n in secret_names if n != VAULT_FILE]
+        return [self.root / n for n, _ in secrets if n != VAULT_FILE]
+
+    def _stage_public(self, txn: fs.Transaction, create: bool) -> None:
+        if create and not (self.root / ".gitignore").exists():
+            txn.stage(".gitignore", GITIGNORE.encode(), fs.PUBLIC_MODE)
+        if self.plan is not None:
+            txn.stage(PLAN_FILE, self.plan.to_toml().encode(), fs.PUBLIC_MODE)
+        if self.ca_pem is not None:
+            txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=True)
+        for name, content in self.new_certs.items():
+            txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
+        for name, content in self.replaced_certs.items():
+            txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE)
 
 
 def check_new_store(root: Path) -> None:
@@ -227,11 +244,8 @@ def check_new_store(root: Path) -> None:
         )
     if root.exists() and not root.is_dir():
         raise StoreError(f"{root} exists and is not a folder")
-    leftovers = (
-        [p.name for p in root.iterdir() if p.name not in {".gitignore", ".lock", fs.STAGING}]
-        if root.exists()
-        else []
-    )
+    ours = {".gitignore", ".lock", fs.STAGING, fs.DONE}
+    leftovers = [p.name for p in root.iterdir() if p.name not in ours] if root.exists() else []
     if leftovers:
         raise StoreError(
             f"{root} is not empty and not a key store ({', '.join(sorted(leftovers)[:3])}): "

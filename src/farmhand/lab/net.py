@@ -35,13 +35,13 @@ NETNS_LOCK = Path("/run/lock/farmhand-lab-netns.lock")
 """Held while a namespace is added or deleted, by every lab on the machine (see _netns_lock)."""
 BRIDGE = "br0"
 HOST_IF = "eth0"
-_PREFIX = re.compile(r"^[a-z][a-z0-9]{1,9}$")
-_HOST_NAME = re.compile(r"^[a-z][a-z0-9-]{0,12}$")
+_PREFIX = re.compile(r"[a-z][a-z0-9]{1,9}")  # fullmatch only: "$" accepts a final newline
+_HOST_NAME = re.compile(r"[a-z][a-z0-9-]{0,12}")
 
 
 def check_host_name(name: str) -> str:
     """Lab host names become interface names (15 bytes max): keep them short and plain."""
-    if not _HOST_NAME.match(name) or name in {"net", "desk"} or name.startswith("nat-"):
+    if not _HOST_NAME.fullmatch(name) or name in {"net", "desk"} or name.startswith("nat-"):
         raise LabError(
             f"lab host name {name!r} must be 1-13 of a-z, 0-9, '-' (not net, desk, nat-…)"
         )
@@ -126,7 +126,7 @@ class Underlay:
     """Creates and removes the lab's namespaces; every method is idempotent."""
 
     def __init__(self, prefix: str = PREFIX, network: IPv4Network = UNDERLAY) -> None:
-        if not _PREFIX.match(prefix):
+        if not _PREFIX.fullmatch(prefix):
             raise LabError(f"lab prefix {prefix!r} must be 2-10 of a-z, 0-9, starting with a-z")
         self.prefix = prefix
         self.network = network

@@ -118,10 +118,11 @@ SESSION_SECONDS = 10.0
 SESSION_LIMIT = 30
 """Seconds one lease session may last in all (reading, waiting for the lock, answering)."""
 
-_MACHINE = re.compile(r"^[0-9a-f]{16,64}$")
-_HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
-_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-_WORKER_NAME = re.compile(r"^worker[0-9]{4,}$")
+# Whole-string patterns, used with fullmatch only: match() with "$" accepts a final newline.
+_MACHINE = re.compile(r"[0-9a-f]{16,64}")
+_HOSTNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
+_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_WORKER_NAME = re.compile(r"worker[0-9]{4,}")
 
 Table = Dict[str, Any]
 Lease = Dict[str, Any]
@@ -696,19 +697,19 @@ def check_request(request: Any) -> Dict[str, str]:
         raise Refused("bad-request", "op must be claim, renew or release")
     out = {"op": str(op)}
     machine = str(request.get("machine", ""))
-    if not _MACHINE.match(machine):
+    if not _MACHINE.fullmatch(machine):
         raise Refused("bad-request", "machine must be 16-64 lowercase hex digits")
     out["machine"] = machine
     boot = str(request.get("boot", ""))
-    if not _MACHINE.match(boot):
+    if not _MACHINE.fullmatch(boot):
         raise Refused("bad-request", "boot must be 16-64 lowercase hex digits")
     out["boot"] = boot
     hostname = str(request.get("hostname", ""))
-    if not _HOSTNAME.match(hostname):
+    if not _HOSTNAME.fullmatch(hostname):
         hostname = "?"
     out["hostname"] = hostname
     name = str(request.get("name") or "")
-    if name and not _NAME.match(name):
+    if name and not _NAME.fullmatch(name):
         raise Refused("bad-request", "not a certificate name")
     if op != "claim" and not name:
         raise Refused("bad-request", op + " needs the certificate name")
@@ -1085,7 +1086,7 @@ def machine_identity(
 def boot_id(path: str = "/proc/sys/kernel/random/boot_id") -> str:
     """This boot's random id (the kernel's), as 32 hex digits."""
     value = _read(path).replace("-", "").lower()
-    return value if _MACHINE.match(value) else hashlib.sha256(os.urandom(16)).hexdigest()[:32]
+    return value if _MACHINE.fullmatch(value) else hashlib.sha256(os.urandom(16)).hexdigest()[:32]
 
 
 def short_hostname() -> str:
@@ -1094,7 +1095,7 @@ def short_hostname() -> str:
 
 def wanted_name(hostname: str, pool_dir: str) -> str:
     """A workerNNNN hostname asks for that certificate (oomerfarm's rule); others for any."""
-    if _WORKER_NAME.match(hostname):
+    if _WORKER_NAME.fullmatch(hostname):
         if os.path.isfile(os.path.join(pool_dir, hostname + ".crt")):
             return hostname
         _log(

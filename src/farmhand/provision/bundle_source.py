@@ -31,8 +31,8 @@ TIMEOUT = 30.0
 
 _DRIVE_HOSTS = ("drive.google.com", "docs.google.com")
 _DROPBOX_HOSTS = ("www.dropbox.com", "dropbox.com")
-_DRIVE_PATH_ID = re.compile(r"^/file/d/([A-Za-z0-9_-]{10,})(?:/|$)")
-_DRIVE_ID = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+_DRIVE_PATH_ID = re.compile(r"/file/d/([A-Za-z0-9_-]{10,})(?:/|\Z)")
+_DRIVE_ID = re.compile(r"[A-Za-z0-9_-]{10,}")  # fullmatch only
 
 
 class FetchError(FarmhandError):
@@ -68,7 +68,7 @@ def direct_url(url: str) -> str:
 def _drive(url: str, path: str, query: dict[str, list[str]]) -> str:
     match = _DRIVE_PATH_ID.match(path)
     file_id = match.group(1) if match else (query.get("id") or [""])[0]
-    if not _DRIVE_ID.match(file_id):
+    if not _DRIVE_ID.fullmatch(file_id):
         raise UsageError(
             f"cannot find the file in Google Drive link {url}: use the file's 'Share' link "
             "(https://drive.google.com/file/d/ID/view)"

@@ -20,7 +20,7 @@ from farmhand.provision.bundle_source import direct_url
 
 DEFAULT_SCRIPT_URL = "https://raw.githubusercontent.com/farmhand-dev/farmhand/main/bootstrap.sh"
 WAIT_MINUTES = 60
-_PRINTABLE = re.compile(r"^[!-~]+$")  # visible ASCII, no spaces: safe inside the YAML block
+_PRINTABLE = re.compile(r"[!-~]+")  # visible ASCII, no spaces: safe inside the YAML block
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class CloudInitRequest:
 
 
 def _checked(what: str, value: str) -> str:
-    if not _PRINTABLE.match(value):
+    if not _PRINTABLE.fullmatch(value):
         raise UsageError(f"{what} must be one word of visible characters: {value!r}")
     return value
 
