@@ -3,8 +3,9 @@
 Each render manager is one module implementing :class:`~farmhand.queue.base.RenderManagerSpec`
 (queue/slurm.py, the default; queue/deadline.py, queue/flamenco.py), with its constants, and a
 pyinfra task module it names (deploy/tasks/queue_*.py). The rest of farmhand asks
-:data:`MANAGERS` (through :func:`manager_for`), never which manager it is. Adding a manager is adding its module (and
-its task module) and one line in :data:`MANAGERS`, plus its value in settings.RenderManager.
+:data:`MANAGERS` (through :func:`manager_for`), never which manager it is. Adding a manager is
+adding its module (and its task module) and one line in :data:`MANAGERS`, plus its value in
+settings.RenderManager.
 
 Importing this package declares the queue's farm-wide secrets (queue/tls.py, and Slurm's munge
 key in queue/slurm.py).
