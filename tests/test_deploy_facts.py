@@ -853,7 +853,9 @@ def test_slurm_hub(
 ) -> None:
     plan = slurm_deploy(deploy, slurm_bundles, "hub", distro, SlurmFacts(distro))
     text = plan.text()
-    assert daemon in text and "munge" in text and time in text
+    assert daemon in text
+    assert "munge" in text
+    assert time in text
     if distro in EL:
         assert "epel-release" in text
         repo = "crb" if distro.endswith("9") else "powertools"
@@ -882,7 +884,8 @@ def test_slurm_worker_first_deploy_checks_versions_on_the_host(
     plan = slurm_deploy(deploy, slurm_bundles, "worker", distro, SlurmFacts(distro))
     check = plan.op("slurmd's version fits the hub's slurmctld").shell[0]
     assert "smbclient //10.87.0.1/installers -A /etc/farmhand/smb-credentials" in check
-    assert '"23.11 23.02"' in check and '"22.05 23.11"' not in check
+    assert '"23.11 23.02"' in check
+    assert '"22.05 23.11"' not in check
     names = [op.name.rsplit(" | ", 1)[-1] for op in plan.ops]
     start = names.index("farmhand-slurmd.service running and enabled")
     assert names.index("slurmd's version fits the hub's slurmctld (Slurm's rule)") < start
@@ -907,4 +910,6 @@ def test_slurm_worker_newer_than_the_hub_stops_in_one_line(
         slurm_deploy(deploy, slurm_bundles, "worker", "ubuntu-24.04", facts)
     message = str(raised.value)
     assert "\n" not in message
-    assert "23.11" in message and "22.05" in message and "upgrade the hub" in message
+    assert "23.11" in message
+    assert "22.05" in message
+    assert "upgrade the hub" in message

@@ -219,7 +219,7 @@ def test_pending_slurm_jobs_keep_it_up_and_a_silent_controller_does_not(rig: Rig
     rig.squeue.chmod(0o755)
     rig.run(16 * MIN)
     for minute in (17, 40):
-        decision, result = rig.run(minute * MIN, cpu=0)
+        _decision, result = rig.run(minute * MIN, cpu=0)
         assert said(result) == "keep: busy: Slurm jobs are waiting (job 17_3 pending)"
     rig.squeue.write_text(
         "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact' >&2\nexit 1\n"
