@@ -181,6 +181,7 @@ def test_the_cli_declares_every_farm_wide_secret() -> None:
     assert sorted(out.stdout.split()) == [
         "lease-claim-key",
         "lease-host-key",
+        "munge-key",
         "queue-tls",
         "smb-worker-key",
     ]

@@ -46,4 +46,6 @@ def queue_files(model: HostModel, expand: Expand) -> dict[str, list[HostFile]]:
 
 def _host_file(item: QueueFile, expand: Expand, ctx: dict[str, object]) -> HostFile:
     content = expand(item.template, **ctx, **item.values) if item.template else item.content
-    return HostFile(item.path, content, item.mode, secret=item.secret, group=item.group)
+    return HostFile(
+        item.path, content, item.mode, secret=item.secret, group=item.group, owner=item.owner
+    )

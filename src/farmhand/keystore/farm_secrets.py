@@ -85,7 +85,7 @@ EXTRA_SECRETS: tuple[ExtraSecret, ...] = (LEASE_CLAIM_KEY, LEASE_HOST_KEY)
 """Every declared farm-wide secret (features add theirs with :func:`declare`)."""
 
 
-FEATURE_MODULES = ("farmhand.queue.tls", "farmhand.model.smb")
+FEATURE_MODULES = ("farmhand.queue.tls", "farmhand.queue.slurm", "farmhand.model.smb")
 """Modules that declare farm-wide secrets of their own, loaded by name when the secrets are
 first needed: the key store depends on no feature, yet never makes or rebuilds a bundle that
 lacks one of them (a library caller need not remember to import the queue first)."""
