@@ -90,6 +90,7 @@ HUB_DEFAULTS = {
     "max_attempts": 2,
     "hourly_price": 0.0,
     "currency": "",
+    "slurm_conf": "",
 }  # type: Dict[str, Any]
 
 WORKER_DEFAULTS = {
@@ -196,6 +197,14 @@ def load_hub_config(path: str = HUB_CONFIG) -> Dict[str, Any]:
     if data:
         config.update(data)
     return config
+
+
+def _slurm_env(config: Dict[str, Any]) -> Dict[str, str]:
+    """The environment for Slurm's tools: SLURM_CONF when the config names one (tests)."""
+    env = dict(os.environ)
+    if config.get("slurm_conf"):
+        env["SLURM_CONF"] = config["slurm_conf"]
+    return env
 
 
 def _record_path(config: Dict[str, Any], job: str) -> str:
@@ -338,6 +347,7 @@ def submit(
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             timeout=30,
+            env=_slurm_env(config),
         )
     except FileNotFoundError:
         raise Refused(
@@ -478,6 +488,7 @@ def cancel(config: Dict[str, Any], boss: str, job: Any) -> Dict[str, Any]:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 timeout=30,
+                env=_slurm_env(config),
             )
         except FileNotFoundError:
             raise Refused("no-manager", "the hub has no Slurm (no scancel)") from None
