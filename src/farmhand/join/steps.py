@@ -97,7 +97,24 @@ def user_files(
         (paths.smb_password.name, bundle.smb_password.encode() + b"\n", 0o600),
         (paths.farm.name, json.dumps(bundle.metadata(), indent=1).encode() + b"\n", 0o644),
     ]
+    files += job_access_files(bundle, paths)
     return files
+
+
+def job_access_files(bundle: Bundle, paths: JoinPaths) -> list[StagedFile]:
+    """The boss's job key and the hub's pinned host key, when the bundle has them (an older
+    bundle has not: ``farmhand keys rebundle``)."""
+    from farmhand.jobs.access import known_hosts_line
+    from farmhand.keystore.job_keys import JOB_KEY
+
+    key = bundle.extras.get(JOB_KEY)
+    host = bundle.extras.get("lease-host-key.pub")
+    if key is None or host is None:
+        return []
+    return [
+        (paths.jobs_key.name, key, 0o600),
+        (paths.hub_known_hosts.name, known_hosts_line(host), 0o644),
+    ]
 
 
 def system_files(model: HostModel, system: SystemPaths) -> list[StagedFile]:
