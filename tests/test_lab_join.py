@@ -10,6 +10,7 @@ would (it even installs nebula from the distribution's package, offline from the
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -118,6 +119,67 @@ def test_the_boss_joins_as_a_service_and_reaches_the_hub(lab: JoinLab) -> None:
     assert password not in out + result.stderr
     assert password not in lab.sh(BOSS, f"cat {UNIT} {CONFIG_DIR}/join/join.json")
     assert lab.sh(BOSS, "ping -c 1 -W 2 10.87.0.1 >/dev/null && echo ok") == "ok"
+
+
+SCENE = "/root/anim.blend"
+FRAMES = 6
+SCENE_SCRIPT = """
+import bpy, sys
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = 1
+scene.cycles.use_denoising = False  # Debian's Blender has no OpenImageDenoise
+scene.render.resolution_x, scene.render.resolution_y = 48, 32
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+scene.frame_start, scene.frame_end = 1, FRAMES
+cube = bpy.data.objects["Cube"]
+cube.location = (-3, 0, 0); cube.keyframe_insert("location", frame=1)
+cube.location = (3, 0, 0); cube.keyframe_insert("location", frame=FRAMES)
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])
+""".replace("FRAMES", str(FRAMES))
+
+
+def _job(lab: JoinLab, job: str) -> dict[str, Any]:
+    result = lab.run("job", job, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_come_back(
+    lab: JoinLab,
+) -> None:
+    """The farm's job, from the joined laptop: submit, watch, collect (the README's commands)."""
+    script = shlex.quote(SCENE_SCRIPT)
+    lab.sh(BOSS, f"blender -b --factory-startup --python-expr {script} -- {SCENE} >/dev/null")
+    submitted = lab.run("submit", SCENE, "--frames", f"1-{FRAMES}", "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = str(json.loads(submitted.stdout)["job"])
+    deadline = time.monotonic() + 300
+    details = _job(lab, job)
+    while details["done"] + details["failed"] < FRAMES:
+        assert time.monotonic() < deadline, details
+        time.sleep(2)
+        details = _job(lab, job)
+    frames = details["frame_states"]
+    assert [f["state"] for f in frames] == ["done"] * FRAMES, frames
+    assert {f["worker"] for f in frames} == {W1, W2}, frames  # both workers took frames
+    listed = lab.run("jobs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert job in listed.stdout
+    collected = lab.run("collect", job, "--to", "/root/frames")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    names = lab.sh(BOSS, "ls /root/frames").split()
+    assert names == [f"frame_{n:04d}.png" for n in range(1, FRAMES + 1)], names
+    # Each is a whole PNG (signature and IEND), and the cube moves: no two frames alike.
+    for name in names:
+        path = f"/root/frames/{name}"
+        check = f"head -c 8 {path} | od -An -tx1 | tr -d ' \\n'; tail -c 8 {path} | head -c 4"
+        assert lab.sh(BOSS, check) == "89504e470d0a1a0aIEND", name
+    digests = lab.sh(BOSS, "cd /root/frames && sha256sum * | cut -d' ' -f1").split()
+    assert len(set(digests)) == FRAMES
+    again = lab.run("collect", job, "--to", "/root/frames")  # resumable: nothing fetched twice
+    assert again.returncode == 0, again.stdout + again.stderr
 
 
 def _write_leases(lab: JoinLab, leases: list[dict[str, Any]]) -> None:

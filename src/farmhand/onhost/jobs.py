@@ -27,7 +27,7 @@ A task (``jobs.py task WORKER_CONFIG SPEC``, run by Slurm on a worker as ``farmh
   node feature ``blender-VERSION`` with ``--constraint``, so only such workers take it: a
   farm with no such worker refuses the submit at once);
 - renders each frame with ``blender -b --disable-autoexec`` (``--enable-autoexec`` when the
-  farm allows scripts) into a local folder, then puts it on the share as ``.NAME.part`` and
+  farm allows scripts) into a local folder, then puts it on the share as ``.NAME.WORKER.part`` and
   renames it to its final name: a half-written frame is never visible under its final name,
   and a frame is done only once its file is there under that name;
 - retries a frame that Blender fails on this very worker, at most ``max_attempts`` in all
@@ -379,8 +379,7 @@ def submit(
         max_attempts=max_attempts,
         renders=spec["renders"],
     )
-    with contextlib.suppress(OSError):
-        os.makedirs(renders, exist_ok=True)
+    _job_folders(renders)
     save_job(config, record)
     return {
         "ok": True,
@@ -389,6 +388,16 @@ def submit(
         "tasks": len(chunks),
         "frames": record["frames"],
     }
+
+
+def _job_folders(renders: str) -> None:
+    """The job's folder in renders/ and its status folder, group-writable for the workers and
+    not sticky (2775, unlike renders/ itself): a frame a lost worker began is finished by
+    another, whose files replace the lost one's."""
+    for folder in (renders, os.path.join(renders, STATUS_DIR)):
+        with contextlib.suppress(OSError):
+            os.makedirs(folder, exist_ok=True)
+            os.chmod(folder, 0o2775)  # noqa: S103 (the workers group: see above)
 
 
 def frame_name(output: str, frame: int) -> str:
@@ -635,7 +644,11 @@ class Share:
         """``local`` becomes ``remote`` whole or not at all: written as ``.NAME.part``, then
         renamed over the final name."""
         folder, name = remote.rsplit("/", 1)
-        part = "{}/.{}.part".format(folder, name)
+        # Each writer its own temporary name: another worker's leftover (it was lost mid-put)
+        # is a file this one may not overwrite, only replace by a rename.
+        part = "{}/.{}.{}.part".format(
+            folder, name, re.sub(r"[^A-Za-z0-9-]", "", self.config["name"])
+        )
         if self.mount:
             target = os.path.join(self.mount, part)
             shutil.copyfile(local, target)
@@ -652,7 +665,8 @@ def load_worker_config(path: str) -> Dict[str, Any]:
     if data:
         config.update(data)
     if not config.get("name"):
-        config["name"] = socket.gethostname().split(".")[0]
+        # Under Slurm the node's name, which is the certificate's (a clone's hostname is not).
+        config["name"] = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
     return config
 
 

@@ -29,6 +29,7 @@ from farmhand.model.paths import FARMHAND_LIB, SYSTEMD_DIR
 from farmhand.onhost.leases import WORKER_STATE
 from farmhand.queue.artifacts import Artifact
 from farmhand.queue.base import QueueFile, RenderManager, RenderManagerSpec
+from farmhand.queue.slurm_jobs import job_files
 
 if TYPE_CHECKING:
     from farmhand.model.host import HostModel
@@ -200,7 +201,7 @@ class Slurm(RenderManagerSpec):
                     values=values,
                 ),
             ]
-        return files
+        return files + job_files(model)
 
 
 MANAGER = Slurm()

@@ -13,6 +13,7 @@ from pyinfra.operations import files, server, systemd
 
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
+from farmhand.deploy.tasks.jobs import job_service
 from farmhand.errors import FarmhandError
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
@@ -59,6 +60,7 @@ def slurm_on_host(model: HostModel, host_files: HostFiles) -> None:
         _controller(model, host_files, key)
     else:
         _node(model, host_files, key)
+    job_service(model, host_files)
 
 
 def _running(service: str) -> OperationMeta:
