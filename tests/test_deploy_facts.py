@@ -790,6 +790,9 @@ class SlurmFacts(Facts):
             return self.hub_version
         if command.startswith("slurmd -V"):
             return self.node_version
+        if command.startswith("stat -c %G:%a /etc/farmhand/smb-credentials"):
+            # Fresh: claimed before the job user existed (root's); converged: the job group's.
+            return "farmhand-jobs:640" if self.converged else "root:600"
         return super().command(command)
 
 
@@ -913,3 +916,23 @@ def test_slurm_worker_newer_than_the_hub_stops_in_one_line(
     assert "23.11" in message
     assert "22.05" in message
     assert "upgrade the hub" in message
+
+
+@pytest.mark.parametrize("distro", ["almalinux-9", "ubuntu-24.04"])
+def test_slurm_deploys_the_job_service_with_one_job_user_everywhere(
+    distro: str, deploy: Callable[..., Plan], slurm_bundles: Any
+) -> None:
+    """The job service comes with Slurm: the same ``farmhand-jobs`` uid on hub and workers
+    (Slurm runs a task as the uid that submitted it), the service and its config on both, and
+    a worker's share login handed to the job group when it was claimed before that group."""
+    for role in ("hub", "worker"):
+        plan = slurm_deploy(deploy, slurm_bundles, role, distro, SlurmFacts(distro))
+        assert plan.op("User farmhand-jobs (uid 64031 on every host")
+        uploads = plan.uploads()
+        assert "/usr/local/lib/farmhand/jobs.py" in uploads, role
+        config = "/etc/farmhand/jobs.json" if role == "hub" else "/etc/farmhand/jobs-worker.json"
+        assert config in uploads, role
+        chgrp = "chgrp farmhand-jobs /etc/farmhand/smb-credentials"
+        assert plan.has(chgrp) == (role == "worker"), role
+        if role == "hub":
+            assert "/var/lib/farmhand-jobs/.ssh/authorized_keys" in uploads

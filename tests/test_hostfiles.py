@@ -104,9 +104,9 @@ INBOUND = {
 MUNGE_KEY = "/etc/munge/munge.key"
 """Slurm's (the default manager's) one secret: munge's own, 0400, munge:munge."""
 QUEUE_SECRETS = {MUNGE_KEY}
-GROUP_READABLE: set[str] = set()
-"""Secrets a service user reads (Deadline's farm user, mongodb): mode 0640, its group; none
-with Slurm (test_queue_facts covers Deadline's)."""
+GROUP_READABLE = {f"{FARMHAND_ETC}/smb-credentials"}
+"""Secrets a service user reads (Deadline's farm user, mongodb): mode 0640, its group; with
+Slurm, a worker's share login, for the render tasks' user (test_queue_facts covers Deadline's)."""
 SECRETS_OF = {
     "hub": {
         NEBULA_KEY,
@@ -961,3 +961,26 @@ def test_a_revoked_worker_is_blocklisted_everywhere_and_left_out_of_the_pool(
     # And the hub sets no share account for it (its deploy removes the old one from Samba).
     listed = under(trees["hub"], f"{FARMHAND_ETC}/smb-workers.passwords").read_text()
     assert revoked not in {line.split()[0] for line in listed.splitlines()}
+
+
+def test_the_hub_lets_each_live_boss_run_the_job_service_and_nothing_else(
+    rendered: dict[str, list[HostFile]],
+) -> None:
+    """One forced-command line per boss, naming that boss (the service takes the name from
+    the key line, never from the client); workers get the task's config, bosses nothing."""
+    hub = {f.path: f for f in rendered["hub"]}
+    lines = hub["/var/lib/farmhand-jobs/.ssh/authorized_keys"].text.splitlines()
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r'restrict,command="/usr/bin/python3 /usr/local/lib/farmhand/jobs\.py serve alice" '
+        r"ssh-ed25519 [A-Za-z0-9+/]+=* farmhand-jobs-alice",
+        lines[0],
+    ), lines[0]
+    config = json.loads(hub["/etc/farmhand/jobs.json"].text)
+    assert config["share_root"] == "/srv/farmhand/farm"
+    worker = {f.path: f for f in rendered["worker"]}
+    task = json.loads(worker["/etc/farmhand/jobs-worker.json"].text)
+    assert task["hub"] == "10.87.0.1"
+    assert task["credentials"] == "/etc/farmhand/smb-credentials"
+    assert task["autoexec"] is False
+    assert not any("jobs" in f.path for f in rendered["boss"])
