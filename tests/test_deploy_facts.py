@@ -788,6 +788,8 @@ class SlurmFacts(Facts):
             return self.hub_version
         if command.startswith("smbclient //"):
             return self.hub_version
+        if command.startswith("stat -fc %T /sys/fs/cgroup"):
+            return "cgroup2fs"
         if command.startswith("slurmd -V"):
             return self.node_version
         if command.startswith("stat -c %G:%a /etc/farmhand/smb-credentials"):

@@ -261,13 +261,9 @@ def cluster(bundles: dict[Role, Bundle]) -> Iterator[Cluster]:
         _network(cluster, addresses, model.plan.network.prefixlen)
         (top / "etc").mkdir()
         (top / "etc/slurm.conf").write_text(cluster.conf)
-        if (
-            "0::/" not in Path("/proc/self/cgroup").read_text().splitlines()
-            or len(Path("/proc/self/cgroup").read_text().splitlines()) > 1
-        ):
-            # Not this test's business: slurmd autodetects a pure cgroup v2 host (what every
-            # supported release boots); a machine with v1 (or hybrid) cgroups needs it said.
-            (top / "etc/cgroup.conf").write_text("CgroupPlugin=cgroup/v1\n")
+        # What the worker's deploy writes for this machine's cgroups (v1 or hybrid here).
+        fs_type = run("stat", "-fc", "%T", "/sys/fs/cgroup").stdout
+        (top / "etc/cgroup.conf").write_bytes(slurm.cgroup_conf(fs_type))
         # munge: the farm's rendered key, munge's own and 0400, one munged for every node.
         for folder in ("munge-run", "munge-lib"):
             (top / folder).mkdir(mode=0o755)

@@ -120,6 +120,19 @@ def version_rule(controller: str, node: str) -> str | None:
     return None
 
 
+CGROUP_CONF = "/etc/slurm/cgroup.conf"
+CGROUP_FS_FACT = "stat -fc %T /sys/fs/cgroup 2>/dev/null || true"
+
+
+def cgroup_conf(fs_type: str) -> bytes:
+    """slurmd's cgroup.conf for a host whose /sys/fs/cgroup is ``fs_type``: slurmd finds a pure
+    cgroup v2 host (``cgroup2fs``, every supported release's default) by itself, but refuses a
+    hybrid or v1 one (``tmpfs``: some containers and older hosts) unless told v1."""
+    plugin = "autodetect" if fs_type.strip() == "cgroup2fs" else "cgroup/v1"
+    seen = fs_type.strip() or "unknown"
+    return f"# farmhand: slurmd's cgroups on this host ({seen}).\nCgroupPlugin={plugin}\n".encode()
+
+
 def packages(distro: Distro, role: Role) -> tuple[str, ...]:
     """The distribution's packages for the hub's controller or a worker's node (and the
     client tools everywhere)."""

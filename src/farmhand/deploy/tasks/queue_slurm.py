@@ -4,6 +4,7 @@ about five minutes apart)."""
 
 from __future__ import annotations
 
+import io
 import shlex
 
 from pyinfra.api.operation import OperationMeta
@@ -120,6 +121,17 @@ def _node(model: HostModel, host_files: HostFiles, key: list[OperationMeta]) -> 
     )
     _check_versions(model)
     conf = farm_files.install(host_files.plain("slurm"))
+    fs_type = host.get_fact(Command, command=slurm.CGROUP_FS_FACT) or ""
+    conf.append(
+        files.put(
+            name=f"{slurm.CGROUP_CONF} for this host's cgroups",
+            src=io.BytesIO(slurm.cgroup_conf(fs_type)),
+            dest=slurm.CGROUP_CONF,
+            mode="644",
+            user="root",
+            group="root",
+        )
+    )
     ops.managed_service(
         "slurm",
         slurm.NODE_UNIT,
