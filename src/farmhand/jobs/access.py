@@ -13,19 +13,12 @@ from pathlib import Path
 from farmhand.errors import UsageError
 from farmhand.inspect.status.view import FarmView
 from farmhand.jobs.api import Farm
-from farmhand.jobs.client import HubAccess
+from farmhand.jobs.client import HubAccess, known_hosts_line
 from farmhand.jobs.transfer import ShareAccess
 from farmhand.join.paths import JoinPaths
 from farmhand.keystore.bundle import Bundle
 from farmhand.keystore.job_keys import JOB_KEY
 from farmhand.keystore.plan import Role
-from farmhand.onhost import leases
-
-
-def known_hosts_line(host_public: bytes) -> bytes:
-    """The hub's lease host key as a known_hosts line under the alias the client pins."""
-    words = host_public.decode().split()
-    return f"{leases.HOST_KEY_ALIAS} {words[0]} {words[1]}\n".encode()
 
 
 def _farm(view: FarmView, key: Path, known_hosts: Path) -> Farm:

@@ -62,6 +62,12 @@ class HubAccess:
         ]  # fmt: skip
 
 
+def known_hosts_line(host_public: bytes) -> bytes:
+    """The hub's lease host key as a known_hosts line under the alias the client pins."""
+    words = host_public.decode().split()
+    return f"{leases.HOST_KEY_ALIAS} {words[0]} {words[1]}\n".encode()
+
+
 def ask(access: HubAccess, request: dict[str, Any]) -> dict[str, Any]:
     """One request; the answer when ``ok``, else JobError with the hub's (or ssh's) reason."""
     where = f"{access.hub}:{access.port}"
