@@ -182,6 +182,60 @@ def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_com
     assert again.returncode == 0, again.stdout + again.stderr
 
 
+def _wait_for_node(lab: JoinLab, node: str, state: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = lab.sh(HUB, f"sinfo -h -N -n {node} -o %T || true")
+        if found.rstrip("*") == state:
+            return
+        assert time.monotonic() < deadline, f"{node} is {found!r}, not {state}"
+        time.sleep(2)
+
+
+def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
+    """12 frames on 2 workers; worker0001 is hard-killed while it renders one: Slurm gives
+    that task to worker0002, every frame arrives, and the lost frame shows two attempts."""
+    frames = 12
+    scene = "/root/anim12.blend"
+    script = shlex.quote(
+        SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
+    )
+    lab.sh(BOSS, f"blender -b --factory-startup --python-expr {script} -- {scene} >/dev/null")
+    submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = str(json.loads(submitted.stdout)["job"])
+    deadline = time.monotonic() + 120
+    while True:
+        states = _job(lab, job)["frame_states"]
+        victim = [f["frame"] for f in states if f["state"] == "running" and f.get("worker") == W1]
+        if victim:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+    lab.farm.kill(W1)
+    killed_at = time.monotonic()
+    deadline = killed_at + 600
+    details = _job(lab, job)
+    while details["done"] + details["failed"] < frames:
+        assert time.monotonic() < deadline, details
+        time.sleep(3)
+        details = _job(lab, job)
+    took = time.monotonic() - killed_at
+    print(f"frame {victim[0]} lost with {W1}: all {frames} frames done {took:.0f} s after")
+    states = details["frame_states"]
+    assert [f["state"] for f in states] == ["done"] * frames, states
+    lost = next(f for f in states if f["frame"] == victim[0])
+    assert lost["worker"] == W2, lost
+    assert lost["attempts"] == 2, lost
+    listing = lab.sh(HUB, f"ls -A /srv/farmhand/farm/renders/{job}")
+    names = sorted(n for n in listing.split() if n.endswith(".png"))
+    assert names == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], listing
+    # Back for the tests after this one: the killed worker boots, takes its certificate again
+    # and rejoins the cluster.
+    lab.farm.start(W1)
+    _wait_for_node(lab, W1, "idle", 180)
+
+
 def _write_leases(lab: JoinLab, leases: list[dict[str, Any]]) -> None:
     now = int(time.time())
     table = {"updated": now, "ttl": 300, "leases": leases}
