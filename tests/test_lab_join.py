@@ -9,6 +9,7 @@ would (it even installs nebula from the distribution's package, offline from the
 
 from __future__ import annotations
 
+import base64
 import json
 import shlex
 import subprocess
@@ -140,6 +141,16 @@ bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])
 """.replace("FRAMES", str(FRAMES))
 
 
+def _make_scene(lab: JoinLab, script: str, path: str) -> None:
+    """The scene, made by Blender on a worker (bosses have none here), put on boss1."""
+    made = "/tmp/farmhand-scene.blend"
+    quoted = shlex.quote(script)
+    lab.sh(W1, f"blender -b --factory-startup --python-expr {quoted} -- {made} >/dev/null")
+    data = base64.b64decode(lab.sh(W1, f"base64 -w0 {made} && rm -f {made}"))
+    assert data.startswith(b"BLENDER"), data[:16]
+    lab.farm.put(BOSS, path, data)
+
+
 def _job(lab: JoinLab, job: str) -> dict[str, Any]:
     result = lab.run("job", job, "--json")
     assert result.returncode == 0, result.stdout + result.stderr
@@ -150,8 +161,7 @@ def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_com
     lab: JoinLab,
 ) -> None:
     """The farm's job, from the joined laptop: submit, watch, collect (the README's commands)."""
-    script = shlex.quote(SCENE_SCRIPT)
-    lab.sh(BOSS, f"blender -b --factory-startup --python-expr {script} -- {SCENE} >/dev/null")
+    _make_scene(lab, SCENE_SCRIPT, SCENE)
     submitted = lab.run("submit", SCENE, "--frames", f"1-{FRAMES}", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job = str(json.loads(submitted.stdout)["job"])
@@ -197,10 +207,8 @@ def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
     that task to worker0002, every frame arrives, and the lost frame shows two attempts."""
     frames = 12
     scene = "/root/anim12.blend"
-    script = shlex.quote(
-        SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
-    )
-    lab.sh(BOSS, f"blender -b --factory-startup --python-expr {script} -- {scene} >/dev/null")
+    script = SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
+    _make_scene(lab, script, scene)
     submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job = str(json.loads(submitted.stdout)["job"])
