@@ -792,9 +792,6 @@ class SlurmFacts(Facts):
             return "cgroup2fs"
         if command.startswith("slurmd -V"):
             return self.node_version
-        if command.startswith("stat -c %G:%a /etc/farmhand/smb-credentials"):
-            # Fresh: claimed before the job user existed (root's); converged: the job group's.
-            return "farmhand-jobs:640" if self.converged else "root:600"
         return super().command(command)
 
 
@@ -926,7 +923,7 @@ def test_slurm_deploys_the_job_service_with_one_job_user_everywhere(
 ) -> None:
     """The job service comes with Slurm: the same ``farmhand-jobs`` uid on hub and workers
     (Slurm runs a task as the uid that submitted it), the service and its config on both, and
-    a worker's share login handed to the job group when it was claimed before that group."""
+    the job group made before the picker first runs, which hands it the worker's share login."""
     for role in ("hub", "worker"):
         plan = slurm_deploy(deploy, slurm_bundles, role, distro, SlurmFacts(distro))
         assert plan.op("User farmhand-jobs (uid 64031 on every host")
@@ -934,7 +931,9 @@ def test_slurm_deploys_the_job_service_with_one_job_user_everywhere(
         assert "/usr/local/lib/farmhand/jobs.py" in uploads, role
         config = "/etc/farmhand/jobs.json" if role == "hub" else "/etc/farmhand/jobs-worker.json"
         assert config in uploads, role
-        chgrp = "chgrp farmhand-jobs /etc/farmhand/smb-credentials"
-        assert plan.has(chgrp) == (role == "worker"), role
+        names = [op.name.rsplit(" | ", 1)[-1] for op in plan.ops]
+        if role == "worker":
+            group = names.index(next(n for n in names if n.startswith("Group farmhand-jobs")))
+            assert group < names.index("Claim this worker's certificate at every boot")
         if role == "hub":
             assert "/var/lib/farmhand-jobs/.ssh/authorized_keys" in uploads

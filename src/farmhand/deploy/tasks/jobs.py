@@ -4,23 +4,20 @@ SSH, and the same user on workers, as which Slurm runs the render tasks."""
 
 from __future__ import annotations
 
-from pyinfra.context import host
-from pyinfra.facts.server import Command
 from pyinfra.operations import files, server
 
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import HostFiles
 from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
-from farmhand.model.paths import SMB_CREDENTIALS
 from farmhand.model.smb import WORKERS_GROUP
 from farmhand.onhost import jobs
 from farmhand.queue.slurm_jobs import COMPONENT, JOBS_UID, TASK_CACHE
 
 
 def job_service(model: HostModel, host_files: HostFiles) -> None:
-    """The job user and the service's files; on workers also the task cache, and the share
-    login made readable to the job user (the picker does so at every claim)."""
+    """The job user and the service's files; on workers also the task cache (the share login
+    the tasks use is made readable to the job group by the picker, deploy/tasks/leases.py)."""
     hub = model.role is Role.HUB
     server.group(
         name=f"Group {jobs.JOBS_USER} (gid {JOBS_UID})",
@@ -58,17 +55,3 @@ def job_service(model: HostModel, host_files: HostFiles) -> None:
         present=True,
     )
     farm_files.install(host_files.of(COMPONENT))
-    if not hub:
-        _credentials_for_tasks()
-
-
-def _credentials_for_tasks() -> None:
-    """A worker that claimed its certificate before the job user existed (a first deploy)
-    keeps its share login root's; hand it to the job group now, as the picker does."""
-    wanted = f"{jobs.JOBS_USER}:640"
-    found = host.get_fact(Command, command=f"stat -c %G:%a {SMB_CREDENTIALS} 2>/dev/null || true")
-    if found and found.strip() != wanted:
-        server.shell(
-            name=f"{SMB_CREDENTIALS}: readable by {jobs.JOBS_USER} (the render tasks)",
-            commands=[f"chgrp {jobs.JOBS_USER} {SMB_CREDENTIALS}", f"chmod 640 {SMB_CREDENTIALS}"],
-        )
