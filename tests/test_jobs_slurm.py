@@ -313,7 +313,7 @@ def farm() -> Iterator[Farm]:
         host_pub = farm_secrets.for_role(Role.WORKER, made)["lease-host-key.pub"].decode().split()
         _write(root / "known_hosts", f"{leases.HOST_KEY_ALIAS} {host_pub[0]} {host_pub[1]}\n")
         lines = []
-        for boss in ("alice", "bob"):
+        for boss in ("alice", "bob", "carol"):
             subprocess.run(
                 ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / f"{boss}.key")],
                 check=True,
@@ -488,9 +488,12 @@ def test_bad_input_queues_nothing(farm: Farm, tmp_path: Path) -> None:
 
 def test_a_revoked_boss_is_refused(farm: Farm) -> None:
     lines = (farm.root / "authorized_keys").read_text().splitlines()
-    _write(farm.root / "authorized_keys", "\n".join(x for x in lines if " serve bob " not in x))
+    with inside(farm.ns):
+        assert isinstance(api.list_jobs(farm.access("carol.key")), list)
+    # What the hub's authorized_keys is once carol is revoked and the hub deployed again.
+    _write(farm.root / "authorized_keys", "\n".join(x for x in lines if " serve carol " not in x))
     with inside(farm.ns), pytest.raises(JobError, match="refused this boss's job key"):
-        api.list_jobs(farm.access("bob.key"))
+        api.list_jobs(farm.access("carol.key"))
 
 
 def test_an_unreachable_hub_is_one_line(farm: Farm) -> None:
