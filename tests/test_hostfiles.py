@@ -969,7 +969,8 @@ def test_the_hub_lets_each_live_boss_run_the_job_service_and_nothing_else(
     """One forced-command line per boss, naming that boss (the service takes the name from
     the key line, never from the client); workers get the task's config, bosses nothing."""
     hub = {f.path: f for f in rendered["hub"]}
-    lines = hub["/var/lib/farmhand-jobs/.ssh/authorized_keys"].text.splitlines()
+    text = hub["/var/lib/farmhand-jobs/.ssh/authorized_keys"].text
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
     assert len(lines) == 1, lines
     assert re.fullmatch(
         r'restrict,command="/usr/bin/python3 /usr/local/lib/farmhand/jobs\.py serve alice" '

@@ -42,9 +42,10 @@ MAX_ATTEMPTS = 2
 _BOSS_LINE = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])? ssh-ed25519 [A-Za-z0-9+/=]+( .*)?")
 
 
-def authorized_keys(listing: bytes) -> bytes:
-    """One forced-command line per ``NAME KEY`` line of the hub bundle's boss key list."""
-    lines = []
+def live_bosses(listing: bytes) -> list[tuple[str, str]]:
+    """(name, public key) of each ``NAME KEY`` line of the hub bundle's boss key list, for
+    the authorized_keys template (templates/jobs/jobs-authorized_keys.j2)."""
+    bosses = []
     for raw in listing.decode().splitlines():
         if not raw.strip():
             continue
@@ -52,10 +53,9 @@ def authorized_keys(listing: bytes) -> bytes:
             raise UsageError(
                 f"the hub bundle's {BOSS_KEYS} has a bad line: run `farmhand keys rebundle`"
             )
-        name, kind, key = raw.split()[:3]
-        command = f"/usr/bin/python3 {jobs.LIB} serve {name}"
-        lines.append(f'restrict,command="{command}" {kind} {key} farmhand-jobs-{name}')
-    return ("\n".join(lines) + "\n").encode() if lines else b""
+        name, key = raw.split(" ", 1)
+        bosses.append((name, key))
+    return bosses
 
 
 def job_files(model: HostModel) -> list[QueueFile]:
@@ -84,7 +84,12 @@ def job_files(model: HostModel) -> list[QueueFile]:
         }
         files += [
             QueueFile(COMPONENT, jobs.HUB_CONFIG, content=_json(config)),
-            QueueFile(COMPONENT, jobs.JOBS_AUTHORIZED_KEYS, content=authorized_keys(listing)),
+            QueueFile(
+                COMPONENT,
+                jobs.JOBS_AUTHORIZED_KEYS,
+                "jobs/jobs-authorized_keys.j2",
+                values={"jobs": jobs, "bosses": live_bosses(listing)},
+            ),
         ]
         return files
     mounted = next((s for s in model.shares if s.name == FARM_SHARE), None)
