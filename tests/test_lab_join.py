@@ -311,7 +311,8 @@ def test_status_reports_the_hub_every_live_worker_leases_and_cost(lab: JoinLab) 
     assert 0 < hub["rtt_ms"] < 1000
     assert report["nebula"]["version"]  # the package join installed answers -version
     assert {s["name"]: s["reachable"] for s in report["shares"]} == {"farm": True, "queue": True}
-    assert report["queue"]["port"] == 27100  # no queue is deployed in this lab: not reachable
+    # Slurm's controller: the Nebula firewall lets only workers reach it, not bosses.
+    assert report["queue"]["port"] == 6817
     assert report["queue"]["reachable"] is False
     workers = {w["name"]: w for w in report["workers"]}
     assert sorted(workers) == [W1, W2]
