@@ -756,3 +756,184 @@ def test_a_forwarded_ssh_port_keeps_the_guests_sshd_port_open(
     assert (
         "tcp dport { 2222 } accept" in direct.upload_bytes("/etc/farmhand/nftables.conf").decode()
     )
+
+
+# ------------------------------------------------------------------------------------------------
+# Slurm, the default render manager (the deploys with the queue on: farmhand_queue=True)
+# ------------------------------------------------------------------------------------------------
+
+
+class SlurmFacts(Facts):
+    """A host's Slurm facts: fresh (nothing installed, no overlay yet), or ``converged`` as a
+    second deploy finds it (units masked, versions published and readable, CRB on)."""
+
+    def __init__(self, distro: str, *, converged: bool = False, hub: str = "", node: str = ""):
+        super().__init__(distro)
+        self.converged = converged
+        self.hub_version = hub or ("slurm 23.11.4" if converged else "")
+        self.node_version = node or ("slurm 23.11.4" if converged else "")
+
+    def command(self, command: str) -> str | None:
+        if command.startswith("cat /var/lib/farmhand/"):
+            return ""
+        if command.startswith("systemd-detect-virt"):
+            return "no"
+        if command.startswith("dnf -q repolist"):
+            return "crb  CentOS Stream 9 - CRB\npowertools PowerTools" if self.converged else ""
+        if command.startswith("systemctl is-enabled slurmctld.service slurmd.service"):
+            return "masked\nmasked" if self.converged else "enabled"
+        if command.startswith("slurmctld -V"):
+            return self.hub_version
+        if command.startswith("cat /srv/farmhand/installers/slurm-version"):
+            return self.hub_version
+        if command.startswith("smbclient //"):
+            return self.hub_version
+        if command.startswith("stat -fc %T /sys/fs/cgroup"):
+            return "cgroup2fs"
+        if command.startswith("slurmd -V"):
+            return self.node_version
+        return super().command(command)
+
+
+@pytest.fixture(scope="module")
+def slurm_bundles(
+    farm: Any, tasks: Any, artifacts: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, Path]]:
+    """Bundles (the default manager: Slurm) with stand-in renderer artifacts pinned, for the
+    hub's cache and EL workers (no Blender package there)."""
+    import dataclasses
+
+    from farmhand.model.distro import distro_from_os_release
+    from farmhand.queue import needed
+
+    _, context = tasks
+    folder = tmp_path_factory.mktemp("slurm-artifacts")
+    shutil.copy(artifacts / "nebula-linux-amd64.tar.gz", folder)
+    bundles = open_bundles(farm)
+    el9 = distro_from_os_release({"ID": "almalinux", "VERSION_ID": "9.4"})
+    sums = {}
+    for artifact in needed(bundles["hub"].plan, el9):
+        content = f"stand-in for {artifact.filename}\n".encode()
+        (folder / artifact.filename).write_bytes(content)
+        sums[artifact.key] = {"sha256": hashlib.sha256(content).hexdigest()}
+    paths = {}
+    for role, bundle in bundles.items():
+        plan = bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256, artifacts=sums)
+        paths[role] = Path(shutil.copy(farm.root / BUNDLE_OF[role], folder / f"s-{role}.age"))
+        context.preload(paths[role], dataclasses.replace(bundle, plan=plan))
+    return folder, paths
+
+
+def slurm_deploy(
+    deploy: Callable[..., Plan], slurm_bundles: tuple[Path, dict[str, Path]], role: str,
+    distro: str, facts: Facts,
+) -> Plan:  # fmt: skip
+    folder, paths = slurm_bundles
+    return deploy(
+        role, distro, facts, farmhand_queue=True, farmhand_bundle=str(paths[role]),
+        farmhand_artifacts=str(folder),
+    )  # fmt: skip
+
+
+def slurm_ops(plan: Plan) -> list[str]:
+    """The operations of Slurm's own that would change something (not the shared file and
+    package operations, which the fixtures always see as on a fresh host)."""
+    words = ("Slurm version", "Mask the distribution", "repository (EPEL", "slurmd's version")
+    return [op.name for op in plan.ops if op.ran and any(w in op.name for w in words)]
+
+
+@pytest.mark.parametrize(
+    ("distro", "daemon", "time"),
+    [
+        ("almalinux-9", "slurm-slurmctld", "chrony"),
+        ("almalinux-8", "slurm-slurmctld", "chrony"),
+        ("ubuntu-24.04", "slurmctld", "systemd-timesyncd"),
+    ],
+)
+def test_slurm_hub(
+    distro: str, daemon: str, time: str, deploy: Callable[..., Plan], slurm_bundles: Any
+) -> None:
+    plan = slurm_deploy(deploy, slurm_bundles, "hub", distro, SlurmFacts(distro))
+    text = plan.text()
+    assert daemon in text
+    assert "munge" in text
+    assert time in text
+    if distro in EL:
+        assert "epel-release" in text
+        repo = "crb" if distro.endswith("9") else "powertools"
+        assert f"dnf config-manager --set-enabled {repo}" in text
+    else:
+        assert "epel" not in text
+    # The slurm user has one uid everywhere, made before the packages would make it.
+    names = [op.name.rsplit(" | ", 1)[-1] for op in plan.ops]
+    user = names.index(next(n for n in names if n.startswith("User slurm (uid 64030")))
+    assert user < names.index(next(n for n in names if n.startswith(f"Packages: {daemon}")))
+    assert plan.has("systemctl mask --now slurmctld.service slurmd.service")
+    uploads = plan.uploads()
+    for path in ("/etc/slurm/slurm.conf", "/etc/systemd/system/farmhand-slurmctld.service"):
+        assert path in uploads
+    # munge's key: staged root-only, then its final owner and mode before it is moved in place.
+    key = plan.op("Install /etc/munge/munge.key").shell
+    assert any("chown munge:munge" in c and "chmod 400" in c and "umask 077" in c for c in key)
+    assert plan.upload_bytes("/etc/munge/munge.key").strip().decode() not in text
+    assert plan.has("slurmctld -V > /srv/farmhand/installers/slurm-version.new")
+
+
+@pytest.mark.parametrize("distro", ["almalinux-9", "almalinux-8", "ubuntu-24.04"])
+def test_slurm_worker_first_deploy_checks_versions_on_the_host(
+    distro: str, deploy: Callable[..., Plan], slurm_bundles: Any
+) -> None:
+    plan = slurm_deploy(deploy, slurm_bundles, "worker", distro, SlurmFacts(distro))
+    check = plan.op("slurmd's version fits the hub's slurmctld").shell[0]
+    assert "smbclient //10.87.0.1/installers -A /etc/farmhand/smb-credentials" in check
+    assert '"23.11 23.02"' in check
+    assert '"22.05 23.11"' not in check
+    names = [op.name.rsplit(" | ", 1)[-1] for op in plan.ops]
+    start = names.index("farmhand-slurmd.service running and enabled")
+    assert names.index("slurmd's version fits the hub's slurmctld (Slurm's rule)") < start
+    assert "/usr/local/lib/farmhand/slurmd-start" in plan.uploads()
+
+
+@pytest.mark.parametrize("distro", ["almalinux-9", "ubuntu-24.04"])
+def test_slurm_second_deploy_changes_nothing_of_slurms(
+    distro: str, deploy: Callable[..., Plan], slurm_bundles: Any
+) -> None:
+    for role in ("hub", "worker"):
+        facts = SlurmFacts(distro, converged=True)
+        plan = slurm_deploy(deploy, slurm_bundles, role, distro, facts)
+        assert slurm_ops(plan) == [], role
+
+
+def test_slurm_worker_newer_than_the_hub_stops_in_one_line(
+    deploy: Callable[..., Plan], slurm_bundles: Any
+) -> None:
+    facts = SlurmFacts("ubuntu-24.04", hub="slurm 22.05.8", node="slurm 23.11.4")
+    with pytest.raises(FarmhandError) as raised:
+        slurm_deploy(deploy, slurm_bundles, "worker", "ubuntu-24.04", facts)
+    message = str(raised.value)
+    assert "\n" not in message
+    assert "23.11" in message
+    assert "22.05" in message
+    assert "upgrade the hub" in message
+
+
+@pytest.mark.parametrize("distro", ["almalinux-9", "ubuntu-24.04"])
+def test_slurm_deploys_the_job_service_with_one_job_user_everywhere(
+    distro: str, deploy: Callable[..., Plan], slurm_bundles: Any
+) -> None:
+    """The job service comes with Slurm: the same ``farmhand-jobs`` uid on hub and workers
+    (Slurm runs a task as the uid that submitted it), the service and its config on both, and
+    the job group made before the picker first runs, which hands it the worker's share login."""
+    for role in ("hub", "worker"):
+        plan = slurm_deploy(deploy, slurm_bundles, role, distro, SlurmFacts(distro))
+        assert plan.op("User farmhand-jobs (uid 64031 on every host")
+        uploads = plan.uploads()
+        assert "/usr/local/lib/farmhand/jobs.py" in uploads, role
+        config = "/etc/farmhand/jobs.json" if role == "hub" else "/etc/farmhand/jobs-worker.json"
+        assert config in uploads, role
+        names = [op.name.rsplit(" | ", 1)[-1] for op in plan.ops]
+        if role == "worker":
+            group = names.index(next(n for n in names if n.startswith("Group farmhand-jobs")))
+            assert group < names.index("Claim this worker's certificate at every boot")
+        if role == "hub":
+            assert "/var/lib/farmhand-jobs/.ssh/authorized_keys" in uploads

@@ -78,11 +78,11 @@ NEBULA_RULES: dict[str, list[Rule]] = {
         tcp_from(445, "worker"),
         tcp_from(445, "boss"),
         tcp_from(22, "boss"),
-        # The render queue (Deadline's MongoDB by default): workers and bosses only.
-        tcp_from(27100, "worker"),
-        tcp_from(27100, "boss"),
+        # The render queue (slurmctld by default): workers only (bosses never reach it).
+        tcp_from(6817, "worker"),
     ],
-    "worker": [OUT_ANY, ICMP_IN, tcp_from(22, "boss")],
+    # slurmd: from the hub only (workers never reach each other's).
+    "worker": [OUT_ANY, ICMP_IN, tcp_from(22, "boss"), tcp_from(6818, "hub")],
     "boss": [OUT_ANY, ICMP_IN],
 }
 # The same rules as the config file spells them.
@@ -92,21 +92,21 @@ INBOUND = {
         {"port": 445, "proto": "tcp", "group": "worker"},
         {"port": 445, "proto": "tcp", "group": "boss"},
         {"port": 22, "proto": "tcp", "group": "boss"},
-        {"port": 27100, "proto": "tcp", "group": "worker"},
-        {"port": 27100, "proto": "tcp", "group": "boss"},
+        {"port": 6817, "proto": "tcp", "group": "worker"},
     ],
     "worker": [
         {"port": "any", "proto": "icmp", "host": "any"},
         {"port": 22, "proto": "tcp", "group": "boss"},
+        {"port": 6818, "proto": "tcp", "group": "hub"},
     ],
     "boss": [{"port": "any", "proto": "icmp", "host": "any"}],
 }
-QUEUE_SECRETS = {
-    f"/etc/farmhand/queue/{name}"
-    for name in ("mongod.pem", "client.pem", "client.pfx", "db.password", "create-user.js")
-}
-GROUP_READABLE = {"/etc/farmhand/queue/client.pfx", "/etc/farmhand/queue/mongod.pem"}
-"""Secrets a service user reads (the farm user, mongodb): mode 0640, its group."""
+MUNGE_KEY = "/etc/munge/munge.key"
+"""Slurm's (the default manager's) one secret: munge's own, 0400, munge:munge."""
+QUEUE_SECRETS = {MUNGE_KEY}
+GROUP_READABLE = {f"{FARMHAND_ETC}/smb-credentials"}
+"""Secrets a service user reads (Deadline's farm user, mongodb): mode 0640, its group; with
+Slurm, a worker's share login, for the render tasks' user (test_queue_facts covers Deadline's)."""
 SECRETS_OF = {
     "hub": {
         NEBULA_KEY,
@@ -117,7 +117,7 @@ SECRETS_OF = {
     },
     "worker": {
         NEBULA_KEY,
-        "/etc/farmhand/queue/client.pfx",
+        MUNGE_KEY,
         f"{FARMHAND_ETC}/smb-credentials",
         leases.CLAIM_KEY,
         *(f"{NEBULA_POOL}/{name}.key" for name in WORKER_NAMES),
@@ -376,7 +376,9 @@ def test_modes_secrets_and_no_key_outside_secret_files(
             "smb-workers.passwords",
         ):
             assert item.secret, f"{item.path} holds a secret but is not flagged"
-        if item.secret:
+        if item.path == MUNGE_KEY:
+            assert (item.mode, item.owner, item.group) == (0o400, "munge", "munge")
+        elif item.secret:
             # Group-readable only for the service that must read it (its group, not root's).
             wanted = 0o640 if item.group != "root" else 0o600
             assert item.mode == wanted, f"{item.path} is {item.mode:04o}"
@@ -637,6 +639,7 @@ PACKAGED_BINARIES = {
     "/bin/kill",
     "/usr/sbin/nft",
     "/usr/bin/python3",
+    "/usr/bin/unshare",  # util-linux: slurmctld's own UTS namespace
 }
 # Installed from the render queue's pinned artifacts (tests/test_lab_queue.py runs them).
 PACKAGED_BINARIES |= {
@@ -824,7 +827,7 @@ def shell_scripts(tree: Path) -> list[Path]:
 def test_shell_scripts_parse(role: str, cli_trees: dict[str, Path], tmp_path: Path) -> None:
     scripts = shell_scripts(cli_trees[role])
     names = {p.name for p in scripts}
-    assert names == ({"wait-overlay"} if role == "hub" else {"farmhand-idle"})
+    assert names == ({"wait-overlay"} if role == "hub" else {"farmhand-idle", "slurmd-start"})
     for script in scripts:
         result = run("sh", "-n", script)
         assert result.returncode == 0, output(result)
@@ -958,3 +961,27 @@ def test_a_revoked_worker_is_blocklisted_everywhere_and_left_out_of_the_pool(
     # And the hub sets no share account for it (its deploy removes the old one from Samba).
     listed = under(trees["hub"], f"{FARMHAND_ETC}/smb-workers.passwords").read_text()
     assert revoked not in {line.split()[0] for line in listed.splitlines()}
+
+
+def test_the_hub_lets_each_live_boss_run_the_job_service_and_nothing_else(
+    rendered: dict[str, list[HostFile]],
+) -> None:
+    """One forced-command line per boss, naming that boss (the service takes the name from
+    the key line, never from the client); workers get the task's config, bosses nothing."""
+    hub = {f.path: f for f in rendered["hub"]}
+    text = hub["/var/lib/farmhand-jobs/.ssh/authorized_keys"].text
+    lines = [line for line in text.splitlines() if line and not line.startswith("#")]
+    assert len(lines) == 1, lines
+    assert re.fullmatch(
+        r'restrict,command="/usr/bin/python3 /usr/local/lib/farmhand/jobs\.py serve alice" '
+        r"ssh-ed25519 [A-Za-z0-9+/]+=* farmhand-jobs-alice",
+        lines[0],
+    ), lines[0]
+    config = json.loads(hub["/etc/farmhand/jobs.json"].text)
+    assert config["share_root"] == "/srv/farmhand/farm"
+    worker = {f.path: f for f in rendered["worker"]}
+    task = json.loads(worker["/etc/farmhand/jobs-worker.json"].text)
+    assert task["hub"] == "10.87.0.1"
+    assert task["credentials"] == "/etc/farmhand/smb-credentials"
+    assert task["autoexec"] is False
+    assert not any("jobs" in f.path for f in rendered["boss"])

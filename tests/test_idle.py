@@ -67,6 +67,8 @@ class Rig:
         self.total = 100_000
         self.resting = 90_000
         self.uptime = 0
+        self.squeue = root / "squeue"
+        """Absent unless a test writes it: the worker has no Slurm client."""
 
     def process(self, pid: int, comm: str) -> None:
         (self.proc / str(pid)).mkdir(exist_ok=True)
@@ -100,6 +102,7 @@ class Rig:
             "FARMHAND_IDLE_PROC": str(self.proc),
             "FARMHAND_IDLE_STATE": str(self.state),
             "FARMHAND_IDLE_POWEROFF": f"{self.poweroff} --now",
+            "FARMHAND_IDLE_SQUEUE": str(self.squeue),
             **self.settings,
             **settings,
         }
@@ -208,6 +211,21 @@ def test_an_idle_worker_powers_off_after_the_idle_period(rig: Rig) -> None:
     assert decision == "poweroff", said(result)
     assert said(result) == "poweroff: idle for 20m (CPU 9% < 10%, no render process)"
     assert rig.marker.read_text().strip() == "--now"
+
+
+def test_pending_slurm_jobs_keep_it_up_and_a_silent_controller_does_not(rig: Rig) -> None:
+    """squeue stands in for the farm's controller here; tests/test_slurm.py asks a real one."""
+    rig.squeue.write_text('#!/bin/sh\n[ "$*" = "-h -t PD -o %i" ] && echo 17_3 && echo 17_4\n')
+    rig.squeue.chmod(0o755)
+    rig.run(16 * MIN)
+    for minute in (17, 40):
+        _decision, result = rig.run(minute * MIN, cpu=0)
+        assert said(result) == "keep: busy: Slurm jobs are waiting (job 17_3 pending)"
+    rig.squeue.write_text(
+        "#!/bin/sh\necho 'slurm_load_jobs error: Unable to contact' >&2\nexit 1\n"
+    )
+    assert said(rig.run(41 * MIN, cpu=0)[1]).startswith("keep: idle for 0s of 20m")
+    assert rig.run(61 * MIN, cpu=0)[0] == "poweroff"
 
 
 def test_a_render_process_keeps_it_up_however_long_and_quiet(rig: Rig) -> None:

@@ -769,15 +769,19 @@ def test_the_linux_service_runs_and_reads_only_files_only_root_can_change(
     assert not Path(system.staging).exists()
     assert _logged(standins) == LINUX_UNIT_STEPS
 
-    # The user's folder: the record and what the user reads, nothing the service uses.
+    # The user's folder: the record and what the user reads (the job key is the user's own,
+    # for `farmhand submit`), nothing the service uses.
     paths = JoinPaths(config / "farmhand")
     assert sorted(p.name for p in paths.dir.iterdir()) == [
         "ca.crt",
         "farm.json",
         "host.crt",
+        "hub_known_hosts",
+        "jobs.key",
         "join.json",
         "smb.password",
     ]
+    assert stat.S_IMODE(paths.jobs_key.stat().st_mode) == 0o600
     key = Path(pki["key"]).read_bytes()
     assert all(key not in p.read_bytes() for p in paths.dir.iterdir())
     assert "argv" not in paths.state.read_text()

@@ -120,7 +120,7 @@ class Lab:
             prov.store_dir(self.farm) / bundle,
             self.passphrase,
             prov.targets(self.farm, list(names)),
-            data=dict(prov.LAB_DEPLOY_DATA),
+            data=prov.deploy_data(self.farm),  # with Slurm's queue, the lab's default
             netns=self.farm.desk_namespace,
             on_event=record,
         )

@@ -9,7 +9,9 @@ would (it even installs nebula from the distribution's package, offline from the
 
 from __future__ import annotations
 
+import base64
 import json
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -120,6 +122,128 @@ def test_the_boss_joins_as_a_service_and_reaches_the_hub(lab: JoinLab) -> None:
     assert lab.sh(BOSS, "ping -c 1 -W 2 10.87.0.1 >/dev/null && echo ok") == "ok"
 
 
+SCENE = "/root/anim.blend"
+FRAMES = 6
+SCENE_SCRIPT = """
+import bpy, sys
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = 1
+scene.cycles.use_denoising = False  # Debian's Blender has no OpenImageDenoise
+scene.render.resolution_x, scene.render.resolution_y = 48, 32
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+scene.frame_start, scene.frame_end = 1, FRAMES
+cube = bpy.data.objects["Cube"]
+cube.location = (-3, 0, 0); cube.keyframe_insert("location", frame=1)
+cube.location = (3, 0, 0); cube.keyframe_insert("location", frame=FRAMES)
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])
+""".replace("FRAMES", str(FRAMES))
+
+
+def _make_scene(lab: JoinLab, script: str, path: str) -> None:
+    """The scene, made by Blender on a worker (bosses have none here), put on boss1."""
+    made = "/tmp/farmhand-scene.blend"
+    quoted = shlex.quote(script)
+    lab.sh(W1, f"blender -b --factory-startup --python-expr {quoted} -- {made} >/dev/null")
+    data = base64.b64decode(lab.sh(W1, f"base64 -w0 {made} && rm -f {made}"))
+    assert data.startswith(b"BLENDER"), data[:16]
+    lab.farm.put(BOSS, path, data)
+
+
+def _job(lab: JoinLab, job: str) -> dict[str, Any]:
+    result = lab.run("job", job, "--json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return dict(json.loads(result.stdout))
+
+
+def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_come_back(
+    lab: JoinLab,
+) -> None:
+    """The farm's job, from the joined laptop: submit, watch, collect (the README's commands)."""
+    _make_scene(lab, SCENE_SCRIPT, SCENE)
+    submitted = lab.run("submit", SCENE, "--frames", f"1-{FRAMES}", "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = str(json.loads(submitted.stdout)["job"])
+    deadline = time.monotonic() + 300
+    details = _job(lab, job)
+    while details["done"] + details["failed"] < FRAMES:
+        assert time.monotonic() < deadline, details
+        time.sleep(2)
+        details = _job(lab, job)
+    frames = details["frame_states"]
+    assert [f["state"] for f in frames] == ["done"] * FRAMES, frames
+    assert {f["worker"] for f in frames} == {W1, W2}, frames  # both workers took frames
+    listed = lab.run("jobs", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert job in listed.stdout
+    collected = lab.run("collect", job, "--to", "/root/frames")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    names = lab.sh(BOSS, "ls /root/frames").split()
+    assert names == [f"frame_{n:04d}.png" for n in range(1, FRAMES + 1)], names
+    # Each is a whole PNG (signature and IEND), and the cube moves: no two frames alike.
+    for name in names:
+        path = f"/root/frames/{name}"
+        check = f"head -c 8 {path} | od -An -tx1 | tr -d ' \\n'; tail -c 8 {path} | head -c 4"
+        assert lab.sh(BOSS, check) == "89504e470d0a1a0aIEND", name
+    digests = lab.sh(BOSS, "cd /root/frames && sha256sum * | cut -d' ' -f1").split()
+    assert len(set(digests)) == FRAMES
+    again = lab.run("collect", job, "--to", "/root/frames")  # resumable: nothing fetched twice
+    assert again.returncode == 0, again.stdout + again.stderr
+
+
+def _wait_for_node(lab: JoinLab, node: str, state: str, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        found = lab.sh(HUB, f"sinfo -h -N -n {node} -o %T || true")
+        if found.rstrip("*") == state:
+            return
+        assert time.monotonic() < deadline, f"{node} is {found!r}, not {state}"
+        time.sleep(2)
+
+
+def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
+    """12 frames on 2 workers; worker0001 is hard-killed while it renders one: Slurm gives
+    that task to worker0002, every frame arrives, and the lost frame shows two attempts."""
+    frames = 12
+    scene = "/root/anim12.blend"
+    script = SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
+    _make_scene(lab, script, scene)
+    submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = str(json.loads(submitted.stdout)["job"])
+    deadline = time.monotonic() + 120
+    while True:
+        states = _job(lab, job)["frame_states"]
+        victim = [f["frame"] for f in states if f["state"] == "running" and f.get("worker") == W1]
+        if victim:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+    lab.farm.kill(W1)
+    killed_at = time.monotonic()
+    deadline = killed_at + 600
+    details = _job(lab, job)
+    while details["done"] + details["failed"] < frames:
+        assert time.monotonic() < deadline, details
+        time.sleep(3)
+        details = _job(lab, job)
+    took = time.monotonic() - killed_at
+    print(f"frame {victim[0]} lost with {W1}: all {frames} frames done {took:.0f} s after")
+    states = details["frame_states"]
+    assert [f["state"] for f in states] == ["done"] * frames, states
+    lost = next(f for f in states if f["frame"] == victim[0])
+    assert lost["worker"] == W2, lost
+    assert lost["attempts"] == 2, lost
+    listing = lab.sh(HUB, f"ls -A /srv/farmhand/farm/renders/{job}")
+    names = sorted(n for n in listing.split() if n.endswith(".png"))
+    assert names == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], listing
+    # Back for the tests after this one: the killed worker boots, takes its certificate again
+    # and rejoins the cluster.
+    lab.farm.start(W1)
+    _wait_for_node(lab, W1, "idle", 180)
+
+
 def _write_leases(lab: JoinLab, leases: list[dict[str, Any]]) -> None:
     now = int(time.time())
     table = {"updated": now, "ttl": 300, "leases": leases}
@@ -187,7 +311,8 @@ def test_status_reports_the_hub_every_live_worker_leases_and_cost(lab: JoinLab) 
     assert 0 < hub["rtt_ms"] < 1000
     assert report["nebula"]["version"]  # the package join installed answers -version
     assert {s["name"]: s["reachable"] for s in report["shares"]} == {"farm": True, "queue": True}
-    assert report["queue"]["port"] == 27100  # no queue is deployed in this lab: not reachable
+    # Slurm's controller: the Nebula firewall lets only workers reach it, not bosses.
+    assert report["queue"]["port"] == 6817
     assert report["queue"]["reachable"] is False
     workers = {w["name"]: w for w in report["workers"]}
     assert sorted(workers) == [W1, W2]

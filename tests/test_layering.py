@@ -25,6 +25,9 @@ FUNCTION_IMPORTS = {
     # Optional dependency: only `farmhand status --smb` needs smbprotocol.
     ("farmhand.inspect.status.smb", "smbclient"): "optional dependency (smbprotocol)",
     ("farmhand.inspect.status.smb", "smbprotocol.exceptions"): "optional dependency (smbprotocol)",
+    # A slow import: only the job commands that move files need it.
+    ("farmhand.jobs.transfer", "smbclient"): "start-up speed (smbprotocol)",
+    ("farmhand.jobs.transfer", "smbprotocol.exceptions"): "start-up speed (smbprotocol)",
     # Platform modules: one exists on Windows, the other everywhere else.
     ("farmhand.keystore.fs", "msvcrt"): "Windows only",
     ("farmhand.keystore.fs", "fcntl"): "POSIX only",
@@ -179,8 +182,10 @@ def test_the_cli_declares_every_farm_wide_secret() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     assert sorted(out.stdout.split()) == [
+        "jobs-key-seed",
         "lease-claim-key",
         "lease-host-key",
+        "munge-key",
         "queue-tls",
         "smb-worker-key",
     ]

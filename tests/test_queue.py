@@ -21,13 +21,14 @@ def plan_with(**settings: object):  # type: ignore[no-untyped-def]
 
 
 def test_the_plan_chooses_manager_and_renderer() -> None:
-    assert queue_service(plan_with()).port == 27100
-    assert render_manager(plan_with()) is RenderManager.DEADLINE
+    assert queue_service(plan_with()).port == 6817
+    assert render_manager(plan_with()) is RenderManager.SLURM
+    assert queue_service(plan_with(render_manager="deadline")).port == 27100
     assert queue_service(plan_with(render_manager="flamenco")).port == 8080
     assert renderer(plan_with(renderer="bella")) is Renderer.BELLA
     # A bad choice is refused where farm.toml is read, before anything asks for it.
-    with pytest.raises(UsageError, match=r'^render_manager = "slurm": expected one of "deadline"'):
-        render_manager(plan_with(render_manager="slurm"))
+    with pytest.raises(UsageError, match=r'^render_manager = "torque": expected one of "slurm"'):
+        render_manager(plan_with(render_manager="torque"))
     with pytest.raises(UsageError, match='renderer = "povray"'):
         renderer(plan_with(renderer="povray"))
 

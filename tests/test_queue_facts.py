@@ -43,12 +43,15 @@ def queue_artifacts(
     folder = tmp_path_factory.mktemp("queue-artifacts")
     shutil.copy(artifacts / "nebula-linux-amd64.tar.gz", folder)
     sums = {}
-    for artifact in needed(dataclasses.replace(_any_plan(farm)), ALMA9):
+    for artifact in needed(_any_plan(farm).with_settings(render_manager="deadline"), ALMA9):
         (folder / artifact.filename).write_text(f"stand-in for {artifact.filename}\n")
         sums[artifact.key] = {"sha256": stand_in_sha256(artifact)}
     paths = {}
     for role, bundle in open_bundles(farm).items():
-        plan = bundle.plan.with_settings(nebula_sha256=NEBULA_SHA256, artifacts=sums)
+        # Deadline's deploys (Slurm's, the default, are in tests/test_deploy_facts.py).
+        plan = bundle.plan.with_settings(
+            nebula_sha256=NEBULA_SHA256, artifacts=sums, render_manager="deadline"
+        )
         pinned = dataclasses.replace(bundle, plan=plan)
         paths[role] = Path(shutil.copy(farm.root / BUNDLE_OF[role], folder / f"q-{role}.age"))
         context.preload(paths[role], pinned)

@@ -110,7 +110,7 @@ def test_the_artifact_keys_are_farmhands_artifacts() -> None:
     assert set(s.ARTIFACT_KEYS) == {artifact.key for artifact in pinned}
 
 
-def test_the_defaults_are_the_ones_farmhand_always_had() -> None:
+def test_the_defaults_are_the_declared_ones() -> None:
     defaults = s.FarmSettings()
     assert defaults == new_plan().settings
     assert (defaults.lease_ttl, defaults.lease_ssh_port) == (180, 22)
@@ -123,7 +123,7 @@ def test_the_defaults_are_the_ones_farmhand_always_had() -> None:
     )
     assert idle == (20, 15, 0, 60, 10)
     assert defaults.idle_render_processes == s.DEFAULT_RENDER_PROCESSES
-    assert defaults.render_manager is s.RenderManager.DEADLINE
+    assert defaults.render_manager is s.RenderManager.SLURM  # the default since Slurm came
     assert defaults.renderer is s.Renderer.BLENDER
     assert defaults.artifact_sha256 == {}
     assert defaults.nebula_sha256 is None
@@ -224,14 +224,14 @@ BAD: dict[str, tuple[str, str, str]] = {
         "(units y, w, d, h, m, s)",
     ),
     "render-manager": (
-        'render_manager = "slurm"\n',
+        'render_manager = "torque"\n',
         "",
-        'render_manager = "slurm": expected one of "deadline", "flamenco"',
+        'render_manager = "torque": expected one of "slurm", "deadline", "flamenco"',
     ),
     "render-manager-near-miss": (
         'render_manager = "Flamenco"\n',
         "",
-        'render_manager = "Flamenco": expected one of "deadline", "flamenco"; '
+        'render_manager = "Flamenco": expected one of "slurm", "deadline", "flamenco"; '
         'did you mean "flamenco"?',
     ),
     "renderer": (
@@ -413,7 +413,7 @@ BUNDLE_CASES = {
     "port-not-a-number": {"lease_ssh_port": "x"},
     "port-zero": {"lease_ssh_port": 0},
     "typo": {"lease_tll": "3m"},
-    "render-manager": {"render_manager": "slurm"},
+    "render-manager": {"render_manager": "torque"},
 }
 
 

@@ -35,6 +35,7 @@ from farmhand.keystore import plan_fields as p
 
 
 class RenderManager(str, Enum):
+    SLURM = "slurm"
     DEADLINE = "deadline"
     FLAMENCO = "flamenco"
 
@@ -53,9 +54,10 @@ DEFAULT_RENDER_PROCESSES = (
     "hython",
     "vray",
     "ffmpeg",  # Flamenco's video-encoding tasks
+    "slurmstepd",  # Slurm: one per job step running on the node (slurmd idles)
 )
-"""Names that mean a render is running. Long-lived agents (deadlineworker, flamenco-worker)
-are deliberately absent: they run while idle too, and would keep a worker up forever."""
+"""Names that mean a render is running. Long-lived agents (deadlineworker, flamenco-worker,
+slurmd) are deliberately absent: they run while idle too, and would keep a worker up forever."""
 
 ARTIFACT_KEYS = ("deadline", "mongodb", "mongosh", "flamenco", "blender", "bella")
 """What ``KEY`` in ``[artifacts.KEY]`` may be: the keys of farmhand/artifacts.py's artifacts."""
@@ -498,7 +500,7 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         Group.QUEUE,
         choice(RenderManager),
         "The render manager the hub runs and workers serve.",
-        RenderManager.DEADLINE.value,
+        RenderManager.SLURM.value,
     ),
     ConfigSetting(
         "renderer",

@@ -16,6 +16,7 @@ from farmhand.cli.bootstrap import bootstrap_command, cloud_init_command
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, write_host_files
+from farmhand.cli.jobs import cancel, collect, job, jobs, submit
 from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
@@ -44,6 +45,11 @@ app.command("bootstrap")(bootstrap_command)
 app.command("cloud-init")(cloud_init_command)
 app.command("join")(join)
 app.command("status")(status)
+app.command("submit")(submit)
+app.command("jobs")(jobs)
+app.command("job")(job)
+app.command("cancel")(cancel)
+app.command("collect")(collect)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")

@@ -19,9 +19,10 @@ from farmhand.resources import data_dir
 
 @dataclass(frozen=True)
 class HostFile:
-    """One file for a host, owned by root and ``group`` (a service's group, for a secret it
-    must read). ``secret`` files never go through a diff; ``at_boot`` files are made on the
-    host when it boots (a worker's chosen certificate), not by the deploy."""
+    """One file for a host, owned by ``owner`` (root, unless a service insists on owning its
+    secret: munge's key) and ``group`` (a service's group, for a secret it must read).
+    ``secret`` files never go through a diff; ``at_boot`` files are made on the host when it
+    boots (a worker's chosen certificate), not by the deploy."""
 
     path: str
     content: bytes = field(repr=False)
@@ -29,6 +30,7 @@ class HostFile:
     secret: bool = False
     at_boot: bool = False
     group: str = "root"
+    owner: str = "root"
 
     @property
     def text(self) -> str:

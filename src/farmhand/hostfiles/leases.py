@@ -22,6 +22,14 @@ from farmhand.model.paths import (
     SYSTEMD_DIR,
 )
 from farmhand.onhost import leases
+from farmhand.onhost.jobs import JOBS_USER
+from farmhand.queue.base import RenderManager, render_manager
+
+
+def credentials_group(model: HostModel) -> str:
+    """The group that may read a worker's share login besides root: the render tasks' user
+    under Slurm (queue/slurm_jobs.py), else none."""
+    return JOBS_USER if render_manager(model.plan) is RenderManager.SLURM else ""
 
 
 def lease_files(
@@ -92,6 +100,7 @@ def lease_files(
         "cert": NEBULA_CERT,
         "key": NEBULA_KEY,
         "smb_credentials": SMB_CREDENTIALS,
+        "smb_credentials_group": credentials_group(model),
         "nebula_unit": "farmhand-nebula.service",
         "pick_unit": "farmhand-pick-cert.service",
         "connect_timeout": 10,

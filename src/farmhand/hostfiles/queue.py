@@ -11,15 +11,11 @@ from farmhand.keystore.plan import Role
 from farmhand.model.host import HostModel
 from farmhand.model.paths import FETCH, MOUNTS_ROOT, OPT, QUEUE_ETC, SHARES_ROOT
 from farmhand.queue import manager_for
-from farmhand.queue.artifacts import BLENDER, blender_from_package
+from farmhand.queue.artifacts import BLENDER, blender_path
 from farmhand.queue.base import QueueFile, blender_autoexec_flag
 from farmhand.queue.deadline import tls as tls  # the CLI's boss client certificate
 
 Expand = Callable[..., bytes]
-
-
-def blender_path(model: HostModel) -> str:
-    return "/usr/bin/blender" if blender_from_package(model.distro) else f"{OPT}/blender/blender"
 
 
 def queue_files(model: HostModel, expand: Expand) -> dict[str, list[HostFile]]:
@@ -34,7 +30,7 @@ def queue_files(model: HostModel, expand: Expand) -> dict[str, list[HostFile]]:
         "opt": OPT,
         "shares_root": SHARES_ROOT,
         "mounts_root": MOUNTS_ROOT,
-        "blender_linux": blender_path(model),
+        "blender_linux": blender_path(model.distro),
         "blender_version": BLENDER.version,
         "blender_args": f"-b {blender_autoexec_flag(model.plan)}",
     }
@@ -46,4 +42,6 @@ def queue_files(model: HostModel, expand: Expand) -> dict[str, list[HostFile]]:
 
 def _host_file(item: QueueFile, expand: Expand, ctx: dict[str, object]) -> HostFile:
     content = expand(item.template, **ctx, **item.values) if item.template else item.content
-    return HostFile(item.path, content, item.mode, secret=item.secret, group=item.group)
+    return HostFile(
+        item.path, content, item.mode, secret=item.secret, group=item.group, owner=item.owner
+    )

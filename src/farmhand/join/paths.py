@@ -4,6 +4,7 @@ Layout of ``<config>/farmhand/join/``::
 
     config.yml, ca.crt, host.crt   Nebula's config and the boss certificate
     host.key, smb.password         secrets: 0600 (an owner-only ACL on Windows)
+    jobs.key, hub_known_hosts      the boss's job key (0600) and the hub's pinned host key
     farm.json                      the bundle's metadata (plan, peers, blocklist): no secrets
     join.json                      what join installed (facts, no commands), for --leave
     nebula.log, foreground.pid     nebula's output and farmhand's pid in foreground mode
@@ -68,6 +69,16 @@ class JoinPaths:
     @property
     def smb_password(self) -> Path:
         return self.dir / "smb.password"
+
+    @property
+    def jobs_key(self) -> Path:
+        """This boss's job key (``farmhand submit`` and friends): a secret, 0600."""
+        return self.dir / "jobs.key"
+
+    @property
+    def hub_known_hosts(self) -> Path:
+        """The hub's pinned host key, for the job service's SSH."""
+        return self.dir / "hub_known_hosts"
 
     @property
     def farm(self) -> Path:

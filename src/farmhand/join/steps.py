@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from farmhand.hostfiles import join_files
+from farmhand.jobs.client import known_hosts_line
 from farmhand.join import JoinError, Say
 from farmhand.join.admin import Elevation
 from farmhand.join.bundle import check_boss_bundle, find_bundle
@@ -35,6 +36,7 @@ from farmhand.join.services import service_description, service_plan
 from farmhand.join.state import JoinState, Mode, save_state
 from farmhand.join.system import ServiceBinary, StagedFile, SystemPaths, first_changeable
 from farmhand.keystore.bundle import Bundle, open_bundle
+from farmhand.keystore.job_keys import JOB_KEY
 from farmhand.model.host import MOUNTED_SHARES, HostModel, host_model
 from farmhand.nebula.release import NEBULA_VERSION
 
@@ -97,7 +99,21 @@ def user_files(
         (paths.smb_password.name, bundle.smb_password.encode() + b"\n", 0o600),
         (paths.farm.name, json.dumps(bundle.metadata(), indent=1).encode() + b"\n", 0o644),
     ]
+    files += job_access_files(bundle, paths)
     return files
+
+
+def job_access_files(bundle: Bundle, paths: JoinPaths) -> list[StagedFile]:
+    """The boss's job key and the hub's pinned host key, when the bundle has them (an older
+    bundle has not: ``farmhand keys rebundle``)."""
+    key = bundle.extras.get(JOB_KEY)
+    host = bundle.extras.get("lease-host-key.pub")
+    if key is None or host is None:
+        return []
+    return [
+        (paths.jobs_key.name, key, 0o600),
+        (paths.hub_known_hosts.name, known_hosts_line(host), 0o644),
+    ]
 
 
 def system_files(model: HostModel, system: SystemPaths) -> list[StagedFile]:

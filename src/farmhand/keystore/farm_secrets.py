@@ -74,7 +74,7 @@ LEASE_HOST_KEY = ExtraSecret(
     name="lease-host-key",
     make=lambda: _openssh_private(ec.generate_private_key(ec.SECP384R1())),
     private_roles=frozenset({Role.HUB}),
-    public_roles=frozenset({Role.WORKER}),
+    public_roles=frozenset({Role.WORKER, Role.BOSS}),  # bosses pin it too (job service)
     public=_openssh_public("farmhand-hub"),
 )
 """An extra ECDSA P-384 host key for the hub's sshd that workers pin (no trust on first use);
@@ -85,7 +85,12 @@ EXTRA_SECRETS: tuple[ExtraSecret, ...] = (LEASE_CLAIM_KEY, LEASE_HOST_KEY)
 """Every declared farm-wide secret (features add theirs with :func:`declare`)."""
 
 
-FEATURE_MODULES = ("farmhand.queue.tls", "farmhand.model.smb")
+FEATURE_MODULES = (
+    "farmhand.queue.tls",
+    "farmhand.queue.slurm",
+    "farmhand.model.smb",
+    "farmhand.keystore.job_keys",
+)
 """Modules that declare farm-wide secrets of their own, loaded by name when the secrets are
 first needed: the key store depends on no feature, yet never makes or rebuilds a bundle that
 lacks one of them (a library caller need not remember to import the queue first)."""

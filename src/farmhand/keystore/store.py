@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from farmhand.errors import StoreError
-from farmhand.keystore import age, fs
+from farmhand.keystore import age, fs, job_keys
 from farmhand.keystore.bundle import Bundle, BundleHost, Peer, bundle_filename
 from farmhand.keystore.farm_secrets import for_role as extras_for_role
 from farmhand.keystore.plan import FarmPlan, Role
@@ -171,7 +171,10 @@ def build_bundle(
         peers=tuple(
             Peer(e.name, e.role, e.ip, e.not_after) for e in register.entries if not e.revoked
         ),
-        extras=extras_for_role(role, vault.extras),
+        extras={
+            **extras_for_role(role, vault.extras),
+            **job_keys.bundle_extras(role, boss, register, vault.extras),
+        },
     )
 
 

@@ -68,6 +68,11 @@ OFFLINE_PACKAGES: tuple[str, ...] = (
     "python3-pip",
     "blender",  # the render queue's default renderer (a real frame in the lab tests)
     "file",  # Deadline's worker needs it (oomerfarm found it missing)
+    # Slurm, the default render manager: the hub's controller, the workers' node, munge.
+    "slurmctld",
+    "slurmd",
+    "slurm-client",
+    "munge",
 )
 """Downloaded (with dependencies and recommends) but not installed: what deploys may install.
 

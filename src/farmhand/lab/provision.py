@@ -24,10 +24,13 @@ from farmhand.keystore.store import KeyStore, is_store
 from farmhand.lab.farm import LabFarm
 from farmhand.model.host import SMB_PORT, SSH_PORT
 from farmhand.model.smb import WORKER_SMB_KEY, worker_password
+from farmhand.settings import RenderManager
 
 Say = Callable[[str], None]
 LAB_FARM_NAME = "lab"
 LAB_DEPLOY_DATA = {"farmhand_apt_update": False, "farmhand_mounts": False, "farmhand_queue": False}
+"""What lab deploys leave out: the index refresh (the image carries its packages), the mounts
+and the render queue, except Slurm's (:func:`deploy_data`), which needs no download."""
 LAB_PLAN_SETTINGS = {"idle_after_minutes": 0, "idle_max_uptime_minutes": 0}
 """Lab workers never power themselves off: a container sees the whole machine's CPU, and a
 user exploring the lab should not find workers gone after half an hour."""
@@ -95,12 +98,30 @@ def deploy_role(
         path,
         lab_passphrase(farm),
         targets(farm, names, user),
-        data=dict(LAB_DEPLOY_DATA),
+        data=deploy_data(farm),
         netns=farm.desk_namespace,
     )
     if not report.ok:
         raise DeployError(f"lab {role.value} deploy: {report.failure_message()}")
     return report
+
+
+def slurm_farm(farm: LabFarm) -> bool:
+    """Whether the lab's farm runs Slurm (the default render manager)."""
+    return KeyStore.open(store_dir(farm)).plan.settings.render_manager is RenderManager.SLURM
+
+
+def deploy_data(farm: LabFarm) -> dict[str, bool]:
+    """The lab's deploy data: with the queue when it is Slurm (the distribution's packages,
+    in the image's offline cache), without it otherwise (the Deadline and Flamenco lab tests
+    deploy theirs from stand-in installers)."""
+    return {**LAB_DEPLOY_DATA, "farmhand_queue": slurm_farm(farm)}
+
+
+def sinfo_nodes(farm: LabFarm) -> dict[str, str]:
+    """Each Slurm node's state as the hub's sinfo reports it (``worker0001: idle``)."""
+    result = farm.exec("hub", ["timeout", "20", "sinfo", "-h", "-N", "-o", "%N %t"])
+    return dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
 
 
 def provision(farm: LabFarm, say: Say) -> dict[str, DeployReport]:
@@ -261,6 +282,21 @@ def prove(farm: LabFarm, say: Say) -> list[Check]:
             not tcp_open(farm, "hub", overlay_ip(farm, "boss1"), SSH_PORT),
         ),
     ]
+    if slurm_farm(farm):
+        say("asking the hub's Slurm controller for its nodes")
+        nodes: dict[str, str] = {}
+        for _ in range(30):  # slurmd registers within seconds of its start
+            nodes = sinfo_nodes(farm)
+            if all(nodes.get(w) == "idle" for w in workers):
+                break
+            time.sleep(1)
+        listed = ", ".join(f"{w} {nodes.get(w, 'missing')}" for w in workers)
+        checks.append(
+            Check(
+                f"sinfo on the hub lists the workers as idle Slurm nodes ({listed})",
+                all(nodes.get(w) == "idle" for w in workers),
+            )
+        )
     if len(workers) > 1:
         checks.append(
             Check(

@@ -113,7 +113,8 @@ class HostModel:
     @property
     def inbound_rules(self) -> tuple[FirewallRule, ...]:
         """Least privilege by group: the hub takes SMB and the queue from workers and bosses
-        and SSH from bosses; workers take SSH from bosses; bosses accept nothing but ICMP."""
+        and SSH from bosses; workers take SSH from bosses (and what the manager's worker part
+        needs: Slurm's slurmd from the hub); bosses accept nothing but ICMP."""
         rules = [FirewallRule("any", "icmp")]
         if self.role is Role.HUB:
             rules += [
@@ -125,6 +126,8 @@ class HostModel:
             rules += [FirewallRule(str(port), "tcp", group) for port, group in ports]
         elif self.role is Role.WORKER:
             rules.append(FirewallRule(str(SSH_PORT), "tcp", "boss"))
+            ports = manager_for(self.bundle.plan).worker_ports()
+            rules += [FirewallRule(str(port), "tcp", group) for port, group in ports]
         return tuple(rules)
 
     @property

@@ -68,6 +68,7 @@ No certificate is ever held twice, even on a full or failing disk:
 import contextlib
 import errno
 import fcntl
+import grp
 import hashlib
 import ipaddress
 import json
@@ -1183,15 +1184,30 @@ def _install_certificate(config: Dict[str, Any], name: str) -> None:
     """The claimed certificate, its key and (``smb_credentials``) its own share login, from
     the pool into place."""
     pool = config["pool_dir"]
-    chosen = [("crt", config["cert"], 0o644), ("key", config["key"], 0o600)]
+    chosen = [("crt", config["cert"], 0o644, 0), ("key", config["key"], 0o600, 0)]
     if config.get("smb_credentials"):
-        chosen.append(("smb", config["smb_credentials"], 0o600))
-    for kind, target, mode in chosen:
+        # Readable by one group besides root when asked (the render tasks' user, which
+        # reaches the share with it), never by others.
+        gid = _group_id(config.get("smb_credentials_group") or "")
+        chosen.append(("smb", config["smb_credentials"], 0o640 if gid else 0o600, gid))
+    for kind, target, mode, gid in chosen:
         with open(os.path.join(pool, f"{name}.{kind}"), "rb") as handle:
             data = handle.read()
         if _read_bytes(target) != data:
-            durable_write(target, data, mode)
+            durable_write(target, data, mode & 0o600)
+        if os.stat(target).st_gid != gid:
+            os.chown(target, -1, gid)
         os.chmod(target, mode)
+
+
+def _group_id(group: str) -> int:
+    """``group``'s gid, or 0 (root) when there is none by that name."""
+    if not group:
+        return 0
+    try:
+        return grp.getgrnam(group).gr_gid
+    except KeyError:
+        return 0
 
 
 def _read_bytes(path: str) -> bytes:

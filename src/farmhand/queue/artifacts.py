@@ -29,7 +29,7 @@ from pathlib import Path
 from farmhand.errors import FarmhandError
 from farmhand.keystore.plan import FarmPlan
 from farmhand.model.distro import Distro, Family
-from farmhand.model.paths import INSTALLERS, LOCAL_CACHE, PUBLISHED_INSTALLERS
+from farmhand.model.paths import INSTALLERS, LOCAL_CACHE, OPT, PUBLISHED_INSTALLERS
 from farmhand.queue.base import Renderer, renderer
 
 
@@ -150,6 +150,11 @@ def renderer_artifacts(plan: FarmPlan, distro: Distro) -> tuple[Artifact, ...]:
 
 def blender_from_package(distro: Distro) -> bool:
     return distro.family is Family.DEBIAN
+
+
+def blender_path(distro: Distro) -> str:
+    """The Blender every render manager starts on a worker of ``distro``."""
+    return "/usr/bin/blender" if blender_from_package(distro) else f"{OPT}/blender/blender"
 
 
 def sha256_for(plan: FarmPlan, artifact: Artifact) -> str:

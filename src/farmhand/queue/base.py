@@ -1,7 +1,7 @@
 """The interface every render manager implements, and what the farm plan chooses.
 
-The farm plan (farm.toml) chooses ``render_manager = "deadline" | "flamenco"`` and
-``renderer = "blender" | "bella"``. Each manager is one module with one
+The farm plan (farm.toml) chooses ``render_manager = "slurm" | "deadline" | "flamenco"``
+(slurm by default) and ``renderer = "blender" | "bella"``. Each manager is one module with one
 :class:`RenderManagerSpec` (see farmhand/queue/__init__.py for the registry): deploys open the
 Nebula firewall for exactly its ports and only to the groups that use them, hostfiles renders
 the files it declares, ``farmhand status`` probes its :class:`QueueService`.
@@ -43,7 +43,8 @@ class QueueFile:
     """A file a manager puts on a host, as part of ``component`` (what its deploy task asks
     for: one service and what it reads): a template (expanded by farmhand/hostfiles with the
     queue's common values and ``values``) or ready ``content``. ``group`` is the service's
-    group for a secret that service must read (mode 0640)."""
+    group for a secret that service must read (mode 0640); ``owner`` the service's user for a
+    secret it insists on owning (munge's key)."""
 
     component: str
     path: str
@@ -53,6 +54,7 @@ class QueueFile:
     mode: int = 0o644
     secret: bool = False
     group: str = "root"
+    owner: str = "root"
 
 
 class RenderManagerSpec(ABC):
@@ -60,6 +62,7 @@ class RenderManagerSpec(ABC):
 
     - ``manager``: its name, the farm.toml value;
     - ``port``/``client_groups``: what the hub opens, to which Nebula groups (:meth:`hub_ports`);
+      :meth:`worker_ports`: what workers open (none but Slurm's slurmd, to the hub);
     - :meth:`artifacts`: the pinned downloads it needs on a host of a distribution;
     - :meth:`host_files`: the files it adds on a hub or worker (bosses install by hand), each
       in a named component its deploy task asks for;
@@ -85,6 +88,10 @@ class RenderManagerSpec(ABC):
     def hub_ports(self) -> tuple[tuple[int, str], ...]:
         """(TCP port, Nebula group) pairs the hub's firewall opens for this manager."""
         return tuple((self.port, group) for group in self.client_groups)
+
+    def worker_ports(self) -> tuple[tuple[int, str], ...]:
+        """(TCP port, Nebula group) pairs a worker's firewall opens for this manager."""
+        return ()
 
     def service(self) -> QueueService:
         return QueueService(self.manager, self.port, self.label)

@@ -124,14 +124,14 @@ def secret_file(
 
 
 def install_one(item: HostFile) -> OperationMeta:
-    """One host file with its mode, owned by root and its group."""
+    """One host file with its mode, owner and group."""
     if item.secret:
         return secret_file(
             name=f"Install {item.path}",
             path=item.path,
             content=item.content,
             mode=item.mode,
-            user="root",
+            user=item.owner,
             group=item.group,
         )
     return files.put(
@@ -139,7 +139,7 @@ def install_one(item: HostFile) -> OperationMeta:
         src=io.BytesIO(item.content),
         dest=item.path,
         mode=f"{item.mode:o}",
-        user="root",
+        user=item.owner,
         group=item.group,
         create_remote_dir=True,
     )

@@ -12,10 +12,12 @@ from pyinfra.operations.util import any_changed
 from farmhand.deploy.tasks import deploy, ops, packages
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import HostFiles
+from farmhand.hostfiles.leases import credentials_group
 from farmhand.model.distro import Family
 from farmhand.model.host import HostModel
 from farmhand.model.paths import DEFAULT_SSH_HOST_KEYS, LEASE_DROPIN, OLD_PICKER
 from farmhand.onhost import leases
+from farmhand.queue.slurm_jobs import JOBS_UID
 
 
 def _default_host_keys() -> None:
@@ -95,6 +97,14 @@ def worker_leases(
         present=True,
     )
     files.file(name=f"Remove {OLD_PICKER} (replaced by leases)", path=OLD_PICKER, present=False)
+    group = credentials_group(model)
+    if group:  # before the picker first runs: it hands the share login to this group
+        server.group(
+            name=f"Group {group} (gid {JOBS_UID}; may read this worker's share login)",
+            group=group,
+            gid=JOBS_UID,
+            system=True,
+        )
     config = farm_files.install(host_files.plain("leases"))
     units = ops.install_units("leases", host_files.units("leases"))
     timer = systemd.service(

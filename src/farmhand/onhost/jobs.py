@@ -1,0 +1,829 @@
+"""Render jobs on the hub and their tasks on workers: one file, the whole protocol.
+
+The hub's job service is an SSH forced command, as the lease service is (leases.py): the
+unprivileged ``farmhand-jobs`` user's authorized_keys holds one line per boss,
+``restrict,command="/usr/bin/python3 /usr/local/lib/farmhand/jobs.py serve BOSS" KEY``, with
+that boss's own job key (made by the key store, carried in that boss's bundle only), so the
+boss's name comes from the key line, never from the client, and ``farmhand keys revoke BOSS``
+(the hub's authorized_keys rebuilt without that line) ends its access. No new port, no shared
+password. One JSON request on stdin (at most MAX_REQUEST bytes within SESSION_SECONDS), one
+JSON answer on stdout, the session within SESSION_LIMIT.
+
+Operations: ``reserve`` (a new job id; the boss then uploads the scene over SMB into
+``scenes/farmhand-jobs/ID/scene.blend``, a temporary name first), ``submit`` (checks that
+scene, then ``sbatch --array`` of one task per chunk), ``list``, ``show``, ``cancel``
+(``scancel``; only the boss that submitted a job may cancel it). Slurm forgets finished jobs
+(no slurmdbd), so the service keeps its own records (``/var/lib/farmhand-jobs/jobs/ID.json``,
+written atomically), and each task leaves one status file per frame in
+``renders/ID/.farmhand/NNNN.json`` on the share, which the service reads.
+
+A task (``jobs.py task WORKER_CONFIG SPEC``, run by Slurm on a worker as ``farmhand-jobs``):
+
+- fetches the job's scene once per job per worker into a local cache (a lock makes the
+  worker's other tasks of the job wait for it and reuse it), from the mounted farm share when
+  there is one, else with ``smbclient`` (userspace SMB: works in containers and LXC, which
+  have no kernel CIFS);
+- checks that its Blender is the version the job asks for (the job also asks Slurm for the
+  node feature ``blender-VERSION`` with ``--constraint``, so only such workers take it: a
+  farm with no such worker refuses the submit at once);
+- renders each frame with ``blender -b --disable-autoexec`` (``--enable-autoexec`` when the
+  farm allows scripts) into a local folder, then puts it on the share as ``.NAME.WORKER.part`` and
+  renames it to its final name: a half-written frame is never visible under its final name,
+  and a frame is done only once its file is there under that name;
+- retries a frame that Blender fails on this very worker, at most ``max_attempts`` in all
+  (counting Slurm's requeues of the task after a node failure, SLURM_RESTART_COUNT), then
+  marks it failed with Blender's own reason (its ``Error:`` line) and a hint where farmhand
+  knows one (Debian's Blender has no OpenImageDenoise). So a broken frame ends, it never
+  loops; a lost worker is Slurm's business (``--requeue``).
+
+Runs unchanged on Python 3.6 (EL 8's python3): standard library only.
+"""
+
+import base64
+import contextlib
+import errno
+import fcntl
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from typing import Any, Dict, List, Optional, Tuple
+
+LIB = "/usr/local/lib/farmhand/jobs.py"
+JOBS_USER = "farmhand-jobs"
+JOBS_HOME = "/var/lib/farmhand-jobs"
+"""The job user's home: root's, so it cannot change its own authorized_keys."""
+JOBS_AUTHORIZED_KEYS = JOBS_HOME + "/.ssh/authorized_keys"
+HUB_CONFIG = "/etc/farmhand/jobs.json"
+WORKER_CONFIG = "/etc/farmhand/jobs-worker.json"
+SCENES = "scenes/farmhand-jobs"
+"""Where bosses upload job scenes, inside the farm share (one folder per job)."""
+SCENE_FILE = "scene.blend"
+RENDERS = "renders"
+STATUS_DIR = ".farmhand"
+MAX_REQUEST = 1 << 20
+SESSION_SECONDS = 20.0
+SESSION_LIMIT = 60
+MAX_TASKS = 10000
+"""The most tasks (chunks) one job may have: Slurm's default MaxArraySize is 1001, so a job
+with more tasks than the farm's Slurm allows is refused by sbatch with its own reason."""
+DEFAULT_OUTPUT = "frame_####"
+
+HUB_DEFAULTS = {
+    "share_root": "/srv/farmhand/farm",
+    "state_dir": JOBS_HOME + "/jobs",
+    "partition": "render",
+    "sbatch": "sbatch",
+    "scancel": "scancel",
+    "squeue": "squeue",
+    "python": "/usr/bin/python3",
+    "lib": LIB,
+    "worker_config": WORKER_CONFIG,
+    "max_attempts": 2,
+    "hourly_price": 0.0,
+    "currency": "",
+    "slurm_conf": "",
+}  # type: Dict[str, Any]
+
+WORKER_DEFAULTS = {
+    "mount": "/mnt/farmhand/farm",
+    "hub": "",
+    "share": "farm",
+    "credentials": "",
+    "smbclient": "smbclient",
+    "cache": "/var/tmp/farmhand-jobs",
+    "blender": "blender",
+    "autoexec": False,
+    "name": "",
+}  # type: Dict[str, Any]
+
+_JOB = re.compile(r"^[1-9][0-9]{0,9}$")
+_BOSS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
+_OUTPUT = re.compile(r"^[A-Za-z0-9_.-]{0,60}#{1,8}[A-Za-z0-9_.-]{0,60}$")
+_VERSION = re.compile(r"^[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
+_NAME = re.compile(r"^[^\x00-\x1f/\\]{1,80}$")
+
+HINTS = {
+    "Build without OpenImageDenoiser": (
+        "this worker's Blender is built without OpenImageDenoise (Debian's is): turn Cycles "
+        "denoising off in the scene (Render Properties > Sampling > Denoise, and the View "
+        "Layer's Denoising Data), or choose the OptiX denoiser on NVIDIA workers, or install "
+        "Blender from blender.org on the workers"
+    ),
+}
+"""What farmhand knows to say about some of Blender's reasons."""
+
+
+class Refused(Exception):
+    """What was asked cannot be done; ``reason`` is a stable word, the text says why."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+# --- files ----------------------------------------------------------------------------------
+
+
+def atomic_write(path: str, data: bytes, mode: int = 0o644) -> None:
+    """``path`` holds all of ``data`` or what it held before (temporary file, fsync, rename)."""
+    folder = os.path.dirname(path) or "."
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _read_json(path: str) -> Optional[Dict[str, Any]]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def blend_kind(head: bytes) -> str:
+    """'' when ``head`` (a file's first bytes) starts a .blend: plain (``BLENDER``), or gzip or
+    zstd compressed (Blender's "Compress" option); else what it seems to be instead."""
+    if head.startswith(b"BLENDER"):
+        return ""
+    if head.startswith(b"\x1f\x8b"):
+        try:
+            inner = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, 16)
+        except zlib.error:
+            return "a gzip file that is not a compressed .blend"
+        return "" if inner.startswith(b"BLENDER") else "a gzip file that is not a .blend"
+    if head.startswith(b"\x28\xb5\x2f\xfd"):
+        return ""  # zstd (Blender 3.0+): the standard library cannot look inside; trust it
+    if not head:
+        return "an empty file"
+    return "not a .blend file (it does not start with BLENDER)"
+
+
+def read_head(path: str, size: int = 4096) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(size)
+
+
+def saved_with(head: bytes) -> str:
+    """The Blender version a plain .blend was saved with (``BLENDER-v304`` is 3.4), or ''."""
+    match = re.match(rb"^BLENDER[-_][vV](\d)(\d\d)", head)
+    return "{}.{}".format(int(match.group(1)), int(match.group(2))) if match else ""
+
+
+# --- the hub: job records -------------------------------------------------------------------
+
+
+def load_hub_config(path: str = HUB_CONFIG) -> Dict[str, Any]:
+    config = dict(HUB_DEFAULTS)
+    data = _read_json(path)
+    if data:
+        config.update(data)
+    return config
+
+
+def _slurm_env(config: Dict[str, Any]) -> Dict[str, str]:
+    """The environment for Slurm's tools: SLURM_CONF when the config names one (tests)."""
+    env = dict(os.environ)
+    if config.get("slurm_conf"):
+        env["SLURM_CONF"] = config["slurm_conf"]
+    return env
+
+
+def _record_path(config: Dict[str, Any], job: str) -> str:
+    return os.path.join(config["state_dir"], job + ".json")
+
+
+def load_job(config: Dict[str, Any], job: Any) -> Dict[str, Any]:
+    if not isinstance(job, str) or not _JOB.match(job):
+        raise Refused("unknown", "{!r} is not a job id (job ids are numbers)".format(job))
+    record = _read_json(_record_path(config, job))
+    if record is None:
+        raise Refused("unknown", "the hub has no job {}".format(job))
+    return record
+
+
+def save_job(config: Dict[str, Any], record: Dict[str, Any]) -> None:
+    atomic_write(_record_path(config, record["job"]), (json.dumps(record) + "\n").encode())
+
+
+def _job_ids(config: Dict[str, Any]) -> List[str]:
+    try:
+        names = os.listdir(config["state_dir"])
+    except OSError:
+        return []
+    ids = [n[: -len(".json")] for n in names if n.endswith(".json")]
+    return sorted((i for i in ids if _JOB.match(i)), key=int)
+
+
+@contextlib.contextmanager
+def _locked(config: Dict[str, Any]) -> Any:
+    fd = os.open(os.path.join(config["state_dir"], "lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def scene_path(config: Dict[str, Any], job: str) -> str:
+    return os.path.join(config["share_root"], SCENES, job, SCENE_FILE)
+
+
+def reserve(config: Dict[str, Any], boss: str, now: float) -> Dict[str, Any]:
+    """A new job id for ``boss``, and where its scene goes on the share."""
+    with _locked(config):
+        ids = _job_ids(config)
+        job = str(int(ids[-1]) + 1 if ids else 1)
+        save_job(config, {"job": job, "boss": boss, "state": "reserved", "created": now})
+    return {"ok": True, "job": job, "scene": "{}/{}/{}".format(SCENES, job, SCENE_FILE)}
+
+
+def _check_chunks(value: Any) -> List[List[int]]:
+    if not isinstance(value, list) or not value or len(value) > MAX_TASKS:
+        raise Refused("bad-request", "a job needs 1 to {} chunks of frames".format(MAX_TASKS))
+    out = []  # type: List[List[int]]
+    for item in value:
+        ok = (
+            isinstance(item, list)
+            and len(item) == 2
+            and all(isinstance(x, int) and not isinstance(x, bool) for x in item)
+            and 1 <= item[0] <= item[1]
+        )
+        if not ok:
+            raise Refused(
+                "bad-request", "bad chunk {!r}: [FIRST, LAST], 1 <= FIRST <= LAST".format(item)
+            )
+        out.append([item[0], item[1]])
+    return out
+
+
+def task_script(config: Dict[str, Any], spec: Dict[str, Any]) -> str:
+    """The batch script: this very file's ``task`` on the worker, the job's spec as base64 (so
+    no name can break out of its quotes)."""
+    blob = base64.b64encode(json.dumps(spec, sort_keys=True).encode()).decode()
+    return "#!/bin/sh\nexec {} {} task {} {}\n".format(
+        config["python"], config["lib"], config["worker_config"], blob
+    )
+
+
+def submit(
+    config: Dict[str, Any], boss: str, request: Dict[str, Any], now: float
+) -> Dict[str, Any]:
+    """Queue a reserved job once its scene is on the share and is a .blend."""
+    record = load_job(config, request.get("job"))
+    job = record["job"]
+    if record.get("boss") != boss:
+        raise Refused("unknown", "the hub has no job {} of this boss".format(job))
+    if record.get("state") != "reserved":
+        raise Refused("bad-request", "job {} is already {}".format(job, record.get("state")))
+    chunks = _check_chunks(request.get("chunks"))
+    output = request.get("output") or DEFAULT_OUTPUT
+    if not isinstance(output, str) or not _OUTPUT.match(output):
+        raise Refused(
+            "bad-request",
+            "bad output pattern {!r}: letters, digits, _ . - and one run of # for the frame "
+            "number (like frame_####)".format(output),
+        )
+    blender = request.get("blender") or ""
+    if not isinstance(blender, str) or (blender and not _VERSION.match(blender)):
+        raise Refused("bad-request", "bad Blender version {!r} (like 3.4.1)".format(blender))
+    name = request.get("name") or "job {}".format(job)
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise Refused("bad-request", "bad job name {!r}".format(name))
+    path = scene_path(config, job)
+    try:
+        head = read_head(path)
+    except OSError:
+        raise Refused(
+            "no-scene",
+            "job {} has no scene on the share ({}/{}/{})".format(job, SCENES, job, SCENE_FILE),
+        ) from None
+    kind = blend_kind(head)
+    if kind:
+        raise Refused("not-blend", "the scene of job {} is {}".format(job, kind))
+    max_attempts = int(config["max_attempts"])
+    spec = {
+        "job": job,
+        "chunks": chunks,
+        "output": output,
+        "blender": blender,
+        "max_attempts": max_attempts,
+        "scene": "{}/{}/{}".format(SCENES, job, SCENE_FILE),
+        "renders": "{}/{}".format(RENDERS, job),
+    }
+    renders = os.path.join(config["share_root"], RENDERS, job)
+    argv = [
+        config["sbatch"], "--parsable", "--requeue",
+        "--partition=" + config["partition"],
+        "--job-name=farmhand-" + job,
+        "--array=0-{}".format(len(chunks) - 1),
+        "--output=/dev/null",
+        "--chdir=/tmp",
+    ]  # fmt: skip
+    if blender:
+        argv.append("--constraint=blender-" + blender)
+    try:
+        result = subprocess.run(
+            argv,
+            input=task_script(config, spec).encode(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=30,
+            env=_slurm_env(config),
+        )
+    except FileNotFoundError:
+        raise Refused(
+            "no-manager",
+            "the hub has no Slurm (no {}): farmhand's jobs need the built-in render manager "
+            '(render_manager = "slurm" in farm.toml, then farmhand deploy)'.format(
+                config["sbatch"]
+            ),
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise Refused("manager", "Slurm did not answer within 30 s") from None
+    if result.returncode != 0:
+        why = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        text = why[-1] if why else "sbatch exit {}".format(result.returncode)
+        if blender and ("feature" in text.lower() or "configuration is not available" in text):
+            text = "no worker has Blender {} ({})".format(blender, text)
+        raise Refused("manager", "Slurm refused job {}: {}".format(job, text))
+    slurm_id = result.stdout.decode().strip().split(";")[0]
+    record.update(
+        state="queued",
+        name=name,
+        chunks=chunks,
+        frames=sum(b - a + 1 for a, b in chunks),
+        output=output,
+        blender=blender,
+        saved_with=saved_with(head),
+        slurm=slurm_id,
+        submitted=now,
+        max_attempts=max_attempts,
+        renders=spec["renders"],
+    )
+    _job_folders(renders)
+    save_job(config, record)
+    return {
+        "ok": True,
+        "job": job,
+        "slurm": slurm_id,
+        "tasks": len(chunks),
+        "frames": record["frames"],
+    }
+
+
+def _job_folders(renders: str) -> None:
+    """The job's folder in renders/ and its status folder, group-writable for the workers and
+    not sticky (2775, unlike renders/ itself): a frame a lost worker began is finished by
+    another, whose files replace the lost one's."""
+    for folder in (renders, os.path.join(renders, STATUS_DIR)):
+        with contextlib.suppress(OSError):
+            os.makedirs(folder, exist_ok=True)
+            os.chmod(folder, 0o2775)  # noqa: S103 (the workers group: see above)
+
+
+def frame_name(output: str, frame: int) -> str:
+    """``frame_####`` and 7 -> ``frame_0007`` (Blender's rule: the run of # is the padding)."""
+    match = re.search(r"#+", output)
+    if match is None:
+        return output + str(frame)
+    width = len(match.group(0))
+    return output[: match.start()] + str(frame).zfill(width) + output[match.end() :]
+
+
+def frames_of(record: Dict[str, Any], config: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """Each frame of a job with its state: done (its file is on the share under its final
+    name), failed, running, or queued (cancelled when the job was)."""
+    folder = os.path.join(
+        config["share_root"], record.get("renders") or RENDERS + "/" + record["job"]
+    )
+    try:
+        present = set(os.listdir(folder))
+    except OSError:
+        present = set()
+    out = []
+    for first, last in record.get("chunks", []):
+        for frame in range(first, last + 1):
+            status = _read_json(os.path.join(folder, STATUS_DIR, "{:06d}.json".format(frame))) or {}
+            state = status.get("state", "queued")
+            if state == "done" and status.get("file") not in present:
+                state = "running"  # its file is not (yet) there: not done
+            if record.get("state") == "cancelled" and state in ("queued", "running"):
+                state = "cancelled"
+            item = {"frame": frame, "state": state}
+            for key in ("worker", "start", "end", "attempts", "error", "hint", "file"):
+                if key in status:
+                    item[key] = status[key]
+            out.append(item)
+    return out
+
+
+def summary(
+    record: Dict[str, Any], config: Dict[str, Any], now: float, with_frames: bool
+) -> Dict[str, Any]:
+    frames = frames_of(record, config)
+    counts = {k: 0 for k in ("done", "running", "queued", "failed", "cancelled")}
+    for item in frames:
+        counts[item["state"]] = counts.get(item["state"], 0) + 1
+    seconds = [
+        f["end"] - f["start"]
+        for f in frames
+        if f["state"] == "done" and "end" in f and "start" in f
+    ]
+    busy = sum(max(0.0, (f.get("end") or now) - f["start"]) for f in frames if "start" in f)
+    submitted = record.get("submitted")
+    ends = [f["end"] for f in frames if "end" in f]
+    finished = counts["queued"] + counts["running"] == 0 and bool(frames)
+    elapsed = None  # type: Optional[float]
+    if submitted:
+        elapsed = (max(ends) if finished and ends else now) - submitted
+    eta = None  # type: Optional[float]
+    left = counts["queued"] + counts["running"]
+    if seconds and left:
+        per = sum(seconds) / len(seconds)
+        eta = per * left / max(1, counts["running"])
+    price = float(config.get("hourly_price") or 0)
+    out = {
+        "job": record["job"],
+        "name": record.get("name", ""),
+        "boss": record.get("boss", ""),
+        "state": record.get("state"),
+        "slurm": record.get("slurm", ""),
+        "frames": len(frames),
+        "blender": record.get("blender", ""),
+        "saved_with": record.get("saved_with", ""),
+        "output": record.get("output", ""),
+        "renders": record.get("renders", ""),
+        "elapsed": elapsed,
+        "eta": eta,
+        "worker_seconds": busy,
+        "cost": busy / 3600.0 * price if price else None,
+        "currency": config.get("currency", ""),
+    }
+    out.update(counts)
+    if record.get("state") == "queued" and finished:
+        out["state"] = "failed" if counts["failed"] else "done"
+    if with_frames:
+        out["frame_states"] = frames
+    return out
+
+
+def cancel(config: Dict[str, Any], boss: str, job: Any) -> Dict[str, Any]:
+    record = load_job(config, job)
+    if record.get("boss") != boss:
+        raise Refused("unknown", "the hub has no job {} of this boss".format(record["job"]))
+    if record.get("slurm"):
+        try:
+            result = subprocess.run(
+                [config["scancel"], record["slurm"]],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                timeout=30,
+                env=_slurm_env(config),
+            )
+        except FileNotFoundError:
+            raise Refused("no-manager", "the hub has no Slurm (no scancel)") from None
+        if result.returncode != 0:
+            why = result.stderr.decode("utf-8", "replace").strip()
+            raise Refused("manager", "Slurm could not cancel job {}: {}".format(record["job"], why))
+    record["state"] = "cancelled"
+    save_job(config, record)
+    return {"ok": True, "job": record["job"]}
+
+
+def handle(request: Any, boss: str, config: Dict[str, Any], now: float) -> Dict[str, Any]:
+    if not isinstance(request, dict) or not isinstance(request.get("op"), str):
+        raise Refused("bad-request", "not a job request")
+    op = request["op"]
+    if op == "reserve":
+        return reserve(config, boss, now)
+    if op == "submit":
+        return submit(config, boss, request, now)
+    if op == "list":
+        jobs = []
+        for job in _job_ids(config):
+            record = load_job(config, job)
+            if record.get("state") != "reserved":
+                jobs.append(summary(record, config, now, with_frames=False))
+        return {"ok": True, "jobs": jobs}
+    if op == "show":
+        record = load_job(config, request.get("job"))
+        if record.get("state") == "reserved":
+            raise Refused("unknown", "job {} was never submitted".format(record["job"]))
+        return {"ok": True, "job": summary(record, config, now, with_frames=True)}
+    if op == "cancel":
+        return cancel(config, boss, request.get("job"))
+    if op == "abandon":  # the boss could not upload the scene: forget the reservation
+        record = load_job(config, request.get("job"))
+        if record.get("boss") == boss and record.get("state") == "reserved":
+            with contextlib.suppress(OSError):
+                os.unlink(_record_path(config, record["job"]))
+        return {"ok": True}
+    raise Refused("bad-request", "unknown operation {!r}".format(op))
+
+
+class _SessionOver(Exception):
+    pass
+
+
+def _session_over(signum: int, frame: Any) -> None:
+    raise _SessionOver()
+
+
+def read_request(fd: int = 0, limit: int = MAX_REQUEST, seconds: float = SESSION_SECONDS) -> bytes:
+    """The request on ``fd`` up to its end: at most ``limit`` bytes within ``seconds``."""
+    deadline = time.monotonic() + seconds
+    chunks = []  # type: List[bytes]
+    size = 0
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise Refused("timeout", "no complete request within {:.0f} s".format(seconds))
+        ready, _, _ = select.select([fd], [], [], left)
+        if not ready:
+            continue
+        data = os.read(fd, limit + 1 - size)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+        size += len(data)
+        if size > limit:
+            raise Refused("bad-request", "request too long")
+
+
+def serve(boss: str, config_path: str = HUB_CONFIG) -> int:
+    """The forced command for ``boss`` (named by its authorized_keys line)."""
+    signal.signal(signal.SIGALRM, _session_over)
+    signal.alarm(SESSION_LIMIT)
+    try:
+        try:
+            if not _BOSS.match(boss):
+                raise Refused("bad-request", "bad boss name in the hub's authorized_keys")
+            config = load_hub_config(config_path)
+            raw = read_request()
+            try:
+                request = json.loads(raw.decode("utf-8"))
+            except ValueError:
+                request = None
+            answer = handle(request, boss, config, time.time())
+        except Refused as exc:
+            answer = {"ok": False, "reason": exc.reason, "message": str(exc)}
+        except _SessionOver:
+            answer = {"ok": False, "reason": "busy", "message": "the hub could not answer in time"}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            answer = {
+                "ok": False,
+                "reason": "hub-error",
+                "message": "the hub failed: {}".format(exc),
+            }
+    finally:
+        signal.alarm(0)
+    sys.stdout.write(json.dumps(answer) + "\n")
+    return 0
+
+
+# --- workers: one Slurm array task --------------------------------------------------------
+
+
+class Share:
+    """The farm share from a worker: the mounted share when there is one, else smbclient."""
+
+    def __init__(self, config: Dict[str, Any]) -> None:
+        self.config = config
+        mount = config.get("mount") or ""
+        self.mount = mount if mount and os.path.isdir(os.path.join(mount, RENDERS)) else ""
+
+    def _smb(self, commands: str) -> None:
+        c = self.config
+        argv = [
+            c["smbclient"], "//{}/{}".format(c["hub"], c["share"]), "-A", c["credentials"],
+            "-E", "-c", commands,
+        ]  # fmt: skip
+        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
+        text = result.stdout.decode("utf-8", "replace")
+        bad = [ln for ln in text.splitlines() if "NT_STATUS_" in ln and "COLLISION" not in ln]
+        if result.returncode != 0 or bad:
+            raise OSError(
+                errno.EIO, "smbclient: " + ((bad or text.splitlines() or ["failed"])[-1]).strip()
+            )
+
+    def get(self, remote: str, local: str) -> None:
+        if self.mount:
+            shutil.copyfile(os.path.join(self.mount, remote), local)
+        else:
+            self._smb('get "{}" "{}"'.format(remote, local))
+
+    def makedirs(self, remote: str) -> None:
+        if self.mount:
+            os.makedirs(os.path.join(self.mount, remote), exist_ok=True)
+            return
+        parts = remote.split("/")
+        for i in range(1, len(parts) + 1):
+            with contextlib.suppress(OSError):  # exists already
+                self._smb('mkdir "{}"'.format("/".join(parts[:i])))
+
+    def put(self, local: str, remote: str) -> None:
+        """``local`` becomes ``remote`` whole or not at all: written as ``.NAME.part``, then
+        renamed over the final name."""
+        folder, name = remote.rsplit("/", 1)
+        # Each writer its own temporary name: another worker's leftover (it was lost mid-put)
+        # is a file this one may not overwrite, only replace by a rename.
+        part = "{}/.{}.{}.part".format(
+            folder, name, re.sub(r"[^A-Za-z0-9-]", "", self.config["name"])
+        )
+        if self.mount:
+            target = os.path.join(self.mount, part)
+            shutil.copyfile(local, target)
+            with open(target, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(target, os.path.join(self.mount, remote))
+        else:
+            self._smb('put "{}" "{}"; rename "{}" "{}" -f'.format(local, part, part, remote))
+
+
+def load_worker_config(path: str) -> Dict[str, Any]:
+    config = dict(WORKER_DEFAULTS)
+    data = _read_json(path)
+    if data:
+        config.update(data)
+    if not config.get("name"):
+        # Under Slurm the node's name, which is the certificate's (a clone's hostname is not).
+        config["name"] = os.environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
+    return config
+
+
+def fetch_scene(share: Share, config: Dict[str, Any], spec: Dict[str, Any]) -> str:
+    """The job's scene in this worker's cache, fetched once per job: the first task fetches it
+    under a lock, the job's later tasks on this worker find it there."""
+    folder = os.path.join(config["cache"], spec["job"])
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    scene = os.path.join(folder, SCENE_FILE)
+    fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if not os.path.exists(scene):
+            tmp = scene + ".part"
+            share.get(spec["scene"], tmp)
+            os.replace(tmp, scene)
+            _append(os.path.join(folder, "fetches.log"), "{}\n".format(time.time()))
+    finally:
+        os.close(fd)
+    return scene
+
+
+def _append(path: str, text: str) -> None:
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def blender_version(blender: str) -> str:
+    try:
+        out = subprocess.run(
+            [blender, "--version"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    match = re.search(r"Blender (\d+\.\d+(?:\.\d+)?)", out.stdout.decode("utf-8", "replace"))
+    return match.group(1) if match else ""
+
+
+def blender_reason(output: str) -> str:
+    """Blender's own reason from its output: the last ``Error:`` line, else its last line."""
+    lines = [ln.strip() for ln in output.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("Error:") or "Error: " in ln]
+    chosen = errors[-1] if errors else (lines[-1] if lines else "Blender said nothing")
+    return chosen[:500]
+
+
+def hint_for(reason: str) -> str:
+    for key, hint in HINTS.items():
+        if key in reason:
+            return hint
+    return ""
+
+
+def render_frame(
+    config: Dict[str, Any], scene: str, output: str, frame: int, work: str
+) -> Tuple[str, str]:
+    """(path of the rendered file, '') or ('', Blender's reason)."""
+    for name in os.listdir(work):
+        os.unlink(os.path.join(work, name))
+    argv = [
+        config["blender"], "-b",
+        "--enable-autoexec" if config.get("autoexec") else "--disable-autoexec",
+        scene, "-o", os.path.join(work, output), "-f", str(frame),
+    ]  # fmt: skip
+    try:
+        result = subprocess.run(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=86400
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "", "cannot run Blender: {}".format(exc)
+    text = result.stdout.decode("utf-8", "replace")
+    stem = frame_name(output, frame)
+    made = sorted(n for n in os.listdir(work) if n.startswith(stem))
+    if result.returncode == 0 and made:
+        return os.path.join(work, made[0]), ""
+    if result.returncode == 0:
+        return "", "Blender wrote no file for frame {} ({})".format(frame, blender_reason(text))
+    return "", blender_reason(text)
+
+
+def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
+    """Render chunk ``index`` of the job in ``spec``; 0 when every frame of it is done."""
+    share = Share(config)
+    first, last = spec["chunks"][index]
+    renders = spec["renders"]
+    share.makedirs(renders + "/" + STATUS_DIR)
+    restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
+    limit = max(1, int(spec.get("max_attempts", 2)))
+    work = tempfile.mkdtemp(prefix="farmhand-task-")
+    failed = 0
+
+    def status(frame: int, fields: Dict[str, Any]) -> None:
+        path = os.path.join(work, "status.json")
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(dict(fields, frame=frame, worker=config["name"]), handle)
+        share.put(path, "{}/{}/{:06d}.json".format(renders, STATUS_DIR, frame))
+
+    try:
+        version = blender_version(config["blender"])
+        scene = fetch_scene(share, config, spec)
+        out_dir = os.path.join(work, "out")
+        os.mkdir(out_dir)
+        for frame in range(first, last + 1):
+            start = time.time()
+            attempts = restarts
+            if spec.get("blender") and not version.startswith(spec["blender"]):
+                why = "this worker has Blender {}, the job needs {}".format(
+                    version or "?", spec["blender"]
+                )
+                status(frame, {
+                    "state": "failed", "start": start, "end": time.time(),
+                    "attempts": attempts + 1, "error": why,
+                })  # fmt: skip
+                failed += 1
+                continue
+            reason = ""
+            while attempts < limit:
+                attempts += 1
+                status(
+                    frame,
+                    {"state": "running", "start": start, "attempts": attempts, "blender": version},
+                )
+                made, reason = render_frame(config, scene, spec["output"], frame, out_dir)
+                if made:
+                    name = os.path.basename(made)
+                    share.put(made, "{}/{}".format(renders, name))
+                    status(frame, {
+                        "state": "done", "start": start, "end": time.time(), "attempts": attempts,
+                        "file": name, "blender": version,
+                    })  # fmt: skip
+                    break
+            else:
+                status(frame, {
+                    "state": "failed", "start": start, "end": time.time(), "attempts": attempts,
+                    "error": reason, "hint": hint_for(reason), "blender": version,
+                })  # fmt: skip
+                failed += 1
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 1 if failed else 0
+
+
+def task_main(worker_config: str, blob: str) -> int:
+    spec = json.loads(base64.b64decode(blob.encode()).decode())
+    index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "0"))
+    return run_task(load_worker_config(worker_config), spec, index)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) in (2, 3) and args[0] == "serve":
+        return serve(args[1], *args[2:])
+    if len(args) == 3 and args[0] == "task":
+        return task_main(args[1], args[2])
+    sys.stderr.write("usage: jobs.py serve BOSS [CONFIG] | task WORKER_CONFIG SPEC\n")
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The hub's job service without Slurm (onhost/jobs.py): what it refuses before sbatch, and
+the rule that a frame is done only once its file is on the share under its final name."""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farmhand.onhost import jobs
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> dict[str, Any]:
+    (tmp_path / "state").mkdir()
+    (tmp_path / "farm" / "renders").mkdir(parents=True)
+    return dict(
+        jobs.HUB_DEFAULTS,
+        share_root=str(tmp_path / "farm"),
+        state_dir=str(tmp_path / "state"),
+        sbatch=str(tmp_path / "no-such-sbatch"),
+    )
+
+
+def _reserve(config: dict[str, Any], scene: bytes | None, boss: str = "alice") -> str:
+    job = str(jobs.handle({"op": "reserve"}, boss, config, 100.0)["job"])
+    if scene is not None:
+        path = Path(jobs.scene_path(config, job))
+        path.parent.mkdir(parents=True)
+        path.write_bytes(scene)
+    return job
+
+
+def _submit(config: dict[str, Any], job: str, boss: str = "alice", **extra: Any) -> None:
+    request = {"op": "submit", "job": job, "chunks": [[1, 3]], **extra}
+    jobs.handle(request, boss, config, 101.0)
+
+
+def _refused(reason: str, call: Any, *args: Any, **kwargs: Any) -> str:
+    with pytest.raises(jobs.Refused) as raised:
+        call(*args, **kwargs)
+    assert raised.value.reason == reason, raised.value
+    return str(raised.value)
+
+
+def test_ids_count_up(config: dict[str, Any]) -> None:
+    assert [_reserve(config, None) for _ in range(3)] == ["1", "2", "3"]
+
+
+def test_what_is_refused_before_slurm(config: dict[str, Any]) -> None:
+    assert "has no scene" in _refused("no-scene", _submit, config, _reserve(config, None))
+    text = _refused("not-blend", _submit, config, _reserve(config, b"PK\x03\x04zip"))
+    assert "does not start with BLENDER" in text
+    job = _reserve(config, b"BLENDER-v304")
+    assert "of this boss" in _refused("unknown", _submit, config, job, boss="bob")
+    _refused("bad-request", _submit, config, job, chunks=[[5, 1]])
+    _refused("bad-request", _submit, config, job, output="../x_####")
+    _refused("bad-request", _submit, config, job, blender="latest")
+    _refused("unknown", jobs.handle, {"op": "show", "job": "99"}, "alice", config, 1.0)
+    _refused("unknown", jobs.handle, {"op": "show", "job": "1; rm"}, "alice", config, 1.0)
+    # A hub without Slurm says so, in one line, and the job stays unqueued.
+    text = _refused("no-manager", _submit, config, job)
+    assert 'render_manager = "slurm"' in text
+    assert "\n" not in text
+    assert jobs.handle({"op": "list"}, "alice", config, 1.0)["jobs"] == []
+
+
+def test_compressed_blends_are_blends() -> None:
+    assert jobs.blend_kind(gzip.compress(b"BLENDER-v304" + bytes(100))) == ""
+    assert jobs.blend_kind(b"\x28\xb5\x2f\xfd" + bytes(8)) == ""  # zstd
+    assert "not a .blend" in jobs.blend_kind(gzip.compress(b"hello"))
+    assert jobs.blend_kind(b"") == "an empty file"
+    assert jobs.saved_with(b"BLENDER-v304") == "3.4"
+
+
+def test_a_frame_is_done_only_when_its_file_is_there(config: dict[str, Any]) -> None:
+    record = {"job": "7", "state": "queued", "chunks": [[1, 2]], "renders": "renders/7"}
+    status = Path(config["share_root"]) / "renders/7/.farmhand"
+    status.mkdir(parents=True)
+    for frame in (1, 2):
+        (status / f"{frame:06d}.json").write_text(
+            json.dumps({"state": "done", "file": f"frame_{frame:04d}.png", "start": 1, "end": 2})
+        )
+    (status.parent / "frame_0001.png").write_bytes(b"png")
+    (status.parent / ".frame_0002.png.part").write_bytes(b"pn")  # still being written
+    states = [f["state"] for f in jobs.frames_of(record, config)]
+    assert states == ["done", "running"]
+
+
+def test_frame_names_follow_blenders_padding() -> None:
+    assert jobs.frame_name("frame_####", 7) == "frame_0007"
+    assert jobs.frame_name("shot_#_v2", 12) == "shot_12_v2"
+
+
+def test_the_reason_and_the_hint() -> None:
+    out = "Fra:2 Mem:9M | Build without OpenImageDenoiser\nError: Build without OpenImageDenoiser\n"
+    reason = jobs.blender_reason(out)
+    assert reason == "Error: Build without OpenImageDenoiser"
+    assert "OpenImageDenoise" in jobs.hint_for(reason)
+    assert jobs.hint_for("Error: out of memory") == ""
+
+
+def test_the_service_parses_as_python_3_6_and_imports_only_the_standard_library() -> None:
+    source = Path(jobs.__file__).read_text()
+    tree = ast.parse(source, feature_version=(3, 6))  # EL 8's python3
+    imported = {
+        alias.name.split(".")[0]
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for alias in (
+            node.names if isinstance(node, ast.Import) else [ast.alias(node.module or "")]
+        )
+    }
+    assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)

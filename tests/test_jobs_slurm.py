@@ -1,0 +1,509 @@
+"""Jobs from the boss through real parts: munged, slurmctld and slurmd (Debian's Slurm), sshd
+with the job service as the boss's forced command, smbd serving the farm share, and Debian's
+Blender, all in a network namespace of this test's own (only its loopback).
+
+The "hub" and the "worker" are one namespace: slurmd (node worker0001, feature
+blender-3.4.1) reaches the share with smbclient, as a worker without kernel CIFS does; the
+boss (this test process, moved into the namespace for its calls) uploads with smbprotocol and
+talks to the job service over ssh with its own job key and the pinned hub key. Jobs run as an
+unprivileged user (Slurm's DisableRootJobs=YES), made here if missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import itertools
+import json
+import os
+import pwd
+import secrets
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from farmhand.errors import UsageError
+from farmhand.jobs import api, transfer
+from farmhand.jobs.client import HubAccess, JobError
+from farmhand.keystore import farm_secrets
+from farmhand.keystore.plan import Role
+from farmhand.onhost import jobs as service
+from farmhand.onhost import leases
+
+TOOLS = ("slurmctld", "slurmd", "munged", "sbatch", "smbd", "smbclient", "sshd", "blender")
+MISSING = [t for t in TOOLS if not shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin")]
+NEEDS = f"needs root and {', '.join(MISSING)}" if MISSING or os.geteuid() != 0 else None
+pytestmark = pytest.mark.skipif(NEEDS is not None, reason=NEEDS or "")
+
+USER = "farmhand-jobs-t"
+LIB = Path(service.__file__)
+CLONE_NEWNET = 0x40000000
+
+SCENE_SCRIPT = """
+import bpy, sys
+out, denoise = sys.argv[-2], sys.argv[-1] == "1"
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = 1
+scene.cycles.use_denoising = denoise
+scene.render.resolution_x, scene.render.resolution_y = 48, 32
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+scene.frame_start, scene.frame_end = 1, 6
+cube = bpy.data.objects["Cube"]
+cube.location = (-3, 0, 0); cube.keyframe_insert("location", frame=1)
+cube.location = (3, 0, 0); cube.keyframe_insert("location", frame=6)
+bpy.ops.wm.save_as_mainfile(filepath=out)
+"""
+
+
+def _setns(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns")
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def inside(ns: str) -> Iterator[None]:
+    """This process in the test's namespace for a while (the boss's calls), then back."""
+    home = f"/proc/{os.getpid()}/task/{os.getpid()}/ns/net"
+    keep = os.open(home, os.O_RDONLY)
+    try:
+        _setns(f"/run/netns/{ns}")
+        yield
+    finally:
+        try:
+            if ctypes.CDLL(None, use_errno=True).setns(keep, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back")
+        finally:
+            os.close(keep)
+
+
+class Farm:
+    def __init__(self, root: Path, ns: str) -> None:
+        self.root, self.ns = root, ns
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        self.procs.append(
+            subprocess.Popen(
+                ["ip", "netns", "exec", self.ns, *argv],
+                stdout=log,
+                stderr=log,
+                env={**os.environ, **(env or {})},
+                start_new_session=True,  # a daemon that signals its group must not hit pytest
+            )
+        )
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["ip", "netns", "exec", self.ns, *argv],
+            capture_output=True,
+            text=True,
+            check=check,
+            env={**os.environ, "SLURM_CONF": str(self.root / "slurm.conf")},
+        )
+
+    def access(self, key: str = "boss.key") -> api.Farm:
+        return api.Farm(
+            hub=HubAccess(
+                hub="127.0.0.1",
+                key=self.root / key,
+                known_hosts=self.root / "known_hosts",
+                user=USER,
+                connect_timeout=5,
+            ),
+            share=transfer.ShareAccess("127.0.0.1", USER, self.password),
+        )
+
+    password = ""
+
+
+def _user() -> pwd.struct_passwd:
+    """The jobs' user (made once). Its password is '*', not locked ('!'): sshd without PAM
+    refuses a locked account even for a key."""
+    try:
+        pwd.getpwnam(USER)
+    except KeyError:
+        subprocess.run(
+            ["useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
+             "--shell", "/bin/sh", USER],
+            check=True,
+        )  # fmt: skip
+    subprocess.run(["usermod", "-p", "*", USER], check=True)
+    return pwd.getpwnam(USER)
+
+
+def _wait(what: str, probe: Any, seconds: float, log: Path | None = None) -> None:
+    deadline = time.monotonic() + seconds
+    while not probe():
+        if time.monotonic() > deadline:
+            text = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
+            raise AssertionError(f"{what} did not come up within {seconds} s\n{text}")
+        time.sleep(0.3)
+
+
+def _write(path: Path, text: str | bytes, mode: int = 0o644) -> Path:
+    path.write_bytes(text.encode() if isinstance(text, str) else text)
+    path.chmod(mode)
+    return path
+
+
+def _slurm_conf(root: Path) -> str:
+    return f"""ClusterName=fhjobs
+SlurmctldHost=hub(127.0.0.1)
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={root}/munge/munge.socket.2
+SlurmUser=root
+SlurmdUser=root
+StateSaveLocation={root}/ctld
+SlurmdSpoolDir={root}/slurmd
+SlurmctldPidFile={root}/slurmctld.pid
+SlurmdPidFile={root}/slurmd.pid
+SlurmctldLogFile={root}/slurmctld.log
+SlurmdLogFile={root}/slurmd.log
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+SchedulerType=sched/builtin
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+JobRequeue=1
+DisableRootJobs=YES
+MpiDefault=none
+MailProg=/bin/true
+SlurmdTimeout=30
+NodeName=worker0001 NodeAddr=127.0.0.1 CPUs=2 Feature=blender-3.4.1 State=UNKNOWN
+PartitionName=render Nodes=worker0001 Default=YES MaxTime=INFINITE State=UP
+"""
+
+
+def _smb_conf(root: Path) -> str:
+    return f"""[global]
+server role = standalone server
+passdb backend = tdbsam:{root}/samba/passdb.tdb
+private dir = {root}/samba/private
+lock directory = {root}/samba/lock
+state directory = {root}/samba/state
+cache directory = {root}/samba/cache
+pid directory = {root}/samba/run
+ncalrpc dir = {root}/samba/ncalrpc
+interfaces = 127.0.0.1
+bind interfaces only = yes
+smb ports = 445
+log file = {root}/smbd.log
+load printers = no
+disable spoolss = yes
+server min protocol = SMB2
+[farm]
+path = {root}/farm
+read only = no
+valid users = {USER}
+"""
+
+
+@pytest.fixture(scope="module")
+def farm() -> Iterator[Farm]:
+    user = _user()
+    root = Path(tempfile.mkdtemp(prefix="fhjobs-"))
+    root.chmod(0o755)
+    ns = f"fhjobs-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    box = Farm(root, ns)
+    try:
+        box.run("ip", "link", "set", "lo", "up")
+        # Slurm resolves its listening address with AI_ADDRCONFIG, which a namespace with
+        # loopback alone fails: a veth pair with both ends in the namespace gives it one.
+        box.run("ip", "link", "add", "fh0", "type", "veth", "peer", "name", "fh1")
+        box.run("ip", "addr", "add", "10.213.77.1/24", "dev", "fh0")
+        box.run("ip", "link", "set", "fh0", "up")
+        box.run("ip", "link", "set", "fh1", "up")
+        for sub in ("munge", "ctld", "slurmd", "samba", "state", "cache", "home"):
+            (root / sub).mkdir()
+        for sub in ("private", "lock", "state", "cache", "run", "ncalrpc"):
+            (root / "samba" / sub).mkdir()
+        # The share: scenes/ and renders/, the test user's (boss, service and worker alike).
+        for sub in ("farm", f"farm/{service.SCENES}", "farm/renders"):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+        for path in (root / "farm", root / "state", root / "cache", root / "home"):
+            for folder, _, _ in os.walk(path):
+                os.chown(folder, user.pw_uid, user.pw_gid)
+        (root / "munge").chmod(0o700)
+        _write(root / "munge.key", secrets.token_bytes(1024), 0o400)
+        box.start(
+            "munged",
+            ["munged", "-F", "--force", f"--key-file={root}/munge.key",
+             f"--socket={root}/munge/munge.socket.2", f"--pid-file={root}/munge/munged.pid",
+             f"--log-file={root}/munged.log", f"--seed-file={root}/munge/seed"],
+        )  # fmt: skip
+        _wait("munged", (root / "munge/munge.socket.2").exists, 10, root / "munged.log")
+        (root / "munge").chmod(0o755)  # slurmd's jobs run as the user: it reaches the socket
+        _write(root / "slurm.conf", _slurm_conf(root))
+        env = {"SLURM_CONF": str(root / "slurm.conf")}
+        # The controller is named "hub" (as on a farm): its own UTS namespace says so. `ip netns
+        # exec` mounts a fresh /sys without cgroups, which slurmd 22.05 insists on: it gets a
+        # tmpfs there with the name=systemd hierarchy (cgroup v1; no controller is used).
+        box.start(
+            "slurmctld-out",
+            ["unshare", "--uts", "sh", "-c", "hostname hub && exec slurmctld -D -i"],
+            env,
+        )
+        box.start(
+            "slurmd-out",
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+             "mount -t tmpfs none /sys/fs/cgroup && mkdir /sys/fs/cgroup/systemd && "
+             "mount -t cgroup -o none,name=systemd cgroup /sys/fs/cgroup/systemd && "
+             "exec slurmd -D -N worker0001"],
+            env,
+        )  # fmt: skip
+
+        password = secrets.token_urlsafe(12)
+        box.password = password
+        _write(root / "smb.conf", _smb_conf(root))
+        subprocess.run(
+            ["smbpasswd", "-c", str(root / "smb.conf"), "-s", "-a", USER],
+            input=f"{password}\n{password}\n",
+            text=True,
+            check=True,
+            capture_output=True,
+        )
+        box.start("smbd-out", ["smbd", "-F", "--no-process-group", "-s", str(root / "smb.conf")])
+        creds = _write(root / "worker-smb", f"username={USER}\npassword={password}\n", 0o600)
+        os.chown(creds, user.pw_uid, user.pw_gid)
+
+        # The hub's job service and the worker's task config.
+        worker = {
+            "mount": "",
+            "hub": "127.0.0.1",
+            "share": "farm",
+            "credentials": str(creds),
+            "cache": str(root / "cache"),
+            "name": "worker0001",
+        }
+        _write(root / "worker.json", json.dumps(worker))
+        hub = {
+            "share_root": str(root / "farm"),
+            "state_dir": str(root / "state"),
+            "python": "/usr/bin/python3",
+            "lib": str(LIB),
+            "worker_config": str(root / "worker.json"),
+            "slurm_conf": str(root / "slurm.conf"),
+            "max_attempts": 2,
+            "hourly_price": 0.5,
+            "currency": "EUR",
+        }
+        _write(root / "hub.json", json.dumps(hub))
+
+        # sshd: the lease host key (pinned by the boss), one forced-command line per boss.
+        made = farm_secrets.completed({}, (farm_secrets.LEASE_HOST_KEY,))
+        _write(root / "host_key", made["lease-host-key"], 0o600)
+        host_pub = farm_secrets.for_role(Role.WORKER, made)["lease-host-key.pub"].decode().split()
+        _write(root / "known_hosts", f"{leases.HOST_KEY_ALIAS} {host_pub[0]} {host_pub[1]}\n")
+        lines = []
+        for boss in ("alice", "bob", "carol"):
+            subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / f"{boss}.key")],
+                check=True,
+            )
+            pub = (root / f"{boss}.key.pub").read_text().strip()
+            lines.append(
+                f'restrict,command="/usr/bin/python3 {LIB} serve {boss} {root}/hub.json" {pub}'
+            )
+        shutil.copy(root / "alice.key", root / "boss.key")
+        (root / "boss.key").chmod(0o600)
+        _write(root / "authorized_keys", "\n".join(lines) + "\n")
+        _write(
+            root / "sshd_config",
+            f"Port 22\nListenAddress 127.0.0.1\nHostKey {root / 'host_key'}\n"
+            f"AuthorizedKeysFile {root / 'authorized_keys'}\nPidFile none\n"
+            f"UsePAM no\nStrictModes no\nPasswordAuthentication no\nAllowUsers {USER}\n"
+            f"SetEnv HOME={root}/home\n",
+        )
+        Path("/run/sshd").mkdir(exist_ok=True)
+        box.start("sshd", ["/usr/sbin/sshd", "-D", "-e", "-f", str(root / "sshd_config")])
+
+        def node_idle() -> bool:
+            out = box.run("sinfo", "-h", "-o", "%T", check=False).stdout.strip()
+            return out in ("idle", "idle*") and not out.endswith("*")
+
+        _wait("slurmd (node idle)", node_idle, 60, root / "slurmd-out.log")
+        _wait(
+            "smbd",
+            lambda: (
+                box.run("smbclient", "-L", "127.0.0.1", "-N", check=False).returncode == 0
+                or "NT_STATUS" in box.run("smbclient", "-L", "127.0.0.1", "-N", check=False).stdout
+            ),
+            20,
+            root / "smbd.log",
+        )
+        _wait(
+            "sshd",
+            lambda: box.run("ssh-keyscan", "-T", "2", "127.0.0.1", check=False).stdout != "",
+            20,
+            root / "sshd.log",
+        )
+        for denoise, name in (("0", "cube.blend"), ("1", "denoise.blend")):
+            subprocess.run(
+                ["blender", "-b", "--factory-startup", "--python-expr", SCENE_SCRIPT, "--",
+                 str(root / name), denoise],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+        yield box
+    finally:
+        for proc in reversed(box.procs):
+            proc.terminate()
+        for proc in box.procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        subprocess.run(["ip", "netns", "delete", ns], check=False)
+        if not os.environ.get("FARMHAND_KEEP_TEST_FARM"):
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_job(farm: Farm, job: str, seconds: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    while True:
+        with inside(farm.ns):
+            details = api.show(farm.access(), job)
+        if details["queued"] + details["running"] == 0:
+            return details
+        if time.monotonic() > deadline:
+            log = (farm.root / "slurmctld.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"job {job} did not end: {details}\n{log}")
+        time.sleep(1)
+
+
+def test_a_six_frame_job_renders_every_frame_once(farm: Farm) -> None:
+    moved: list[int] = []
+    with inside(farm.ns):
+        answer = api.submit(
+            farm.access(), farm.root / "cube.blend", "1-6", chunk=2, progress=moved.append
+        )
+    job = str(answer["job"])
+    assert answer["tasks"] == 3
+    assert answer["frames"] == 6
+    assert sum(moved) == (farm.root / "cube.blend").stat().st_size
+    details = _wait_job(farm, job)
+    assert details["done"] == 6, details
+    assert details["state"] == "done"
+    renders = farm.root / "farm" / "renders" / job
+    names = sorted(p.name for p in renders.iterdir() if not p.name.startswith("."))
+    assert names == [f"frame_{n:04d}.png" for n in range(1, 7)]
+    data = [(renders / n).read_bytes() for n in names]
+    assert all(d.startswith(b"\x89PNG\r\n\x1a\n") for d in data)
+    assert all(a != b for a, b in itertools.pairwise(data))  # the cube moves
+    assert not [p for p in renders.iterdir() if p.name.endswith(".part")]
+    for frame in details["frame_states"]:
+        assert frame["worker"] == "worker0001"
+        assert frame["attempts"] == 1
+        assert frame["end"] >= frame["start"]
+    # The scene reached the worker once for the job, not once per frame or task.
+    fetches = (farm.root / "cache" / job / "fetches.log").read_text().splitlines()
+    assert len(fetches) == 1
+    assert details["cost"] is not None
+    assert details["cost"] > 0
+
+    with inside(farm.ns):
+        listed = {j["job"]: j for j in api.list_jobs(farm.access())}
+        target = farm.root / "collected"
+        fetched, skipped = api.collect(farm.access(), job, target)
+        again, skipped_again = api.collect(farm.access(), job, target)
+    assert listed[job]["done"] == 6
+    assert sorted(fetched) == names
+    assert skipped == []
+    assert again == []
+    assert sorted(skipped_again) == names
+    assert [(target / n).read_bytes() for n in names] == data
+
+
+def test_a_scene_with_oidn_denoising_fails_with_blenders_reason(farm: Farm) -> None:
+    with inside(farm.ns):
+        job = str(api.submit(farm.access(), farm.root / "denoise.blend", "1-2")["job"])
+    details = _wait_job(farm, job)
+    assert details["failed"] == 2
+    assert details["state"] == "failed"
+    for frame in details["frame_states"]:
+        assert frame["error"] == "Error: Build without OpenImageDenoiser"
+        assert "denoising off" in frame["hint"]
+        assert frame["attempts"] == 2  # max_attempts, then it stops
+
+
+def test_cancel_stops_a_job(farm: Farm) -> None:
+    with inside(farm.ns):
+        job = str(api.submit(farm.access(), farm.root / "cube.blend", "1-40")["job"])
+        api.cancel(farm.access(), job)
+    details = _wait_job(farm, job, 60)
+    assert details["state"] == "cancelled"
+    assert details["cancelled"] > 0
+    squeue = farm.run("squeue", "-h", "-n", f"farmhand-{job}").stdout.strip()
+    assert squeue == ""
+    # Another boss cannot cancel it (the service knows bosses by their key's line).
+    with inside(farm.ns), pytest.raises(UsageError, match=r"no job .* of this boss"):
+        api.cancel(farm.access("bob.key"), job)
+
+
+def test_a_job_needing_a_blender_no_worker_has_is_refused(farm: Farm) -> None:
+    with inside(farm.ns), pytest.raises(JobError, match=r"no worker has Blender 4\.2"):
+        api.submit(farm.access(), farm.root / "cube.blend", "1-2", blender="4.2")
+    leftovers = list((farm.root / "farm" / service.SCENES).iterdir())
+    jobs = [j["job"] for j in _list(farm)]
+    assert all(p.name in jobs for p in leftovers), leftovers  # nothing half-uploaded left
+
+
+def _list(farm: Farm) -> list[dict[str, Any]]:
+    with inside(farm.ns):
+        return api.list_jobs(farm.access())
+
+
+def test_bad_input_queues_nothing(farm: Farm, tmp_path: Path) -> None:
+    before = sorted(os.listdir(farm.root / "state"))
+    text = _write(tmp_path / "notes.blend", "not a scene")
+    with inside(farm.ns):
+        with pytest.raises(UsageError, match="does not start with BLENDER"):
+            api.submit(farm.access(), text, "1-2")
+        with pytest.raises(UsageError, match="no such scene"):
+            api.submit(farm.access(), tmp_path / "gone.blend", "1-2")
+        with pytest.raises(UsageError, match="ends before it starts"):
+            api.submit(farm.access(), farm.root / "cube.blend", "5-1")
+        with pytest.raises(UsageError, match="the hub has no job 999"):
+            api.show(farm.access(), "999")
+    assert sorted(os.listdir(farm.root / "state")) == before
+
+
+def test_a_revoked_boss_is_refused(farm: Farm) -> None:
+    lines = (farm.root / "authorized_keys").read_text().splitlines()
+    with inside(farm.ns):
+        assert isinstance(api.list_jobs(farm.access("carol.key")), list)
+    # What the hub's authorized_keys is once carol is revoked and the hub deployed again.
+    _write(farm.root / "authorized_keys", "\n".join(x for x in lines if " serve carol " not in x))
+    with inside(farm.ns), pytest.raises(JobError, match="refused this boss's job key"):
+        api.list_jobs(farm.access("carol.key"))
+
+
+def test_an_unreachable_hub_is_one_line(farm: Farm) -> None:
+    access = farm.access()
+    dead = api.Farm(
+        hub=HubAccess(
+            "127.0.0.2", access.hub.key, access.hub.known_hosts, port=2, connect_timeout=2
+        ),
+        share=access.share,
+    )
+    with inside(farm.ns), pytest.raises(JobError, match="unreachable") as raised:
+        api.list_jobs(dead)
+    assert "\n" not in str(raised.value)
