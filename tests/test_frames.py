@@ -38,6 +38,9 @@ def test_ranges(text: str, frames: list[int]) -> None:
         ("1-9x0", "step must be at least 1"),
         ("1-1000000", "more than 100000 frames"),
         ("-3", "bad frame range"),
+        ("1-5\n", "bad frame range"),  # checked whole: no trailing newline, tab or other digits
+        ("1-5\t", "bad frame range"),
+        ("\u0663", "bad frame range"),
     ],
 )
 def test_bad_ranges_are_one_line(text: str, why: str) -> None:

@@ -61,6 +61,11 @@ def test_what_is_refused_before_slurm(config: dict[str, Any]) -> None:
     _refused("bad-request", _submit, config, job, chunks=[[5, 1]])
     _refused("bad-request", _submit, config, job, output="../x_####")
     _refused("bad-request", _submit, config, job, blender="latest")
+    # Checked whole: a final newline is not let through by a ``$``.
+    _refused("bad-request", _submit, config, job, output="frame_####\n")
+    _refused("bad-request", _submit, config, job, blender="3.4.1\n")
+    _refused("bad-request", _submit, config, job, name="anim\n")
+    _refused("unknown", jobs.handle, {"op": "show", "job": "1\n"}, "alice", config, 1.0)
     _refused("unknown", jobs.handle, {"op": "show", "job": "99"}, "alice", config, 1.0)
     _refused("unknown", jobs.handle, {"op": "show", "job": "1; rm"}, "alice", config, 1.0)
     # A hub without Slurm says so, in one line, and the job stays unqueued.

@@ -53,7 +53,7 @@ def submit(
     half-uploaded when any step fails (the reservation and the scene folder are removed)."""
     check_scene(scene)
     parts = framing.chunks(framing.parse_frames(frames), chunk)
-    if output and not service._OUTPUT.match(output):
+    if output and not service._OUTPUT.fullmatch(output):
         raise UsageError(
             f"bad --output {output!r}: letters, digits, _ . - and one run of # for the frame "
             "number (like frame_####)"
@@ -83,7 +83,7 @@ def submit(
 
 
 def _job_id(job: str) -> str:
-    if not service._JOB.match(job):
+    if not service._JOB.fullmatch(job):
         raise UsageError(f"{job!r} is not a job id (job ids are numbers, see 'farmhand jobs')")
     return job
 

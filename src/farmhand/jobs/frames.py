@@ -10,7 +10,7 @@ from farmhand.errors import UsageError
 MAX_FRAMES = 100_000
 """More frames than any job of this farm should hold: a typo (``1-1000000``) is refused."""
 
-_PART = re.compile(r"^(\d+)(?:-(\d+)(?:x(\d+))?)?$")
+_PART = re.compile(r"([0-9]+)(?:-([0-9]+)(?:x([0-9]+))?)?")
 
 
 def parse_frames(text: str) -> list[int]:
@@ -18,12 +18,12 @@ def parse_frames(text: str) -> list[int]:
 
     Frames start at 1 (Blender allows 0, but a farm job of frame 0 is almost always a typo of
     an empty range); a range runs forwards (``5-1`` is refused, not reversed)."""
-    spec = text.strip()
+    spec = text.strip(" ")
     if not spec:
         raise UsageError("no frames given: say which, like --frames 1-250 or --frames 1,3,5-9")
     frames: set[int] = set()
     for part in spec.split(","):
-        match = _PART.match(part.strip())
+        match = _PART.fullmatch(part.strip(" "))
         if match is None:
             raise UsageError(
                 f"bad frame range {part.strip()!r} in {spec!r}: use FIRST-LAST, FIRST-LASTxSTEP "

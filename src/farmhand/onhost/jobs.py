@@ -105,11 +105,12 @@ WORKER_DEFAULTS = {
     "name": "",
 }  # type: Dict[str, Any]
 
-_JOB = re.compile(r"^[1-9][0-9]{0,9}$")
-_BOSS = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?$")
-_OUTPUT = re.compile(r"^[A-Za-z0-9_.-]{0,60}#{1,8}[A-Za-z0-9_.-]{0,60}$")
-_VERSION = re.compile(r"^[0-9]+\.[0-9]+(?:\.[0-9]+)?$")
-_NAME = re.compile(r"^[^\x00-\x1f/\\]{1,80}$")
+_JOB = re.compile(r"[1-9][0-9]{0,9}")
+_BOSS = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
+_OUTPUT = re.compile(r"[A-Za-z0-9_.-]{0,60}#{1,8}[A-Za-z0-9_.-]{0,60}")
+_VERSION = re.compile(r"[0-9]+\.[0-9]+(?:\.[0-9]+)?")
+_NAME = re.compile("[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\\\]{1,80}")
+"""Patterns are used with fullmatch only: ``$`` would accept a final newline."""
 
 HINTS = {
     "Build without OpenImageDenoiser": (
@@ -212,7 +213,7 @@ def _record_path(config: Dict[str, Any], job: str) -> str:
 
 
 def load_job(config: Dict[str, Any], job: Any) -> Dict[str, Any]:
-    if not isinstance(job, str) or not _JOB.match(job):
+    if not isinstance(job, str) or not _JOB.fullmatch(job):
         raise Refused("unknown", "{!r} is not a job id (job ids are numbers)".format(job))
     record = _read_json(_record_path(config, job))
     if record is None:
@@ -230,7 +231,7 @@ def _job_ids(config: Dict[str, Any]) -> List[str]:
     except OSError:
         return []
     ids = [n[: -len(".json")] for n in names if n.endswith(".json")]
-    return sorted((i for i in ids if _JOB.match(i)), key=int)
+    return sorted((i for i in ids if _JOB.fullmatch(i)), key=int)
 
 
 @contextlib.contextmanager
@@ -296,17 +297,17 @@ def submit(
         raise Refused("bad-request", "job {} is already {}".format(job, record.get("state")))
     chunks = _check_chunks(request.get("chunks"))
     output = request.get("output") or DEFAULT_OUTPUT
-    if not isinstance(output, str) or not _OUTPUT.match(output):
+    if not isinstance(output, str) or not _OUTPUT.fullmatch(output):
         raise Refused(
             "bad-request",
             "bad output pattern {!r}: letters, digits, _ . - and one run of # for the frame "
             "number (like frame_####)".format(output),
         )
     blender = request.get("blender") or ""
-    if not isinstance(blender, str) or (blender and not _VERSION.match(blender)):
+    if not isinstance(blender, str) or (blender and not _VERSION.fullmatch(blender)):
         raise Refused("bad-request", "bad Blender version {!r} (like 3.4.1)".format(blender))
     name = request.get("name") or "job {}".format(job)
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise Refused("bad-request", "bad job name {!r}".format(name))
     path = scene_path(config, job)
     try:
@@ -575,7 +576,7 @@ def serve(boss: str, config_path: str = HUB_CONFIG) -> int:
     signal.alarm(SESSION_LIMIT)
     try:
         try:
-            if not _BOSS.match(boss):
+            if not _BOSS.fullmatch(boss):
                 raise Refused("bad-request", "bad boss name in the hub's authorized_keys")
             config = load_hub_config(config_path)
             raw = read_request()
