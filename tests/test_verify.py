@@ -120,3 +120,19 @@ def test_firewalld_underlay_zones_pass_only_when_closed() -> None:
     assert "public: port 42042/udp" in worker.detail
     fresh = verify.firewalld_underlay_check("public", firewalld_listing("el9-fresh.runtime"), hub)
     assert fresh.detail == "public: service cockpit"
+
+
+def test_slurms_daemons_on_every_address_pass_but_not_another_program_on_their_ports() -> None:
+    """slurmctld and slurmd cannot bind one address; the host firewall closes their ports on
+    the underlay, so they pass; anything else on 6817/6818, or Slurm on another port, does not."""
+    listeners = [
+        Listener("tcp", "0.0.0.0", 6817, ("slurmctld",)),  # noqa: S104
+        Listener("tcp", "0.0.0.0", 6818, ("slurmd",)),  # noqa: S104
+        Listener("tcp", "0.0.0.0", 6818, ("python3",)),  # noqa: S104
+        Listener("tcp", "0.0.0.0", 7000, ("slurmctld",)),  # noqa: S104
+    ]
+    offenders = underlay_offenders(listeners, OVERLAY, [22])
+    assert [str(s) for s in offenders] == [
+        "tcp 0.0.0.0:6818 (python3)",
+        "tcp 0.0.0.0:7000 (slurmctld)",
+    ]

@@ -43,6 +43,7 @@ from farmhand.model.paths import (
     SSHD_DROPIN,
 )
 from farmhand.model.sshd import KEY_ONLY, setting_sources, wrong_settings
+from farmhand.queue import slurm
 
 NEBULA_UNIT = "farmhand-nebula"
 NFT_TABLE = "inet farmhand"
@@ -116,13 +117,23 @@ def _is_loopback(text: str) -> bool:
     return address is not None and address.is_loopback
 
 
+FIREWALLED_DAEMONS = (
+    ({"slurmctld"}, slurm.CONTROLLER_PORT),
+    ({"slurmd"}, slurm.NODE_PORT),
+)
+"""Daemons that listen on every address, since they cannot bind one (Slurm's; its
+NoInAddrAny did not run jobs here), and that the host firewall closes on the underlay (its own
+check): not counted as listening on the underlay."""
+
+
 def underlay_offenders(
     listeners: Iterable[Listener], overlay: IPv4Network | None, ssh_ports: Iterable[int]
 ) -> list[Listener]:
     """Sockets reachable from the underlay that are neither sshd nor Nebula (nor a DHCP client).
 
     A socket counts as on the underlay unless it is bound to loopback or to an address inside
-    the overlay network (wildcards listen on every interface, the underlay included)."""
+    the overlay network (wildcards listen on every interface, the underlay included), or is
+    one of the FIREWALLED_DAEMONS."""
     ssh = set(ssh_ports)
     offenders = []
     for sock in listeners:
@@ -134,6 +145,8 @@ def underlay_offenders(
         if sock.proto == "tcp" and sock.port in ssh and names <= {"sshd", "systemd"} and names:
             continue  # sshd, or systemd holding ssh.socket (Ubuntu 24.04 socket activation)
         if sock.proto == "udp" and names == {"nebula"}:
+            continue
+        if sock.proto == "tcp" and (names, sock.port) in FIREWALLED_DAEMONS:
             continue
         if (
             sock.proto == "udp"
