@@ -159,9 +159,11 @@ def test_once_per_digest_keeps_stamps_in_the_state_folder() -> None:
 
 
 QUEUE_COMPONENTS = (
-    "mongodb", "mongodb-user", "deadline-repository", "deadline-client", "flamenco"
+    "mongodb", "mongodb-user", "deadline-repository", "deadline-client", "flamenco",
+    "munge", "slurm", "jobs",
 )  # fmt: skip
-"""The render managers' own components (queue/deadline.py, queue/flamenco.py)."""
+"""The render managers' own components (queue/deadline.py, queue/flamenco.py, queue/slurm.py
+with its job service, queue/slurm_jobs.py)."""
 
 
 @pytest.mark.parametrize("distro", ["almalinux-9", "debian-12"])
