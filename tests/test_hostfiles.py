@@ -357,6 +357,20 @@ def test_render_lays_out_each_role(rendered: dict[str, list[HostFile]]) -> None:
     assert not any(f.at_boot for f in rendered["hub"] + rendered["boss"])
 
 
+def test_farm_json_names_who_besides_root_reads_a_workers_share_login(
+    rendered: dict[str, list[HostFile]],
+) -> None:
+    """farmhand verify checks the login's owner against it: the render tasks' group under the
+    default manager (Slurm); only a worker has the login."""
+    meta = {
+        role: json.loads(next(f for f in files if f.path == "/etc/farmhand/farm.json").content)
+        for role, files in rendered.items()
+    }
+    assert meta["worker"]["smb_credentials_group"] == "farmhand-jobs"
+    assert "smb_credentials_group" not in meta["hub"]
+    assert "smb_credentials_group" not in meta["boss"]
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_modes_secrets_and_no_key_outside_secret_files(
     role: str,

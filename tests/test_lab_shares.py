@@ -26,6 +26,7 @@ from farmhand.deploy.tasks.queue_deadline import repository_permission_commands
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
 from farmhand.model.paths import SMB_CREDENTIALS, SMB_PASSWORD
+from farmhand.onhost.jobs import JOBS_USER
 from support.standard_farm import BOSS, HUB, W1, W2, StandardFarm
 
 DENIED = ("NT_STATUS_ACCESS_DENIED", "NT_STATUS_MEDIA_WRITE_PROTECTED")
@@ -85,8 +86,15 @@ def lab(standard_farm: StandardFarm) -> Lab:
 
 def test_each_worker_logs_in_with_its_own_account(lab: Lab) -> None:
     for name in (W1, W2):
-        credentials = lab.sh(name, f"stat -c '%a %U' {SMB_CREDENTIALS}; head -1 {SMB_CREDENTIALS}")
-        assert credentials.splitlines() == ["600 root", f"username={name}"]
+        credentials = lab.sh(
+            name, f"stat -c '%a %U:%G' {SMB_CREDENTIALS}; head -1 {SMB_CREDENTIALS}"
+        )
+        # Root's, and readable by the render tasks' group (Slurm's jobs reach the share as
+        # farmhand-jobs), never by anyone else.
+        assert credentials.splitlines() == [f"640 root:{JOBS_USER}", f"username={name}"]
+        other = lab.farm.exec(name, ["runuser", "-u", "nobody", "--", "cat", SMB_CREDENTIALS])
+        assert other.returncode != 0, other
+        assert "Permission denied" in other.stderr, other
         # Workers never hold the bosses' password.
         assert lab.sh(name, f"test -e {SMB_PASSWORD} && echo yes || echo no") == "no"
     lab.allowed(W1, "farm", "ls")

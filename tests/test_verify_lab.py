@@ -19,6 +19,7 @@ import pytest
 import support.lab
 from farmhand.inspect.verify import SSHD_CHECK
 from farmhand.lab import LabFarm
+from farmhand.onhost.jobs import JOBS_USER
 from support.cli import clean_env
 from support.standard_farm import BOSS, HUB, W1, StandardFarm
 
@@ -91,7 +92,8 @@ def test_every_role_passes_verify(lab: Lab, name: str) -> None:
         assert "nebula listens on udp 42042" in checks
         assert "/etc/farmhand/smb.password is 0600 root:root" in checks
     if name == W1:
-        assert "/etc/farmhand/smb-credentials is 0600 root:root" in checks
+        # The default manager (Slurm) runs render tasks as farmhand-jobs, which reads the login.
+        assert f"/etc/farmhand/smb-credentials is 0640 root:{JOBS_USER}" in checks
         assert any(c.startswith("every key in /etc/nebula/farmhand/pool is 0600") for c in checks)
     if name != BOSS:
         assert "on the underlay only sshd (tcp) and nebula (udp) listen" in checks

@@ -11,7 +11,7 @@ from farmhand.errors import FarmhandError
 from farmhand.hostfiles.base import HostFile, HostFiles, environment
 from farmhand.hostfiles.firewall import firewall_files
 from farmhand.hostfiles.idle import idle_files
-from farmhand.hostfiles.leases import lease_files
+from farmhand.hostfiles.leases import credentials_group, lease_files
 from farmhand.hostfiles.mounts import credentials_files, mount_files
 from farmhand.hostfiles.nebula import Tuning, nebula_files, nebula_paths, pool_files
 from farmhand.hostfiles.queue import queue_files
@@ -99,4 +99,7 @@ def _farm_json(model: HostModel) -> bytes:
         "port": model.bundle.plan.port,
         "shares": [s.name for s in model.shares],
     }
+    if model.role is Role.WORKER:
+        # farmhand verify checks the share login's owner against it.
+        data["smb_credentials_group"] = credentials_group(model) or None
     return json.dumps(data, indent=1).encode() + b"\n"

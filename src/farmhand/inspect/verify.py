@@ -223,19 +223,21 @@ class _Host:
         return distro_from_os_release(meta)
 
 
-def _file_check(host: _Host, path: str, mode: int, *, directory: bool = False) -> Check:
-    name = f"{path} is {'a folder ' if directory else ''}{mode:04o} root:root"
+def _file_check(
+    host: _Host, path: str, mode: int, *, directory: bool = False, group: str = "root"
+) -> Check:
+    name = f"{path} is {'a folder ' if directory else ''}{mode:04o} root:{group}"
     result = host.run(f"stat -c '%F|%a|%U|%G' {shlex.quote(path)}")
     if result.rc != 0:
         return Check(name, False, "missing")
-    kind, actual, user, group = result.stdout.strip().split("|")
+    kind, actual, user, owner_group = result.stdout.strip().split("|")
     problems = []
     if directory != (kind == "directory"):
         problems.append(kind)
     if int(actual, 8) != mode:
         problems.append(f"mode {int(actual, 8):04o}")
-    if (user, group) != ("root", "root"):
-        problems.append(f"owner {user}:{group}")
+    if (user, owner_group) != ("root", group):
+        problems.append(f"owner {user}:{owner_group}")
     return Check(name, not problems, ", ".join(problems))
 
 
@@ -473,7 +475,12 @@ def verify_host(role: Role, infra: Any) -> list[Check]:
                 or ("" if pool else "no keys"),
             )
         )
-        checks.append(_file_check(host, SMB_CREDENTIALS, 0o600))
+        # Root's alone, or also readable by the render tasks' group when farm.json names one.
+        reader = farm.get("smb_credentials_group")
+        if reader and isinstance(reader, str):
+            checks.append(_file_check(host, SMB_CREDENTIALS, 0o640, group=reader))
+        else:
+            checks.append(_file_check(host, SMB_CREDENTIALS, 0o600))
     if role is Role.HUB:
         checks.append(_file_check(host, SMB_PASSWORD, 0o600))
         checks.append(_service_check(host, distro.samba_service))
