@@ -207,8 +207,27 @@ def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
     that task to worker0002, every frame arrives, and the lost frame shows two attempts."""
     frames = 12
     scene = "/root/anim12.blend"
-    script = SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
+    # Frames of several seconds each (a 1-sample thumbnail renders in about one), so the
+    # frame seen running on worker0001 is still running when the plug is pulled.
+    script = (
+        SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
+        .replace("samples = 1\n", "samples = 1024\n")
+        .replace("= 48, 32", "= 640, 480")
+    )
+    assert "samples = 1024" in script
+    assert "640, 480" in script
     _make_scene(lab, script, scene)
+    try:
+        _kill_a_worker_mid_frame(lab, scene, frames)
+    finally:
+        # Back for the tests after this one, pass or fail: the killed worker boots, takes
+        # its certificate again and rejoins the cluster.
+        if lab.farm.record(W1).pid is None:
+            lab.farm.start(W1)
+        _wait_for_node(lab, W1, "idle", 180)
+
+
+def _kill_a_worker_mid_frame(lab: JoinLab, scene: str, frames: int) -> None:
     submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     job = str(json.loads(submitted.stdout)["job"])
@@ -238,10 +257,6 @@ def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
     listing = lab.sh(HUB, f"ls -A /srv/farmhand/farm/renders/{job}")
     names = sorted(n for n in listing.split() if n.endswith(".png"))
     assert names == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], listing
-    # Back for the tests after this one: the killed worker boots, takes its certificate again
-    # and rejoins the cluster.
-    lab.farm.start(W1)
-    _wait_for_node(lab, W1, "idle", 180)
 
 
 def _write_leases(lab: JoinLab, leases: list[dict[str, Any]]) -> None:
