@@ -67,7 +67,10 @@ while :; do
         wait "$child"; rc=$?
         kill -0 "$child" 2>/dev/null || break
     done
-    [ "$rc" -eq 133 ] && [ -z "$stop" ] || exit "$rc"
+    if [ "$rc" -ne 133 ] || [ -n "$stop" ]; then
+        echo "--- farmhand lab: systemd-nspawn exited with status $rc"
+        exit "$rc"
+    fi
     echo "--- farmhand lab: the container rebooted itself; booting it again"
 done
 """
