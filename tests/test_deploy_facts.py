@@ -891,6 +891,10 @@ def test_slurm_worker_first_deploy_checks_versions_on_the_host(
     names = [op.name.rsplit(" | ", 1)[-1] for op in plan.ops]
     start = names.index("farmhand-slurmd.service running and enabled")
     assert names.index("slurmd's version fits the hub's slurmctld (Slurm's rule)") < start
+    # Its unit file is new, so it is enabled anew: the link that Nebula's start pulls it up by.
+    assert plan.op("Re-enable farmhand-slurmd.service").shell == [
+        "systemctl reenable farmhand-slurmd.service"
+    ]
     assert "/usr/local/lib/farmhand/slurmd-start" in plan.uploads()
 
 

@@ -829,6 +829,19 @@ def test_nft_accepts_the_ruleset(role: str, cli_trees: dict[str, Path], tmp_path
     assert "ExecStart=/usr/sbin/nft -f /etc/farmhand/nftables.conf" in unit
 
 
+@pytest.mark.parametrize(
+    ("role", "unit"), [("hub", "farmhand-slurmctld.service"), ("worker", "farmhand-slurmd.service")]
+)
+def test_slurms_daemons_stop_and_start_with_nebula(
+    role: str, unit: str, cli_trees: dict[str, Path]
+) -> None:
+    """A worker that lost its lease stops Nebula, then starts it: Slurm is pulled up with it."""
+    text = under(cli_trees[role], f"/etc/systemd/system/{unit}").read_text()
+    assert "BindsTo=farmhand-nebula.service" in text.splitlines()
+    install = text.split("[Install]", 1)[1].split()
+    assert install == ["WantedBy=multi-user.target", "farmhand-nebula.service"]
+
+
 def shell_scripts(tree: Path) -> list[Path]:
     return [
         p

@@ -121,6 +121,17 @@ def test_redeploying_the_lease_service_and_the_picker_changes_nothing(lab: Lab) 
     assert len(effective) >= 2
 
 
+def test_slurmd_stops_and_starts_with_nebula(lab: Lab) -> None:
+    """A worker that loses its lease stops Nebula and starts it again with the next certificate
+    (the picker's start over): its Slurm node must come back with it, not stay down."""
+    active = "systemctl is-active farmhand-slurmd || true"
+    wait_until("slurmd runs", lambda: lab.sh(SOURCE, active).strip() == "active", 60)
+    lab.sh(SOURCE, "systemctl stop farmhand-nebula")
+    assert lab.sh(SOURCE, active).strip() != "active"
+    lab.sh(SOURCE, "systemctl start farmhand-nebula")
+    wait_until("slurmd runs again", lambda: lab.sh(SOURCE, active).strip() == "active", 60)
+
+
 def test_the_source_worker_takes_its_own_name_and_releases_it_at_poweroff(lab: Lab) -> None:
     wait_until("worker0001 holds worker0001", lambda: holds(lab, SOURCE) == SOURCE, 60)
     wait_until("worker0001 reaches the hub", lambda: reaches_hub(lab, SOURCE), 30)

@@ -28,7 +28,7 @@ from pyinfra.operations.util import any_changed
 
 from farmhand.deploy.tasks import files as farm_files
 from farmhand.hostfiles.base import HostFile
-from farmhand.model.paths import FARMHAND_STATE
+from farmhand.model.paths import FARMHAND_STATE, SYSTEMD_DIR
 
 OnChange = Literal["restart", "reload", "nothing"]
 
@@ -74,8 +74,22 @@ def managed_service(
 ) -> OperationMeta:
     """``service`` from its ``units``: installed, systemd reloaded if they changed, running and
     enabled, and restarted (``on_change``) when the units or ``depends`` (its config, keys...)
-    changed but it was not just started. Returns the operation that keeps it running."""
+    changed but it was not just started; re-enabled when its own unit file changed, so that
+    the links its ``[Install]`` section asks for (``WantedBy=``) follow the file on a host
+    deployed before. Returns the operation that keeps it running."""
+    units = tuple(units)
     installed = install_units(label, units)
+    own_unit = [
+        op
+        for item, op in zip((u for u in units if not u.at_boot), installed, strict=True)
+        if item.path == f"{SYSTEMD_DIR}/{service}"
+    ]
+    if own_unit:
+        server.shell(
+            name=f"Re-enable {service} (its unit file changed)",
+            commands=[f"systemctl reenable {service}"],
+            _if=any_changed(*own_unit),
+        )
     started = systemd.service(
         name=start_name or f"{service} running and enabled",
         service=service,
