@@ -9,23 +9,23 @@ would (it even installs nebula from the distribution's package, offline from the
 
 from __future__ import annotations
 
-import base64
 import json
-import shlex
 import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 import support.lab
+from farmhand.errors import LabError
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role, new_plan
-from farmhand.lab import LabFarm
+from farmhand.lab import LabFarm, first_job
 from farmhand.lab import provision as prov
 from farmhand.lab.wheelhouse import build_wheelhouse, install_farmhand
 
@@ -45,6 +45,7 @@ pytestmark = support.lab.lab_marks(support.lab.LAB_TOOLS_NO_NFT)
 class JoinLab:
     farm: LabFarm
     farmhand: str
+    wheelhouse: Path
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``farmhand ARGS`` on boss1 (as root, the way `sudo farmhand` would run)."""
@@ -85,7 +86,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
         store = prov.store_dir(farm)
         farm.put(BOSS, BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
         farm.put(BOSS, PASSFILE, prov.lab_passphrase(farm).encode() + b"\n")
-        yield JoinLab(farm, path)
+        yield JoinLab(farm, path, wheelhouse)
     finally:
         farm.down()
 
@@ -124,31 +125,13 @@ def test_the_boss_joins_as_a_service_and_reaches_the_hub(lab: JoinLab) -> None:
 
 SCENE = "/root/anim.blend"
 FRAMES = 6
-SCENE_SCRIPT = """
-import bpy, sys
-scene = bpy.context.scene
-scene.render.engine = "CYCLES"
-scene.cycles.samples = 1
-scene.cycles.use_denoising = False  # Debian's Blender has no OpenImageDenoise
-scene.render.resolution_x, scene.render.resolution_y = 48, 32
-scene.render.resolution_percentage = 100
-scene.render.image_settings.file_format = "PNG"
-scene.frame_start, scene.frame_end = 1, FRAMES
-cube = bpy.data.objects["Cube"]
-cube.location = (-3, 0, 0); cube.keyframe_insert("location", frame=1)
-cube.location = (3, 0, 0); cube.keyframe_insert("location", frame=FRAMES)
-bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])
-""".replace("FRAMES", str(FRAMES))
+SCENE_SCRIPT = first_job.scene_script(FRAMES)
 
 
 def _make_scene(lab: JoinLab, script: str, path: str) -> None:
     """The scene, made by Blender on a worker (bosses have none here), put on boss1."""
-    made = "/tmp/farmhand-scene.blend"
-    quoted = shlex.quote(script)
-    lab.sh(W1, f"blender -b --factory-startup --python-expr {quoted} -- {made} >/dev/null")
-    data = base64.b64decode(lab.sh(W1, f"base64 -w0 {made} && rm -f {made}"))
-    assert data.startswith(b"BLENDER"), data[:16]
-    lab.farm.put(BOSS, path, data)
+    first_job.make_scene(lab.farm, W1, script, BOSS, path)
+    assert lab.sh(BOSS, f"head -c 7 {path}") == "BLENDER"
 
 
 def _job(lab: JoinLab, job: str) -> dict[str, Any]:
@@ -182,14 +165,33 @@ def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_com
     names = lab.sh(BOSS, "ls /root/frames").split()
     assert names == [f"frame_{n:04d}.png" for n in range(1, FRAMES + 1)], names
     # Each is a whole PNG (signature and IEND), and the cube moves: no two frames alike.
-    for name in names:
-        path = f"/root/frames/{name}"
-        check = f"head -c 8 {path} | od -An -tx1 | tr -d ' \\n'; tail -c 8 {path} | head -c 4"
-        assert lab.sh(BOSS, check) == "89504e470d0a1a0aIEND", name
-    digests = lab.sh(BOSS, "cd /root/frames && sha256sum * | cut -d' ' -f1").split()
-    assert len(set(digests)) == FRAMES
+    pngs = first_job.whole_pngs(lab.farm, BOSS, "/root/frames")
+    assert sorted(pngs) == names
+    assert len(set(pngs.values())) == FRAMES
     again = lab.run("collect", job, "--to", "/root/frames")  # resumable: nothing fetched twice
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_the_job_farmhand_lab_up_ends_with_renders_on_both_workers(lab: JoinLab) -> None:
+    """`farmhand lab up`'s last check, as it runs it: farmhand installed on boss1, then
+    submit, job and collect with boss1's bundle; the frames come back whole and distinct."""
+    lines: list[str] = []
+    check = first_job.render_a_job(lab.farm, lambda: lab.wheelhouse, lines.append)
+    assert check.passed, check
+    assert f"{first_job.FRAMES} of {first_job.FRAMES} frames by {W1}, {W2}" in check.detail
+    assert any("farmhand submit" in line for line in lines), lines
+    names = lab.sh(BOSS, f"ls {first_job.FRAMES_DIR}").split()
+    assert names == [f"frame_{n:04d}.png" for n in range(1, first_job.FRAMES + 1)]
+    modes = lab.sh(BOSS, f"stat -c %a {first_job.BOSS_BUNDLE} {first_job.BOSS_PASSFILE}")
+    assert modes.split() == ["600", "600"]
+
+    # A step that fails makes the check fail with its one-line reason (not a traceback).
+    def no_wheelhouse() -> Path:
+        raise LabError("building farmhand's wheelhouse failed: no network")
+
+    failed = first_job.render_a_job(lab.farm, no_wheelhouse, lines.append)
+    assert not failed.passed
+    assert failed.detail == "building farmhand's wheelhouse failed: no network"
 
 
 def _wait_for_node(lab: JoinLab, node: str, state: str, seconds: float) -> None:
@@ -209,13 +211,7 @@ def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
     scene = "/root/anim12.blend"
     # Frames of several seconds each (a 1-sample thumbnail renders in about one), so the
     # frame seen running on worker0001 is still running when the plug is pulled.
-    script = (
-        SCENE_SCRIPT.replace(f"frame_end = 1, {FRAMES}", f"frame_end = 1, {frames}")
-        .replace("samples = 1\n", "samples = 1024\n")
-        .replace("= 48, 32", "= 640, 480")
-    )
-    assert "samples = 1024" in script
-    assert "640, 480" in script
+    script = first_job.scene_script(frames, samples=1024, size=(640, 480))
     _make_scene(lab, script, scene)
     try:
         _kill_a_worker_mid_frame(lab, scene, frames)

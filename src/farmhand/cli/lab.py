@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Annotated
 
 import typer
@@ -10,9 +11,10 @@ from rich.table import Table
 
 from farmhand.cli.common import console
 from farmhand.errors import FarmhandError
-from farmhand.lab import provision
+from farmhand.lab import first_job, provision
 from farmhand.lab.farm import LabFarm
 from farmhand.lab.image import prune_images
+from farmhand.lab.wheelhouse import build_wheelhouse
 
 lab_app = typer.Typer(
     help="The whole farm in systemd-nspawn containers on this machine (root).", no_args_is_help=True
@@ -27,12 +29,17 @@ def _say(line: str) -> None:
 def up(
     workers: Annotated[int, typer.Option(help="How many workers to boot.", min=1, max=150)] = 2,
 ) -> None:
-    """Boot hub, workers and boss1, run keygen and the real deploys, and prove the farm works."""
+    """Boot hub, workers and boss1, run keygen and the real deploys, prove the farm works, and
+    end with a job: boss1 submits an animation, the workers render it, boss1 collects it."""
     started = time.monotonic()
     farm = LabFarm(progress=_say)
-    farm.up(workers=workers)
-    provision.provision(farm, _say)
-    checks = provision.prove(farm, _say)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        wheelhouse = pool.submit(build_wheelhouse)  # PyPI work while the containers boot
+        farm.up(workers=workers)
+        provision.provision(farm, _say)
+        checks = provision.prove(farm, _say)
+        if provision.slurm_farm(farm):
+            checks.append(first_job.render_a_job(farm, wheelhouse.result, _say))
     table = Table(
         title=f"what the lab proved ({time.monotonic() - started:.0f} s)", title_justify="left"
     )

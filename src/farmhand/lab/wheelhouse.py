@@ -24,12 +24,22 @@ REMOTE_VENV = "/opt/farmhand"
 _SOURCE_PARTS = ("pyproject.toml", "src", "deploys", "templates")
 
 
+def _is_checkout(root: Path) -> bool:
+    project = root / "pyproject.toml"
+    return project.is_file() and 'name = "farmhand"' in project.read_text()
+
+
 def project_root() -> Path:
-    """The checkout farmhand runs from (the wheelhouse is built from source, not a wheel)."""
-    root = Path(__file__).resolve().parents[3]
-    if not (root / "pyproject.toml").is_file():
-        raise LabError("farmhand is not running from a source checkout: no wheel can be built")
-    return root
+    """The checkout farmhand runs from (the wheelhouse is built from source, not a wheel), or,
+    for farmhand installed with ``pip install .`` (the README's first command), the checkout
+    it is run in."""
+    for root in (Path(__file__).resolve().parents[3], Path.cwd()):
+        if _is_checkout(root):
+            return root
+    raise LabError(
+        "farmhand lab builds farmhand for its hosts from a source checkout: run it from a clone"
+        " of the farmhand repository"
+    )
 
 
 def source_digest(root: Path) -> str:

@@ -1,0 +1,150 @@
+"""The lab's last proof: the job an artist runs, from boss1, with farmhand's own commands.
+
+farmhand is installed on boss1 from a wheelhouse (lab hosts have no internet), boss1's bundle
+and the lab's passphrase are put there (0600), and boss1 runs ``farmhand submit``, ``farmhand
+job`` until the job is done, then ``farmhand collect``: what the README tells a new user to do
+from a laptop. Bosses carry no Blender, so a worker's Blender makes the scene (a cube moving
+across the frame, so that no two frames are alike).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from farmhand.errors import LabError
+from farmhand.keystore.bundle import bundle_filename
+from farmhand.keystore.plan import Role
+from farmhand.lab.farm import LabFarm
+from farmhand.lab.provision import Check, lab_passphrase, store_dir
+from farmhand.lab.wheelhouse import install_farmhand
+
+Say = Callable[[str], None]
+BOSS = "boss1"
+BOSS_BUNDLE = "/root/boss1.keybundle.age"
+BOSS_PASSFILE = "/root/.farmhand-lab-passphrase"
+SCENE = "/root/lab-animation.blend"
+FRAMES_DIR = "/root/lab-frames"
+FRAMES = 4
+JOB_SECONDS = 600
+"""How long the first job may take before the lab calls it failed (a few seconds per frame on
+an idle 2-core machine; a busy one is much slower)."""
+
+_SCENE_SCRIPT = """
+import bpy, sys
+scene = bpy.context.scene
+scene.render.engine = "CYCLES"
+scene.cycles.samples = {samples}
+scene.cycles.use_denoising = False  # Debian's Blender has no OpenImageDenoise
+scene.render.resolution_x, scene.render.resolution_y = {width}, {height}
+scene.render.resolution_percentage = 100
+scene.render.image_settings.file_format = "PNG"
+scene.frame_start, scene.frame_end = 1, {frames}
+cube = bpy.data.objects["Cube"]
+cube.location = (-3, 0, 0); cube.keyframe_insert("location", frame=1)
+cube.location = (3, 0, 0); cube.keyframe_insert("location", frame={frames})
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])
+"""
+
+
+def scene_script(frames: int, samples: int = 1, size: tuple[int, int] = (48, 32)) -> str:
+    """Blender Python that saves Blender's default cube, animated over ``frames`` frames, to
+    the path given last on Blender's command line."""
+    width, height = size
+    return _SCENE_SCRIPT.format(frames=frames, samples=samples, width=width, height=height)
+
+
+def make_scene(farm: LabFarm, worker: str, script: str, host: str, path: str) -> None:
+    """The scene ``script`` saves, made by ``worker``'s Blender, put at ``path`` on ``host``."""
+    made = "/tmp/farmhand-scene.blend"
+    quoted = shlex.quote(script)
+    farm.exec(
+        worker,
+        ["sh", "-c", f"blender -b --factory-startup --python-expr {quoted} -- {made} >/dev/null"],
+        check=True,
+    )
+    encoded = farm.exec(worker, ["sh", "-c", f"base64 -w0 {made} && rm -f {made}"], check=True)
+    data = base64.b64decode(encoded.stdout)
+    if not data.startswith(b"BLENDER"):
+        raise LabError(f"{worker}'s Blender saved no scene")
+    farm.put(host, path, data)
+
+
+def whole_pngs(farm: LabFarm, host: str, folder: str) -> dict[str, str]:
+    """Each file in ``folder`` on ``host`` that is a whole PNG (signature and IEND chunk), by
+    name, with its sha256."""
+    script = (
+        f'cd {folder} && for f in *; do sig=$(head -c 8 "$f" | od -An -tx1 | tr -d " \\n"); '
+        f'end=$(tail -c 8 "$f" | head -c 4); '
+        f'[ "$sig$end" = 89504e470d0a1a0aIEND ] && echo "$f $(sha256sum < "$f" | cut -c1-64)"; '
+        "done; true"
+    )
+    listed = farm.exec(host, ["sh", "-c", script]).stdout.split("\n")
+    return dict(line.split(" ", 1) for line in listed if " " in line)
+
+
+def _farmhand(farm: LabFarm, farmhand: str, *args: str, as_json: bool = True) -> Any:
+    """``farmhand ARGS`` on boss1 with its bundle; the parsed ``--json`` answer (or the text)."""
+    argv = [farmhand, *args, *(["--json"] if as_json else []), "--bundle", BOSS_BUNDLE]
+    result = farm.exec(BOSS, [*argv, "--passphrase-file", BOSS_PASSFILE])
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        raise LabError(f"farmhand {args[0]} on {BOSS}: {lines[-1] if lines else 'no output'}")
+    return json.loads(result.stdout) if as_json else result.stdout
+
+
+CLAIM = (
+    f"{BOSS} submitted a {FRAMES}-frame animation with farmhand submit, the workers rendered "
+    "it, and farmhand collect brought back every frame as a whole PNG"
+)
+
+
+def render_a_job(farm: LabFarm, wheelhouse: Callable[[], Path], say: Say) -> Check:
+    """farmhand installed on boss1 from ``wheelhouse()`` (built meanwhile, perhaps), then
+    boss1 submits an animation, the workers render it and boss1 collects the frames."""
+    try:
+        say(f"installing farmhand on {BOSS} from a wheelhouse")
+        farmhand = install_farmhand(farm, BOSS, wheelhouse())
+        return _render_a_job(farm, farmhand, CLAIM, say)
+    except LabError as exc:
+        return Check(CLAIM, False, str(exc))
+
+
+def _render_a_job(farm: LabFarm, farmhand: str, claim: str, say: Say) -> Check:
+    store = store_dir(farm)
+    farm.put(BOSS, BOSS_BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
+    farm.put(BOSS, BOSS_PASSFILE, lab_passphrase(farm).encode() + b"\n")
+    workers = [r.name for r in farm.records() if r.name.startswith("worker")]
+    script = scene_script(FRAMES, samples=16, size=(320, 180))
+    make_scene(farm, workers[0], script, BOSS, SCENE)
+    say(f"{BOSS}: farmhand submit {SCENE} --frames 1-{FRAMES}")
+    started = time.monotonic()
+    job = str(_farmhand(farm, farmhand, "submit", SCENE, "--frames", f"1-{FRAMES}")["job"])
+    details = _farmhand(farm, farmhand, "job", job)
+    while details["done"] + details["failed"] < FRAMES:
+        if time.monotonic() - started > JOB_SECONDS:
+            raise LabError(f"job {job} was not done in {JOB_SECONDS} s: {details['done']} done")
+        time.sleep(2)
+        details = _farmhand(farm, farmhand, "job", job)
+    took = time.monotonic() - started
+    frames = details["frame_states"]
+    rendered_by = sorted({str(f.get("worker")) for f in frames if f["state"] == "done"})
+    say(f"{BOSS}: farmhand collect {job} --to {FRAMES_DIR}")
+    _farmhand(farm, farmhand, "collect", job, "--to", FRAMES_DIR, as_json=False)
+    pngs = whole_pngs(farm, BOSS, FRAMES_DIR)
+    expected = [f"frame_{n:04d}.png" for n in range(1, FRAMES + 1)]
+    passed = (
+        all(f["state"] == "done" for f in frames)
+        and sorted(pngs) == expected
+        and len(set(pngs.values())) == FRAMES
+    )
+    detail = (
+        f"job {job}: {details['done']} of {FRAMES} frames by {', '.join(rendered_by)} in "
+        f"{took:.0f} s; on {BOSS} in {FRAMES_DIR}"
+    )
+    return Check(claim, passed, detail)
