@@ -21,10 +21,9 @@ from farmhand.errors import LabError
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role
 from farmhand.lab.farm import LabFarm
-from farmhand.lab.provision import Check, lab_passphrase, store_dir
+from farmhand.lab.provision import Check, Say, lab_passphrase, store_dir
 from farmhand.lab.wheelhouse import install_farmhand
 
-Say = Callable[[str], None]
 BOSS = "boss1"
 BOSS_BUNDLE = "/root/boss1.keybundle.age"
 BOSS_PASSFILE = "/root/.farmhand-lab-passphrase"
@@ -110,12 +109,12 @@ def render_a_job(farm: LabFarm, wheelhouse: Callable[[], Path], say: Say) -> Che
     try:
         say(f"installing farmhand on {BOSS} from a wheelhouse")
         farmhand = install_farmhand(farm, BOSS, wheelhouse())
-        return _render_a_job(farm, farmhand, CLAIM, say)
+        return _render_a_job(farm, farmhand, say)
     except LabError as exc:
         return Check(CLAIM, False, str(exc))
 
 
-def _render_a_job(farm: LabFarm, farmhand: str, claim: str, say: Say) -> Check:
+def _render_a_job(farm: LabFarm, farmhand: str, say: Say) -> Check:
     store = store_dir(farm)
     farm.put(BOSS, BOSS_BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
     farm.put(BOSS, BOSS_PASSFILE, lab_passphrase(farm).encode() + b"\n")
@@ -147,4 +146,4 @@ def _render_a_job(farm: LabFarm, farmhand: str, claim: str, say: Say) -> Check:
         f"job {job}: {details['done']} of {FRAMES} frames by {', '.join(rendered_by)} in "
         f"{took:.0f} s; on {BOSS} in {FRAMES_DIR}"
     )
-    return Check(claim, passed, detail)
+    return Check(CLAIM, passed, detail)
