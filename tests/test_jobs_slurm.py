@@ -383,6 +383,8 @@ def _wait_job(farm: Farm, job: str, seconds: float = 120) -> dict[str, Any]:
             details = api.show(farm.access(), job)
         if details["queued"] + details["running"] == 0:
             return details
+        if details["running"] and details["state"] != "cancelled":
+            assert details["state"] == "running", details  # not "queued" while it renders
         if time.monotonic() > deadline:
             log = (farm.root / "slurmctld.log").read_text(errors="replace")[-2000:]
             raise AssertionError(f"job {job} did not end: {details}\n{log}")

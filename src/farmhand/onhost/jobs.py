@@ -482,6 +482,8 @@ def summary(
     out.update(counts)
     if record.get("state") == "queued" and finished:
         out["state"] = "failed" if counts["failed"] else "done"
+    elif record.get("state") == "queued" and counts["running"]:
+        out["state"] = "running"
     if with_frames:
         out["frame_states"] = frames
     return out
