@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -509,3 +510,54 @@ def test_an_unreachable_hub_is_one_line(farm: Farm) -> None:
     with inside(farm.ns), pytest.raises(JobError, match="unreachable") as raised:
         api.list_jobs(dead)
     assert "\n" not in str(raised.value)
+
+
+def test_a_task_waits_out_a_hub_that_is_away_and_a_refusal_fails_at_once(farm: Farm) -> None:
+    """A worker's task meets the hub rebooting (smbd gone for a few seconds): its frame is put
+    once smbd answers again instead of being lost; a file the share refuses fails at once."""
+    config = service.load_worker_config(str(farm.root / "worker.json"))
+    config["share_patience"] = 60
+    share = service.Share(config)
+    frame = farm.root / "frame.png"
+    frame.write_bytes(b"\x89PNG\r\n\x1a\n" + secrets.token_bytes(64))
+    smbd = next(p for p in farm.procs if "smbd" in p.args)
+    smbd.terminate()
+    smbd.wait(10)
+    farm.procs.remove(smbd)
+    subprocess.run(["ip", "netns", "exec", farm.ns, "pkill", "-x", "smbd"], check=False)
+    restart = threading.Timer(
+        8, farm.start, ("smbd-out", ["smbd", "-F", "--no-process-group", "-s",
+                                     str(farm.root / "smb.conf")])
+    )  # fmt: skip
+    started = time.monotonic()
+    restart.start()
+    try:
+        with inside(farm.ns):
+            share.put(str(frame), "renders/away.png")
+    finally:
+        restart.join()
+    assert time.monotonic() - started >= 8  # it waited for smbd, and then it worked
+    assert (farm.root / "farm" / "renders" / "away.png").read_bytes() == frame.read_bytes()
+    started = time.monotonic()
+    with inside(farm.ns), pytest.raises(OSError, match="NT_STATUS_OBJECT_NAME_NOT_FOUND"):
+        share.get("renders/no-such-frame.png", str(farm.root / "nothing"))
+    assert time.monotonic() - started < 10  # not retried: the hub answered
+
+
+def test_a_workers_scene_cache_keeps_recent_jobs_and_drops_old_ones(farm: Farm) -> None:
+    user = _user()
+    cache = farm.root / "cache"
+    for old_or_new, age in (("77", 2 * 86400), ("78", 600)):
+        folder = cache / old_or_new
+        folder.mkdir()
+        (folder / "scene.blend").write_bytes(b"BLENDER old scene")
+        for path in (folder, folder / "scene.blend"):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        stamp = time.time() - age
+        os.utime(folder, (stamp, stamp))
+    with inside(farm.ns):
+        job = str(api.submit(farm.access(), farm.root / "cube.blend", "1")["job"])
+    assert _wait_job(farm, job)["done"] == 1
+    assert not (cache / "77").exists()  # no task of job 77 for two days: its scene went
+    assert (cache / "78" / "scene.blend").is_file()  # ten minutes ago: kept
+    assert (cache / job / "scene.blend").is_file()

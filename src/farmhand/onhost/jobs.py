@@ -103,7 +103,19 @@ WORKER_DEFAULTS = {
     "blender": "blender",
     "autoexec": False,
     "name": "",
+    "share_patience": 300,
+    "cache_hours": 24,
 }  # type: Dict[str, Any]
+"""``share_patience``: how many seconds a task keeps trying a share it cannot reach (the hub
+rebooting takes a minute or two) before it gives up and Slurm sees it fail. ``cache_hours``:
+a job's scene stays in a worker's cache until no task of it has started for this long."""
+
+_UNREACHABLE = re.compile(
+    r"NT_STATUS_(IO_TIMEOUT|CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_DISCONNECTED|"
+    r"HOST_UNREACHABLE|NETWORK_UNREACHABLE|NO_MEMORY|INVALID_NETWORK_RESPONSE|END_OF_FILE)"
+    r"|Connection to \S+ failed"
+)
+"""smbclient's words for "the hub is not there" (as opposed to a refused file operation)."""
 
 _JOB = re.compile(r"[1-9][0-9]{0,9}")
 _BOSS = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
@@ -615,18 +627,29 @@ class Share:
         self.mount = mount if mount and os.path.isdir(os.path.join(mount, RENDERS)) else ""
 
     def _smb(self, commands: str) -> None:
+        """Run smbclient ``commands``; while the hub cannot be reached (it reboots), try again
+        for ``share_patience`` seconds, so a frame rendered meanwhile is not lost."""
         c = self.config
         argv = [
             c["smbclient"], "//{}/{}".format(c["hub"], c["share"]), "-A", c["credentials"],
-            "-E", "-c", commands,
+            "-E", "-t", "20", "-c", commands,
         ]  # fmt: skip
-        result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600)
-        text = result.stdout.decode("utf-8", "replace")
-        bad = [ln for ln in text.splitlines() if "NT_STATUS_" in ln and "COLLISION" not in ln]
-        if result.returncode != 0 or bad:
-            raise OSError(
-                errno.EIO, "smbclient: " + ((bad or text.splitlines() or ["failed"])[-1]).strip()
+        deadline = time.monotonic() + float(c.get("share_patience") or 0)
+        pause = 2.0
+        while True:
+            result = subprocess.run(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=600
             )
+            text = result.stdout.decode("utf-8", "replace")
+            bad = [ln for ln in text.splitlines() if "NT_STATUS_" in ln and "COLLISION" not in ln]
+            if result.returncode == 0 and not bad:
+                return
+            last = ((bad or text.splitlines() or ["failed"])[-1]).strip()
+            if not _UNREACHABLE.search(text) or time.monotonic() + pause > deadline:
+                raise OSError(errno.EIO, "smbclient: " + last)
+            sys.stderr.write("farmhand: the hub's share is unreachable ({}); again\n".format(last))
+            time.sleep(pause)
+            pause = min(pause * 2, 15.0)
 
     def get(self, remote: str, local: str) -> None:
         if self.mount:
@@ -678,10 +701,12 @@ def fetch_scene(share: Share, config: Dict[str, Any], spec: Dict[str, Any]) -> s
     under a lock, the job's later tasks on this worker find it there."""
     folder = os.path.join(config["cache"], spec["job"])
     os.makedirs(folder, mode=0o700, exist_ok=True)
+    prune_cache(config["cache"], spec["job"], float(config.get("cache_hours") or 24) * 3600)
     scene = os.path.join(folder, SCENE_FILE)
     fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
+        os.utime(folder)  # in use: not pruned while the job's tasks keep coming
         if not os.path.exists(scene):
             tmp = scene + ".part"
             share.get(spec["scene"], tmp)
@@ -690,6 +715,35 @@ def fetch_scene(share: Share, config: Dict[str, Any], spec: Dict[str, Any]) -> s
     finally:
         os.close(fd)
     return scene
+
+
+def prune_cache(cache: str, current: str, max_age: float) -> List[str]:
+    """Remove the scenes of other jobs that no task of theirs used for ``max_age`` seconds
+    (a job's folder is touched by each of its tasks); a folder whose lock is held is in use and
+    stays. Returns the jobs removed."""
+    removed = []  # type: List[str]
+    now = time.time()
+    for name in sorted(os.listdir(cache)):
+        folder = os.path.join(cache, name)
+        if name == current or not _JOB.fullmatch(name) or not os.path.isdir(folder):
+            continue
+        try:
+            if now - os.stat(folder).st_mtime < max_age:
+                continue
+            fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        try:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(name)
+        finally:
+            os.close(fd)
+    return removed
 
 
 def _append(path: str, text: str) -> None:
