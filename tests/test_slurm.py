@@ -115,6 +115,9 @@ def test_one_slurm_conf_from_the_pool_on_every_host(bundles: dict[Role, Bundle])
         "AuthType=auth/munge",
         "JobRequeue=1",
         "ReturnToService=2",
+        "SlurmdTimeout=15",
+        "AuthInfo=cred_expire=10",
+        "SchedulerParameters=sched_interval=5",
         "TreeWidth=65533",
         "DisableRootJobs=YES",
         "SlurmctldPort=6817",
@@ -395,9 +398,11 @@ def test_a_task_on_a_node_that_dies_is_requeued_and_completes_on_the_other(
 
     wait_for("a task on each node", running_on_both, cluster, 60)
     cluster.kill_node(WORKERS[0])
-    # SlurmdTimeout=30: the node goes down, its task goes back in the queue (JobRequeue=1)
-    # and Slurm starts it again once its credential expired (about two minutes).
+    killed = time.monotonic()
+    # SlurmdTimeout=15: the node goes down, its task goes back in the queue (JobRequeue=1)
+    # and Slurm starts it again once its credential expired (cred_expire=10).
     wait_for("the array to finish", lambda: job_gone(cluster, job), cluster, 300)
+    print(f"requeued task done {time.monotonic() - killed:.0f} s after the kill (runs 25 s)")
     done = outputs(cluster, "requeue")
     assert sorted(done) == [0, 1], done
     for text in done.values():
