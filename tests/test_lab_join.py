@@ -25,12 +25,15 @@ from farmhand.errors import LabError
 from farmhand.keystore import pki
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role, new_plan
+from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm, first_job
 from farmhand.lab import provision as prov
 from farmhand.lab.wheelhouse import build_wheelhouse, install_farmhand
+from farmhand.model.paths import NEBULA_CERT
 
 PREFIX = "fhjoin"
 HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
+BOSS2 = "boss2"  # keys only: its bundle is used from boss1, then revoked
 PRICE = 0.35
 CONFIG_DIR = "/root/.config/farmhand"
 UNIT = "/etc/systemd/system/farmhand-join.service"
@@ -71,7 +74,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[JoinLab]:
             wheelhouse = wheels.result()
         plan = new_plan(name=prov.LAB_FARM_NAME, hub_address=str(farm.address(HUB)))
         plan = plan.with_settings(worker_hourly_price=PRICE, currency="EUR")
-        pki.create_farm(prov.store_dir(farm), plan, 2, [BOSS], prov.lab_passphrase(farm))
+        pki.create_farm(prov.store_dir(farm), plan, 2, [BOSS, BOSS2], prov.lab_passphrase(farm))
 
         def boss_setup() -> str:
             return install_farmhand(farm, BOSS, wheelhouse)
@@ -173,23 +176,29 @@ def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_com
 
 
 def test_the_job_farmhand_lab_up_ends_with_renders_on_both_workers(lab: JoinLab) -> None:
-    """`farmhand lab up`'s last check, as it runs it: farmhand installed on boss1, then
-    submit, job and collect with boss1's bundle; the frames come back whole and distinct."""
+    """`farmhand lab up`'s last checks, as it runs them: farmhand on boss1's PATH and boss1
+    joined (already, here: a second `lab up` keeps it), then submit, job and collect with no
+    extra arguments; the frames come back whole and distinct."""
     lines: list[str] = []
-    check = first_job.render_a_job(lab.farm, lambda: lab.wheelhouse, lines.append)
+    joined = first_job.join_boss(lab.farm, lambda: lab.wheelhouse, lines.append)
+    assert joined.passed, joined
+    assert joined.detail == "already joined"
+    assert lab.sh(BOSS, "command -v farmhand") == "/usr/local/bin/farmhand"
+    check = first_job.render_a_job(lab.farm, lines.append)
     assert check.passed, check
     assert f"{first_job.FRAMES} of {first_job.FRAMES} frames by {W1}, {W2}" in check.detail
     assert any("farmhand submit" in line for line in lines), lines
     names = lab.sh(BOSS, f"ls {first_job.FRAMES_DIR}").split()
     assert names == [f"frame_{n:04d}.png" for n in range(1, first_job.FRAMES + 1)]
-    modes = lab.sh(BOSS, f"stat -c %a {first_job.BOSS_BUNDLE} {first_job.BOSS_PASSFILE}")
-    assert modes.split() == ["600", "600"]
+    # What `farmhand lab ssh boss1 farmhand jobs` runs: the job is there, no bundle needed.
+    listed = json.loads(lab.sh(BOSS, "farmhand jobs --json"))
+    assert [j["done"] for j in listed][-1] == first_job.FRAMES, listed
 
     # A step that fails makes the check fail with its one-line reason (not a traceback).
     def no_wheelhouse() -> Path:
         raise LabError("building farmhand's wheelhouse failed: no network")
 
-    failed = first_job.render_a_job(lab.farm, no_wheelhouse, lines.append)
+    failed = first_job.join_boss(lab.farm, no_wheelhouse, lines.append)
     assert not failed.passed
     assert failed.detail == "building farmhand's wheelhouse failed: no network"
 
@@ -253,6 +262,152 @@ def _kill_a_worker_mid_frame(lab: JoinLab, scene: str, frames: int) -> None:
     listing = lab.sh(HUB, f"ls -A /srv/farmhand/farm/renders/{job}")
     names = sorted(n for n in listing.split() if n.endswith(".png"))
     assert names == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], listing
+
+
+def _submit(lab: JoinLab, scene: str, frames: int) -> str:
+    submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    return str(json.loads(submitted.stdout)["job"])
+
+
+def _running_on(lab: JoinLab, job: str, workers: set[str], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        states = _job(lab, job)["frame_states"]
+        if workers <= {f.get("worker") for f in states if f["state"] == "running"}:
+            return
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+
+
+def _wait_done(lab: JoinLab, job: str, frames: int, seconds: float) -> dict[str, Any]:
+    deadline = time.monotonic() + seconds
+    details = _job(lab, job)
+    while details["done"] + details["failed"] < frames:
+        assert time.monotonic() < deadline, details
+        time.sleep(3)
+        details = _job(lab, job)
+    return details
+
+
+def test_cancel_stops_running_frames_and_frees_the_workers(lab: JoinLab) -> None:
+    frames = 12
+    scene = "/root/slow.blend"
+    _make_scene(lab, first_job.scene_script(frames, samples=1024, size=(640, 480)), scene)
+    job = _submit(lab, scene, frames)
+    _running_on(lab, job, {W1, W2}, 120)
+    cancelled = lab.run("cancel", job)
+    assert cancelled.returncode == 0, cancelled.stdout + cancelled.stderr
+    assert f"job {job} cancelled" in cancelled.stdout
+    deadline = time.monotonic() + 60
+    while lab.sh(HUB, "squeue -h -o %i") or any(
+        lab.sh(w, "pgrep -x blender || true") for w in (W1, W2)
+    ):
+        assert time.monotonic() < deadline, "the cancelled job still runs"
+        time.sleep(1)
+    _wait_for_node(lab, W1, "idle", 60)
+    _wait_for_node(lab, W2, "idle", 60)
+    details = _job(lab, job)
+    assert details["state"] == "cancelled", details
+    assert details["running"] == details["queued"] == 0, details
+    assert details["cancelled"] >= frames - details["done"] - 1, details
+
+
+def test_a_hub_reboot_mid_job_and_the_job_still_finishes(lab: JoinLab) -> None:
+    """The hub (Slurm's controller, the share, the job service) reboots while both workers
+    render: tasks keep rendering, put their frames once the share answers again, and Slurm's
+    saved state carries the job through; every frame arrives whole."""
+    frames = 8
+    scene = "/root/reboot.blend"
+    _make_scene(lab, first_job.scene_script(frames, samples=512, size=(480, 270)), scene)
+    job = _submit(lab, scene, frames)
+    _running_on(lab, job, {W1, W2}, 120)
+    rebooted_at = time.monotonic()
+    lab.farm.reboot(HUB)
+    deadline = time.monotonic() + 120
+    while lab.run("jobs", "--json").returncode != 0:  # the job service answers again
+        assert time.monotonic() < deadline, "the hub's job service did not come back"
+        time.sleep(2)
+    details = _wait_done(lab, job, frames, 600)
+    took = time.monotonic() - rebooted_at
+    print(f"hub rebooted mid-job: all {frames} frames done {took:.0f} s after the reboot began")
+    assert [f["state"] for f in details["frame_states"]] == ["done"] * frames, details
+    lab.run("collect", job, "--to", "/root/rebooted")
+    pngs = first_job.whole_pngs(lab.farm, BOSS, "/root/rebooted")
+    assert sorted(pngs) == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], pngs
+    assert len(set(pngs.values())) == frames
+
+
+def test_a_revoked_boss_can_no_longer_submit(lab: JoinLab) -> None:
+    bundle, passfile = "/root/boss2.keybundle.age", "/root/boss2-passphrase"
+    store = prov.store_dir(lab.farm)
+    lab.farm.put(BOSS, bundle, (store / bundle_filename(Role.BOSS, BOSS2)).read_bytes())
+    lab.farm.put(BOSS, passfile, prov.lab_passphrase(lab.farm).encode() + b"\n")
+    as_boss2 = ("--bundle", bundle, "--passphrase-file", passfile)
+    before = lab.run("jobs", "--json", *as_boss2)
+    assert before.returncode == 0, before.stdout + before.stderr  # boss2 may, so far
+    jobs_before = lab.sh(HUB, "squeue -h | wc -l")
+
+    pki.revoke(KeyStore.open(store), BOSS2, prov.lab_passphrase(lab.farm))
+    report = prov.deploy_role(lab.farm, Role.HUB, [HUB])
+    assert report.ok, report.failure_message()
+    # The revoked boss: one line, non-zero, nothing queued and nothing left on the share.
+    # (boss2 keeps the bundle it had: the hub no longer takes its job key.)
+    refused = lab.run("submit", SCENE, "--frames", "1-2", *as_boss2)
+    assert refused.returncode != 0
+    lines = (refused.stdout + refused.stderr).strip().splitlines()
+    assert len(lines) == 1, lines
+    assert "refused this boss's job key" in lines[0], lines
+    assert "was this boss revoked" in lines[0], lines
+    assert lab.sh(HUB, "squeue -h | wc -l") == jobs_before
+    assert lab.sh(HUB, "find /srv/farmhand/farm/scenes -name '*.part' | wc -l") == "0"
+    # boss1, not revoked, still may.
+    assert lab.run("jobs", "--json").returncode == 0
+
+
+def _holds(lab: JoinLab, name: str) -> str:
+    """The certificate ``name`` runs Nebula with, once its picker is done ('' before)."""
+    script = (
+        "systemctl is-active -q farmhand-pick-cert && systemctl is-active -q farmhand-nebula && "
+        f"nebula-cert print -json -path {NEBULA_CERT}"
+    )
+    result = lab.farm.exec(name, ["sh", "-c", script])
+    return str(json.loads(result.stdout)["details"]["name"]) if result.returncode == 0 else ""
+
+
+def test_a_clone_started_mid_job_claims_a_certificate_joins_and_takes_frames(lab: JoinLab) -> None:
+    """worker0002 is powered off (cleanly: its certificate is free) and its disk becomes a
+    snapshot; a job starts on worker0001 alone, then a clone of the snapshot boots, claims the
+    free certificate, its slurmd joins the cluster as that node, and it renders frames."""
+    frames = 10
+    scene = "/root/clone.blend"
+    _make_scene(lab, first_job.scene_script(frames, samples=512, size=(480, 270)), scene)
+    lab.farm.poweroff(W2)
+    try:
+        _wait_for_node(lab, W2, "down", 120)  # Slurm's own verdict, not a test's shortcut
+        job = _submit(lab, scene, frames)
+        _running_on(lab, job, {W1}, 120)
+        booted = time.time()  # the frames' stamps are the workers' clocks: this machine's
+        lab.farm.add_clones(W2, [("m1", "render")])
+        deadline = time.monotonic() + 120
+        while not (claimed := _holds(lab, "m1")):
+            assert time.monotonic() < deadline, "the clone claimed no certificate"
+            time.sleep(1)
+        details = _wait_done(lab, job, frames, 600)
+        by_worker = [f.get("worker") for f in details["frame_states"]]
+        print(f"clone m1 claimed {claimed}; job done {time.time() - booted:.0f} s after its boot")
+        assert claimed == W2  # the only free certificate in the pool of two
+        assert [f["state"] for f in details["frame_states"]] == ["done"] * frames, details
+        assert claimed in by_worker, by_worker  # the clone took frames
+        clone_frames = [f for f in details["frame_states"] if f.get("worker") == claimed]
+        assert all(f["start"] > booted - 1 for f in clone_frames)
+    finally:
+        # Back as the tests after this one expect: the clone gone (cleanly: its certificate
+        # released), worker0002 itself holding worker0002 and idle in Slurm.
+        if any(r.name == "m1" and r.pid is not None for r in lab.farm.records()):
+            lab.farm.poweroff("m1")
+        lab.farm.start(W2)
+        _wait_for_node(lab, W2, "idle", 180)
 
 
 def _write_leases(lab: JoinLab, leases: list[dict[str, Any]]) -> None:

@@ -36,10 +36,11 @@ def up(
     with ThreadPoolExecutor(max_workers=1) as pool:
         wheelhouse = pool.submit(build_wheelhouse)  # PyPI work while the containers boot
         farm.up(workers=workers)
-        provision.provision(farm, _say)
-        checks = provision.prove(farm, _say)
-        if provision.slurm_farm(farm):
-            checks.append(first_job.render_a_job(farm, wheelhouse.result, _say))
+        provision.provision(farm, _say, boss=False)
+        joined = first_job.join_boss(farm, wheelhouse.result, _say)
+    checks = [joined, *provision.prove(farm, _say)]
+    if joined.passed and provision.slurm_farm(farm):
+        checks.append(first_job.render_a_job(farm, _say))
     table = Table(
         title=f"what the lab proved ({time.monotonic() - started:.0f} s)", title_justify="left"
     )
@@ -88,12 +89,13 @@ def _yes(value: bool) -> str:
     return "[green]yes[/]" if value else "[red]no[/]"
 
 
-@lab_app.command("ssh")
+@lab_app.command("ssh", context_settings={"ignore_unknown_options": True})
 def ssh(
     host: Annotated[str, typer.Argument(help="hub, worker0001, boss1 ...")],
     command: Annotated[list[str] | None, typer.Argument(help="Command to run.")] = None,
 ) -> None:
-    """Run a command on a lab host as root (default: show its farmhand services)."""
+    """Run a command on a lab host as root (default: show its farmhand services). Its options
+    go to the command: farmhand lab ssh boss1 farmhand submit scene.blend --frames 1-4."""
     farm = LabFarm()
     argv = command or ["systemctl", "--no-pager", "status", "farmhand-nebula"]
     result = farm.exec(host, argv)

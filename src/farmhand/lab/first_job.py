@@ -1,10 +1,11 @@
-"""The lab's last proof: the job an artist runs, from boss1, with farmhand's own commands.
+"""The lab's last proofs: boss1 as an artist's laptop, and the job an artist runs from it.
 
-farmhand is installed on boss1 from a wheelhouse (lab hosts have no internet), boss1's bundle
-and the lab's passphrase are put there (0600), and boss1 runs ``farmhand submit``, ``farmhand
-job`` until the job is done, then ``farmhand collect``: what the README tells a new user to do
-from a laptop. Bosses carry no Blender, so a worker's Blender makes the scene (a cube moving
-across the frame, so that no two frames are alike).
+farmhand is installed on boss1 from a wheelhouse (lab hosts have no internet) and boss1 joins
+the farm with ``farmhand join --service`` and its bundle, as the README tells a new user to do
+on a laptop. Then boss1 runs ``farmhand submit``, ``farmhand job`` until the job is done, and
+``farmhand collect``, with no extra arguments: ``farmhand lab ssh boss1 farmhand jobs`` works
+the same afterwards. Bosses carry no Blender, so a worker's Blender makes the scene (a cube
+moving across the frame, so that no two frames are alike).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role
 from farmhand.lab.farm import LabFarm
 from farmhand.lab.provision import Check, Say, lab_passphrase, store_dir
-from farmhand.lab.wheelhouse import install_farmhand
+from farmhand.lab.wheelhouse import ON_PATH, install_farmhand
 
 BOSS = "boss1"
 BOSS_BUNDLE = "/root/boss1.keybundle.age"
-BOSS_PASSFILE = "/root/.farmhand-lab-passphrase"
+"""Where boss1 keeps its bundle, as a person keeps theirs on a laptop."""
+JOINED_STATE = "/root/.config/farmhand/join/join.json"
+PASSFILE = "/root/.farmhand-join-passphrase"
 SCENE = "/root/lab-animation.blend"
 FRAMES_DIR = "/root/lab-frames"
 FRAMES = 4
@@ -87,54 +90,84 @@ def whole_pngs(farm: LabFarm, host: str, folder: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in listed if " " in line)
 
 
-def _farmhand(farm: LabFarm, farmhand: str, *args: str, as_json: bool = True) -> Any:
-    """``farmhand ARGS`` on boss1 with its bundle; the parsed ``--json`` answer (or the text)."""
-    argv = [farmhand, *args, *(["--json"] if as_json else []), "--bundle", BOSS_BUNDLE]
-    result = farm.exec(BOSS, [*argv, "--passphrase-file", BOSS_PASSFILE])
+def _farmhand(farm: LabFarm, *args: str, as_json: bool = True) -> Any:
+    """``farmhand ARGS`` on boss1, as joined; the parsed ``--json`` answer (or the text)."""
+    result = farm.exec(BOSS, [ON_PATH, *args, *(["--json"] if as_json else [])])
     if result.returncode != 0:
-        lines = (result.stderr or result.stdout).strip().splitlines()
-        raise LabError(f"farmhand {args[0]} on {BOSS}: {lines[-1] if lines else 'no output'}")
+        reason = _last_line(result.stderr or result.stdout)
+        raise LabError(f"farmhand {args[0]} on {BOSS}: {reason}")
     return json.loads(result.stdout) if as_json else result.stdout
 
 
+def _last_line(output: str) -> str:
+    lines = output.strip().splitlines()
+    return lines[-1] if lines else "no output"
+
+
+JOIN_CLAIM = f"{BOSS} has farmhand and joined the farm with farmhand join --service"
 CLAIM = (
     f"{BOSS} submitted a {FRAMES}-frame animation with farmhand submit, the workers rendered "
     "it, and farmhand collect brought back every frame as a whole PNG"
 )
 
 
-def render_a_job(farm: LabFarm, wheelhouse: Callable[[], Path], say: Say) -> Check:
-    """farmhand installed on boss1 from ``wheelhouse()`` (built meanwhile, perhaps), then
-    boss1 submits an animation, the workers render it and boss1 collects the frames."""
+def join_boss(farm: LabFarm, wheelhouse: Callable[[], Path], say: Say) -> Check:
+    """farmhand installed on boss1 from ``wheelhouse()`` (built meanwhile, perhaps) and boss1
+    joined with its bundle; a boss that already joined (a second ``lab up``) stays joined."""
     try:
         say(f"installing farmhand on {BOSS} from a wheelhouse")
-        farmhand = install_farmhand(farm, BOSS, wheelhouse())
-        return _render_a_job(farm, farmhand, say)
+        install_farmhand(farm, BOSS, wheelhouse())
+        if farm.exec(BOSS, ["test", "-f", JOINED_STATE]).returncode == 0:
+            return Check(JOIN_CLAIM, True, "already joined")
+        store = store_dir(farm)
+        farm.put(BOSS, BOSS_BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
+        say(f"{BOSS}: farmhand join --service --bundle {BOSS_BUNDLE}")
+        # The passphrase in a 0600 file for the one command, then gone: join keeps what it
+        # needs, and the job commands need no passphrase.
+        farm.put(BOSS, PASSFILE, lab_passphrase(farm).encode() + b"\n")
+        try:
+            result = farm.exec(
+                BOSS,
+                [ON_PATH, "join", "--service", "--bundle", BOSS_BUNDLE, "--passphrase-file",
+                 PASSFILE],
+            )  # fmt: skip
+        finally:
+            farm.exec(BOSS, ["rm", "-f", PASSFILE])
+        if result.returncode != 0:
+            reason = _last_line(result.stderr or result.stdout)
+            raise LabError(f"farmhand join on {BOSS}: {reason}")
+        return Check(JOIN_CLAIM, True)
+    except LabError as exc:
+        return Check(JOIN_CLAIM, False, str(exc))
+
+
+def render_a_job(farm: LabFarm, say: Say) -> Check:
+    """boss1 (joined: :func:`join_boss`) submits an animation, the workers render it and
+    boss1 collects the frames."""
+    try:
+        return _render_a_job(farm, say)
     except LabError as exc:
         return Check(CLAIM, False, str(exc))
 
 
-def _render_a_job(farm: LabFarm, farmhand: str, say: Say) -> Check:
-    store = store_dir(farm)
-    farm.put(BOSS, BOSS_BUNDLE, (store / bundle_filename(Role.BOSS, BOSS)).read_bytes())
-    farm.put(BOSS, BOSS_PASSFILE, lab_passphrase(farm).encode() + b"\n")
+def _render_a_job(farm: LabFarm, say: Say) -> Check:
     workers = [r.name for r in farm.records() if r.name.startswith("worker")]
     script = scene_script(FRAMES, samples=16, size=(320, 180))
     make_scene(farm, workers[0], script, BOSS, SCENE)
     say(f"{BOSS}: farmhand submit {SCENE} --frames 1-{FRAMES}")
     started = time.monotonic()
-    job = str(_farmhand(farm, farmhand, "submit", SCENE, "--frames", f"1-{FRAMES}")["job"])
-    details = _farmhand(farm, farmhand, "job", job)
+    job = str(_farmhand(farm, "submit", SCENE, "--frames", f"1-{FRAMES}")["job"])
+    details = _farmhand(farm, "job", job)
     while details["done"] + details["failed"] < FRAMES:
         if time.monotonic() - started > JOB_SECONDS:
             raise LabError(f"job {job} was not done in {JOB_SECONDS} s: {details['done']} done")
         time.sleep(2)
-        details = _farmhand(farm, farmhand, "job", job)
+        details = _farmhand(farm, "job", job)
     took = time.monotonic() - started
     frames = details["frame_states"]
     rendered_by = sorted({str(f.get("worker")) for f in frames if f["state"] == "done"})
     say(f"{BOSS}: farmhand collect {job} --to {FRAMES_DIR}")
-    _farmhand(farm, farmhand, "collect", job, "--to", FRAMES_DIR, as_json=False)
+    _farmhand(farm, "collect", job, "--to", FRAMES_DIR, as_json=False)
     pngs = whole_pngs(farm, BOSS, FRAMES_DIR)
     expected = [f"frame_{n:04d}.png" for n in range(1, FRAMES + 1)]
     passed = (

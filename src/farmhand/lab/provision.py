@@ -124,8 +124,9 @@ def sinfo_nodes(farm: LabFarm) -> dict[str, str]:
     return dict(line.split() for line in result.stdout.splitlines() if len(line.split()) == 2)
 
 
-def provision(farm: LabFarm, say: Say) -> dict[str, DeployReport]:
-    """keygen (once) and deploy hub, workers and boss; returns each role's report."""
+def provision(farm: LabFarm, say: Say, boss: bool = True) -> dict[str, DeployReport]:
+    """keygen (once) and deploy hub, workers and (``boss``) boss1; returns each role's report.
+    ``farmhand lab up`` leaves boss1 out: it joins with ``farmhand join``, as a laptop does."""
     names = [r.name for r in farm.records()]
     workers = [n for n in names if n.startswith("worker")]
     ensure_keys(farm, max(len(workers), 1), say)
@@ -135,8 +136,10 @@ def provision(farm: LabFarm, say: Say) -> dict[str, DeployReport]:
     reports["hub"] = deploy_role(farm, Role.HUB, ["hub"])
     say(f"deploying {len(workers)} workers")
     reports["workers"] = deploy_role(farm, Role.WORKER, workers)
-    say("deploying boss1")
-    reports["boss"] = deploy_role(farm, Role.BOSS, ["boss1"], bundle_filename(Role.BOSS, "boss1"))
+    if boss:
+        say("deploying boss1")
+        boss_bundle = bundle_filename(Role.BOSS, "boss1")
+        reports["boss"] = deploy_role(farm, Role.BOSS, ["boss1"], boss_bundle)
     say(f"deploys done in {time.monotonic() - started:.1f} s")
     return reports
 

@@ -21,6 +21,7 @@ from farmhand.lab.system import lab_root
 
 REMOTE_WHEELHOUSE = "/var/cache/farmhand/wheelhouse"
 REMOTE_VENV = "/opt/farmhand"
+ON_PATH = "/usr/local/bin/farmhand"
 _SOURCE_PARTS = ("pyproject.toml", "src", "deploys", "templates")
 
 
@@ -124,4 +125,6 @@ def install_farmhand(farm: LabFarm, name: str, wheelhouse: Path | None = None) -
          "--no-index", "--find-links", remote, "farmhand"],
         check=True,
     )  # fmt: skip
-    return f"{REMOTE_VENV}/bin/farmhand"
+    # On PATH, as `pip install` would put it on a laptop: `farmhand lab ssh boss1 farmhand ...`.
+    farm.exec(name, ["ln", "-sfn", f"{REMOTE_VENV}/bin/farmhand", ON_PATH], check=True)
+    return ON_PATH
