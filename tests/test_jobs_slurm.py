@@ -19,6 +19,7 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import subprocess
 import tempfile
 import threading
@@ -524,7 +525,13 @@ def test_a_task_waits_out_a_hub_that_is_away_and_a_refusal_fails_at_once(farm: F
     smbd.terminate()
     smbd.wait(10)
     farm.procs.remove(smbd)
-    subprocess.run(["ip", "netns", "exec", farm.ns, "pkill", "-x", "smbd"], check=False)
+    # Its children too, and only this namespace's: never another smbd on this machine.
+    for pid in subprocess.run(
+        ["ip", "netns", "pids", farm.ns], capture_output=True, text=True, check=True
+    ).stdout.split():
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/comm").read_text().strip() == "smbd":
+                os.kill(int(pid), signal.SIGKILL)
     restart = threading.Timer(
         8, farm.start, ("smbd-out", ["smbd", "-F", "--no-process-group", "-s",
                                      str(farm.root / "smb.conf")])
