@@ -751,6 +751,28 @@ def _append(path: str, text: str) -> None:
         handle.write(text)
 
 
+def known_blender_version(config: Dict[str, Any]) -> str:
+    """The worker's Blender version, asked once per Blender binary (``blender --version``
+    takes a second that would be idle time before every task), remembered in the cache."""
+    path = shutil.which(config["blender"]) or config["blender"]
+    try:
+        info = os.stat(path)
+    except OSError:
+        return ""
+    key = "{} {} {}".format(os.path.realpath(path), info.st_mtime_ns, info.st_size)
+    memo = os.path.join(config["cache"], "blender-version.json")
+    known = _read_json(memo) or {}
+    if known.get("key") == key:
+        return str(known.get("version", ""))
+    version = blender_version(path)
+    if version:
+        tmp = "{}.{}".format(memo, os.getpid())
+        with open(tmp, "w", encoding="utf-8") as handle:
+            json.dump({"key": key, "version": version}, handle)
+        os.replace(tmp, memo)
+    return version
+
+
 def blender_version(blender: str) -> str:
     try:
         out = subprocess.run(
@@ -809,7 +831,12 @@ def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
     share = Share(config)
     first, last = spec["chunks"][index]
     renders = spec["renders"]
-    share.makedirs(renders + "/" + STATUS_DIR)
+    folder = os.path.join(config["cache"], spec["job"])
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    made = os.path.join(folder, ".share-folders")
+    if not os.path.exists(made):  # once per job on this worker: each smbclient run costs time
+        share.makedirs(renders + "/" + STATUS_DIR)
+        open(made, "w").close()
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     limit = max(1, int(spec.get("max_attempts", 2)))
     work = tempfile.mkdtemp(prefix="farmhand-task-")
@@ -822,7 +849,7 @@ def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
         share.put(path, "{}/{}/{:06d}.json".format(renders, STATUS_DIR, frame))
 
     try:
-        version = blender_version(config["blender"])
+        version = known_blender_version(config)
         scene = fetch_scene(share, config, spec)
         out_dir = os.path.join(work, "out")
         os.mkdir(out_dir)
