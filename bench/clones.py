@@ -32,9 +32,8 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
-from bench.harness import BenchError, LabBench
+from bench.harness import BenchError, LabBench, add_lab_options
 from bench.harness import main as harness_main
 from farmhand.durations import parse_duration
 from farmhand.keystore import pki
@@ -179,9 +178,7 @@ def run(args: argparse.Namespace, farm: LabFarm) -> int:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.clones", description=__doc__)
     parser.add_argument("--ttl", default="15s", help="lease_ttl of the bench farm (default 15s)")
-    parser.add_argument("--state-dir", type=Path, help="lab state folder")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
-    parser.add_argument("--down", action="store_true", help="only remove a bench lab and exit")
+    add_lab_options(parser, PREFIX)
     return parser.parse_args(argv)
 
 

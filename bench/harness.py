@@ -40,6 +40,18 @@ class LabBench:
     """``bench.lab``: set to print what happens at the end (down, kept, teardown time)."""
 
 
+def add_lab_options(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """The options :func:`main` reads (``--state-dir``, ``--keep``, ``--down``), the same for
+    every lab benchmark."""
+    parser.add_argument(
+        "--state-dir", type=Path, help=f"the bench lab's state (default: lab root/{prefix})"
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="leave the lab up at the end (remove with --down)"
+    )
+    parser.add_argument("--down", action="store_true", help="only remove a bench lab and exit")
+
+
 def main(bench: LabBench, argv: Sequence[str] | None = None) -> int:
     """Run ``bench`` on a lab of its own; 2 when it could not measure, 130 when interrupted."""
     args = bench.parse_args(argv)

@@ -43,10 +43,9 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-from bench.harness import BenchError, LabBench
+from bench.harness import BenchError, LabBench, add_lab_options
 from bench.harness import main as harness_main
 from farmhand.keystore.plan import Role
 from farmhand.lab import first_job, provision
@@ -282,9 +281,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--samples", type=int, default=128, help="Cycles samples of a frame (default 128)"
     )
-    parser.add_argument("--state-dir", type=Path, help="lab state folder")
-    parser.add_argument("--keep", action="store_true", help="leave the lab up at the end")
-    parser.add_argument("--down", action="store_true", help="only remove a bench lab and exit")
+    add_lab_options(parser, PREFIX)
     return parser.parse_args(argv)
 
 

@@ -46,7 +46,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.harness import BenchError, LabBench
+from bench.harness import BenchError, LabBench, add_lab_options
 from bench.harness import main as harness_main
 from bench.measure import pass_fail, remote, say, wait_for_overlay
 from bench.provisioning import lab_up, print_redeploys, print_up, redeploy
@@ -153,13 +153,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="mtu=N,tx_queue=N,buffer=BYTES",
         help="another Nebula setting to measure (repeatable; buffer=0: kernel default)",
     )
-    parser.add_argument(
-        "--state-dir", type=Path, help=f"the bench lab's state (default: lab root/{PREFIX})"
-    )
-    parser.add_argument(
-        "--keep", action="store_true", help="leave the lab up at the end (remove with --down)"
-    )
-    parser.add_argument("--down", action="store_true", help="only remove a bench lab and exit")
+    add_lab_options(parser, PREFIX)
     return parser.parse_args(argv)
 
 
