@@ -421,7 +421,7 @@ def test_a_six_frame_job_renders_every_frame_once(farm: Farm) -> None:
     # The scene reached the worker once for the job, not once per frame or task.
     fetches = (farm.root / "cache" / job / "fetches.log").read_text().splitlines()
     assert len(fetches) == 1
-    # Asked once, not before every task: Blender's version, and the job's share folders.
+    # Remembered for the next tasks: Blender's version, and that the share folders exist.
     known = json.loads((farm.root / "cache" / "blender-version.json").read_text())
     assert re.fullmatch(r"\d+\.\d+(\.\d+)?", known["version"]), known
     assert (farm.root / "cache" / job / ".share-folders").is_file()

@@ -112,7 +112,7 @@ a job's scene stays in a worker's cache until no task of it has started for this
 
 _UNREACHABLE = re.compile(
     r"NT_STATUS_(IO_TIMEOUT|CONNECTION_REFUSED|CONNECTION_RESET|CONNECTION_DISCONNECTED|"
-    r"HOST_UNREACHABLE|NETWORK_UNREACHABLE|NO_MEMORY|INVALID_NETWORK_RESPONSE|END_OF_FILE)"
+    r"HOST_UNREACHABLE|NETWORK_UNREACHABLE|INVALID_NETWORK_RESPONSE|END_OF_FILE)"
     r"|Connection to \S+ failed"
 )
 """smbclient's words for "the hub is not there" (as opposed to a refused file operation)."""
@@ -696,11 +696,17 @@ def load_worker_config(path: str) -> Dict[str, Any]:
     return config
 
 
+def job_cache(config: Dict[str, Any], spec: Dict[str, Any]) -> str:
+    """The job's folder in this worker's scene cache (made, 0700, if it is not there)."""
+    folder = os.path.join(str(config["cache"]), str(spec["job"]))
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    return folder
+
+
 def fetch_scene(share: Share, config: Dict[str, Any], spec: Dict[str, Any]) -> str:
     """The job's scene in this worker's cache, fetched once per job: the first task fetches it
     under a lock, the job's later tasks on this worker find it there."""
-    folder = os.path.join(config["cache"], spec["job"])
-    os.makedirs(folder, mode=0o700, exist_ok=True)
+    folder = job_cache(config, spec)
     prune_cache(config["cache"], spec["job"], float(config.get("cache_hours") or 24) * 3600)
     scene = os.path.join(folder, SCENE_FILE)
     fd = os.open(os.path.join(folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
@@ -831,9 +837,7 @@ def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
     share = Share(config)
     first, last = spec["chunks"][index]
     renders = spec["renders"]
-    folder = os.path.join(config["cache"], spec["job"])
-    os.makedirs(folder, mode=0o700, exist_ok=True)
-    made = os.path.join(folder, ".share-folders")
+    made = os.path.join(job_cache(config, spec), ".share-folders")
     if not os.path.exists(made):  # once per job on this worker: each smbclient run costs time
         share.makedirs(renders + "/" + STATUS_DIR)
         open(made, "w").close()
