@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from farmhand.errors import LabError
+from farmhand.join.paths import APP, JoinPaths
 from farmhand.keystore.bundle import bundle_filename
 from farmhand.keystore.plan import Role
 from farmhand.lab.farm import LabFarm
@@ -28,7 +29,8 @@ from farmhand.lab.wheelhouse import ON_PATH, install_farmhand
 BOSS = "boss1"
 BOSS_BUNDLE = "/root/boss1.keybundle.age"
 """Where boss1 keeps its bundle, as a person keeps theirs on a laptop."""
-JOINED_STATE = "/root/.config/farmhand/join/join.json"
+JOINED_STATE = str(JoinPaths(Path("/root/.config") / APP).state)
+"""What ``farmhand join`` leaves on boss1 (root's config folder) once it joined."""
 PASSFILE = "/root/.farmhand-join-passphrase"
 SCENE = "/root/lab-animation.blend"
 FRAMES_DIR = "/root/lab-frames"
