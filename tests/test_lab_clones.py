@@ -28,7 +28,6 @@ from farmhand.keystore import pki
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.model.paths import NEBULA_CERT
 from farmhand.onhost import leases
 from support.cli import wait_until
 
@@ -80,15 +79,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def holds(lab: Lab, name: str) -> str:
-    """The certificate ``name`` runs Nebula with, once its picker is done ('' before)."""
-    script = (
-        "systemctl is-active -q farmhand-pick-cert && systemctl is-active -q farmhand-nebula && "
-        f"nebula-cert print -json -path {NEBULA_CERT}"
-    )
-    result = lab.farm.exec(name, ["sh", "-c", script])
-    if result.returncode != 0:
-        return ""
-    return str(json.loads(result.stdout)["details"]["name"])
+    return support.lab.holds(lab.farm, name)
 
 
 def reaches_hub(lab: Lab, name: str) -> bool:

@@ -29,7 +29,6 @@ from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm, first_job
 from farmhand.lab import provision as prov
 from farmhand.lab.wheelhouse import build_wheelhouse, install_farmhand
-from farmhand.model.paths import NEBULA_CERT
 
 PREFIX = "fhjoin"
 HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
@@ -148,15 +147,8 @@ def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_com
 ) -> None:
     """The farm's job, from the joined laptop: submit, watch, collect (the README's commands)."""
     _make_scene(lab, SCENE_SCRIPT, SCENE)
-    submitted = lab.run("submit", SCENE, "--frames", f"1-{FRAMES}", "--json")
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job = str(json.loads(submitted.stdout)["job"])
-    deadline = time.monotonic() + 300
-    details = _job(lab, job)
-    while details["done"] + details["failed"] < FRAMES:
-        assert time.monotonic() < deadline, details
-        time.sleep(2)
-        details = _job(lab, job)
+    job = _submit(lab, SCENE, FRAMES)
+    details = _wait_done(lab, job, FRAMES, 300)
     frames = details["frame_states"]
     assert [f["state"] for f in frames] == ["done"] * FRAMES, frames
     assert {f["worker"] for f in frames} == {W1, W2}, frames  # both workers took frames
@@ -213,57 +205,6 @@ def _wait_for_node(lab: JoinLab, node: str, state: str, seconds: float) -> None:
         time.sleep(2)
 
 
-def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
-    """12 frames on 2 workers; worker0001 is hard-killed while it renders one: Slurm gives
-    that task to worker0002, every frame arrives, and the lost frame shows two attempts."""
-    frames = 12
-    scene = "/root/anim12.blend"
-    # Frames of several seconds each (a 1-sample thumbnail renders in about one), so the
-    # frame seen running on worker0001 is still running when the plug is pulled.
-    script = first_job.scene_script(frames, samples=1024, size=(640, 480))
-    _make_scene(lab, script, scene)
-    try:
-        _kill_a_worker_mid_frame(lab, scene, frames)
-    finally:
-        # Back for the tests after this one, pass or fail: the killed worker boots, takes
-        # its certificate again and rejoins the cluster.
-        if lab.farm.record(W1).pid is None:
-            lab.farm.start(W1)
-        _wait_for_node(lab, W1, "idle", 180)
-
-
-def _kill_a_worker_mid_frame(lab: JoinLab, scene: str, frames: int) -> None:
-    submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
-    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    job = str(json.loads(submitted.stdout)["job"])
-    deadline = time.monotonic() + 120
-    while True:
-        states = _job(lab, job)["frame_states"]
-        victim = [f["frame"] for f in states if f["state"] == "running" and f.get("worker") == W1]
-        if victim:
-            break
-        assert time.monotonic() < deadline, states
-        time.sleep(0.5)
-    lab.farm.kill(W1)
-    killed_at = time.monotonic()
-    deadline = killed_at + 600
-    details = _job(lab, job)
-    while details["done"] + details["failed"] < frames:
-        assert time.monotonic() < deadline, details
-        time.sleep(3)
-        details = _job(lab, job)
-    took = time.monotonic() - killed_at
-    print(f"frame {victim[0]} lost with {W1}: all {frames} frames done {took:.0f} s after")
-    states = details["frame_states"]
-    assert [f["state"] for f in states] == ["done"] * frames, states
-    lost = next(f for f in states if f["frame"] == victim[0])
-    assert lost["worker"] == W2, lost
-    assert lost["attempts"] == 2, lost
-    listing = lab.sh(HUB, f"ls -A /srv/farmhand/farm/renders/{job}")
-    names = sorted(n for n in listing.split() if n.endswith(".png"))
-    assert names == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], listing
-
-
 def _submit(lab: JoinLab, scene: str, frames: int) -> str:
     submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
@@ -288,6 +229,50 @@ def _wait_done(lab: JoinLab, job: str, frames: int, seconds: float) -> dict[str,
         time.sleep(3)
         details = _job(lab, job)
     return details
+
+
+def test_a_worker_killed_mid_frame_loses_nothing(lab: JoinLab) -> None:
+    """12 frames on 2 workers; worker0001 is hard-killed while it renders one: Slurm gives
+    that task to worker0002, every frame arrives, and the lost frame shows two attempts."""
+    frames = 12
+    scene = "/root/anim12.blend"
+    # Frames of several seconds each (a 1-sample thumbnail renders in about one), so the
+    # frame seen running on worker0001 is still running when the plug is pulled.
+    script = first_job.scene_script(frames, samples=1024, size=(640, 480))
+    _make_scene(lab, script, scene)
+    try:
+        _kill_a_worker_mid_frame(lab, scene, frames)
+    finally:
+        # Back for the tests after this one, pass or fail: the killed worker boots, takes
+        # its certificate again and rejoins the cluster.
+        if lab.farm.record(W1).pid is None:
+            lab.farm.start(W1)
+        _wait_for_node(lab, W1, "idle", 180)
+
+
+def _kill_a_worker_mid_frame(lab: JoinLab, scene: str, frames: int) -> None:
+    job = _submit(lab, scene, frames)
+    deadline = time.monotonic() + 120
+    while True:
+        states = _job(lab, job)["frame_states"]
+        victim = [f["frame"] for f in states if f["state"] == "running" and f.get("worker") == W1]
+        if victim:
+            break
+        assert time.monotonic() < deadline, states
+        time.sleep(0.5)
+    lab.farm.kill(W1)
+    killed_at = time.monotonic()
+    details = _wait_done(lab, job, frames, 600)
+    took = time.monotonic() - killed_at
+    print(f"frame {victim[0]} lost with {W1}: all {frames} frames done {took:.0f} s after")
+    states = details["frame_states"]
+    assert [f["state"] for f in states] == ["done"] * frames, states
+    lost = next(f for f in states if f["frame"] == victim[0])
+    assert lost["worker"] == W2, lost
+    assert lost["attempts"] == 2, lost
+    listing = lab.sh(HUB, f"ls -A /srv/farmhand/farm/renders/{job}")
+    names = sorted(n for n in listing.split() if n.endswith(".png"))
+    assert names == [f"frame_{n:04d}.png" for n in range(1, frames + 1)], listing
 
 
 def test_cancel_stops_running_frames_and_frees_the_workers(lab: JoinLab) -> None:
@@ -315,8 +300,8 @@ def test_cancel_stops_running_frames_and_frees_the_workers(lab: JoinLab) -> None
 
 def test_a_hub_reboot_mid_job_and_the_job_still_finishes(lab: JoinLab) -> None:
     """The hub (Slurm's controller, the share, the job service) reboots while both workers
-    render: tasks keep rendering, put their frames once the share answers again, and Slurm's
-    saved state carries the job through; every frame arrives whole."""
+    render, and the job still finishes with every frame whole. (That a task keeps trying the
+    share while it is away is tests/test_jobs_slurm.py's, with smbd really gone.)"""
     frames = 8
     scene = "/root/reboot.blend"
     _make_scene(lab, first_job.scene_script(frames, samples=512, size=(480, 270)), scene)
@@ -365,16 +350,6 @@ def test_a_revoked_boss_can_no_longer_submit(lab: JoinLab) -> None:
     assert lab.run("jobs", "--json").returncode == 0
 
 
-def _holds(lab: JoinLab, name: str) -> str:
-    """The certificate ``name`` runs Nebula with, once its picker is done ('' before)."""
-    script = (
-        "systemctl is-active -q farmhand-pick-cert && systemctl is-active -q farmhand-nebula && "
-        f"nebula-cert print -json -path {NEBULA_CERT}"
-    )
-    result = lab.farm.exec(name, ["sh", "-c", script])
-    return str(json.loads(result.stdout)["details"]["name"]) if result.returncode == 0 else ""
-
-
 def test_a_clone_started_mid_job_claims_a_certificate_joins_and_takes_frames(lab: JoinLab) -> None:
     """worker0002 is powered off (cleanly: its certificate is free) and its disk becomes a
     snapshot; a job starts on worker0001 alone, then a clone of the snapshot boots, claims the
@@ -390,7 +365,7 @@ def test_a_clone_started_mid_job_claims_a_certificate_joins_and_takes_frames(lab
         booted = time.time()  # the frames' stamps are the workers' clocks: this machine's
         lab.farm.add_clones(W2, [("m1", "render")])
         deadline = time.monotonic() + 120
-        while not (claimed := _holds(lab, "m1")):
+        while not (claimed := support.lab.holds(lab.farm, "m1")):
             assert time.monotonic() < deadline, "the clone claimed no certificate"
             time.sleep(1)
         details = _wait_done(lab, job, frames, 600)

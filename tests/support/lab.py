@@ -9,11 +9,13 @@ reason, where this machine cannot run the lab) and its module-scoped lab fixture
 from __future__ import annotations
 
 import functools
+import json
 from typing import TYPE_CHECKING
 
 import pytest
 
 from farmhand.lab.system import why_unavailable
+from farmhand.model.paths import NEBULA_CERT
 
 if TYPE_CHECKING:
     from farmhand.lab import LabFarm
@@ -75,3 +77,16 @@ def sh(
     output = f"{result.stdout}\n{result.stderr}" if both_outputs else result.stderr or result.stdout
     assert result.returncode == 0, f"{name}: {script}: {output}"
     return result.stdout.strip()
+
+
+def holds(farm: LabFarm, name: str) -> str:
+    """The worker certificate lab host ``name`` runs Nebula with, once its picker is done
+    ('' before)."""
+    script = (
+        "systemctl is-active -q farmhand-pick-cert && systemctl is-active -q farmhand-nebula && "
+        f"nebula-cert print -json -path {NEBULA_CERT}"
+    )
+    result = farm.exec(name, ["sh", "-c", script])
+    if result.returncode != 0:
+        return ""
+    return str(json.loads(result.stdout)["details"]["name"])
