@@ -257,9 +257,16 @@ def test_keygen_defaults_are_100_workers_and_boss1(
     calls: list[tuple[FarmPlan, int, list[str]]] = []
 
     def fake_create_farm(
-        root: Path, plan: FarmPlan, workers: int, bosses: list[str], passphrase: str, *_: Any
+        root: Path,
+        plan: FarmPlan,
+        workers: int,
+        bosses: list[str],
+        passphrase: str,
+        *_: Any,
+        bundle_passphrase: str | None = None,
     ) -> pki.Result:
         assert passphrase == PASSPHRASE
+        assert bundle_passphrase is None  # no file and no terminal: the bundles share it
         calls.append((plan, workers, bosses))
         return pki.Result(issued=(), bundles=(), register=Register())
 
@@ -390,9 +397,9 @@ def test_keygen_asks_twice_on_a_terminal_and_hides_the_input(tmp_path: Path) -> 
     code, transcript = run_in_pty(
         [sys.executable, "-m", "farmhand", "keygen", "--dir", str(target), "--workers", "1"],
         [
-            (b"New farm passphrase: ", b"first-try-1234\n"),
+            (b"keep it to yourself): ", b"first-try-1234\n"),
             (b"Repeat the passphrase: ", b"first-try-9999\n"),
-            (b"New farm passphrase: ", b"tiny7\n"),
+            (b"keep it to yourself): ", b"tiny7\n"),
             (b"Repeat the passphrase: ", b"tiny7\n"),
         ],
     )
@@ -444,7 +451,11 @@ def test_secrets_open_with_the_age_cli_and_hold_the_ca_key(
     members = age_decrypt(farm_store / "secrets.age", tmp_path / "secrets.tar.gz")
     assert "ca.key" in members
     assert {n for n in members if n.startswith("keys/")} == {f"keys/{n}.key" for n in HOST_NAMES}
-    assert not [n for n in members if "/" in n and not n.startswith(("keys/", "extras/"))]
+    assert not [
+        n for n in members if "/" in n and not n.startswith(("keys/", "extras/", "passphrases/"))
+    ]
+    # One passphrase for all (the keygen here is given one): the vault records it for bundles.
+    assert members["passphrases/bundles"][0].decode() == PASSPHRASE
     assert {mode for _, mode in members.values()} == {0o600}
     ca_key = pem.ed25519_private_from_pem(members["ca.key"][0])
     assert ca_key.public_key().public_bytes_raw() == ca_cert(farm_store).details.public_key

@@ -56,6 +56,13 @@ def resolve_passphrase(
         )
     if not value:
         raise PassphraseError("the passphrase is empty")
-    if new and len(value) < MIN_LENGTH:
+    return checked_new(value) if new else value
+
+
+def checked_new(value: str) -> str:
+    """A passphrase being chosen, refused when it is too short to resist guessing."""
+    if not value:
+        raise PassphraseError("the passphrase is empty")
+    if len(value) < MIN_LENGTH:
         raise PassphraseError(f"the passphrase is too short: use at least {MIN_LENGTH} characters")
     return value

@@ -26,7 +26,9 @@ import pytest
 
 PASSPHRASE = "correct horse battery staple"
 WRONG_PASSPHRASE = "not the farm passphrase"
-SECRETS = (PASSPHRASE, WRONG_PASSPHRASE)
+OTHER_PASSPHRASE = "a second passphrase of its own"
+NEW_PASSPHRASE = "the vault's next passphrase"
+SECRETS = (PASSPHRASE, WRONG_PASSPHRASE, OTHER_PASSPHRASE, NEW_PASSPHRASE)
 """Passphrases the tests use: none of them may ever show in a command line or any output."""
 
 WITH_PASSPHRASE: dict[str, str] = {"FARMHAND_PASSPHRASE": PASSPHRASE}

@@ -17,16 +17,21 @@ from rich.table import Table
 
 from farmhand import settings
 from farmhand.cli.common import (
+    BUNDLE_PASSPHRASE,
     DEFAULT_STORE,
-    PassphraseFile,
+    VAULT_HINT,
+    VAULT_PASSPHRASE,
     StoreDir,
     console,
     err_console,
+    new_passphrase,
+    optional_new_passphrase,
     passphrase,
 )
+from farmhand.cli.common import VaultPassphraseFile as PassphraseFile
 from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
-from farmhand.keystore import pki
+from farmhand.keystore import lifecycle, pki
 from farmhand.keystore.plan import (
     DEFAULT_BOSSES,
     DEFAULT_NAME,
@@ -40,8 +45,19 @@ from farmhand.keystore.register import Entry, Register
 from farmhand.keystore.store import KeyStore, check_new_store
 
 keys_app = typer.Typer(
-    help="List, extend, renew, revoke and verify the farm's certificates.", no_args_is_help=True
+    help="List, extend, renew, revoke and verify the farm's certificates; rotate its secrets "
+    "and passphrases.",
+    no_args_is_help=True,
 )
+BUNDLE_HINT = " (hosts and bosses open their keybundles with it; Enter: the vault's)"
+SHARED_NOTE = (
+    "note: the vault's passphrase also opens {what}: whoever is given one can open the CA key. "
+    "Give the bundles their own with 'farmhand keys passphrase bundles'"
+)
+
+
+def _vault_passphrase(passphrase_file: Path | None) -> str:
+    return passphrase(passphrase_file, label=VAULT_PASSPHRASE)
 
 
 def _open(store_dir: Path) -> KeyStore:
@@ -130,6 +146,14 @@ def keygen(
         str | None, typer.Option(help="Host certificate lifetime (default: the CA's).")
     ] = None,
     passphrase_file: PassphraseFile = None,
+    bundle_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the keybundles' passphrase from this file (mode 0600); without it a "
+            "terminal is asked, and otherwise the bundles use the vault's.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Create the farm: its CA, hub, worker pool and bosses, and one keybundle per role."""
     ca_seconds = parse_duration(ca_lifetime)
@@ -142,11 +166,16 @@ def keygen(
     pki.plan_bosses(plan, Register(), bosses)
     pki.plan_workers(plan, Register(), workers)
     check_new_store(store_dir)
-    secret = passphrase(passphrase_file, new=True)
+    secret = passphrase(passphrase_file, new=True, label=VAULT_PASSPHRASE, hint=VAULT_HINT)
+    bundle_secret = optional_new_passphrase(bundle_passphrase_file, BUNDLE_PASSPHRASE, BUNDLE_HINT)
     started = time.monotonic()
     with _signing(1 + workers + len(bosses)) as progress:
-        result = pki.create_farm(store_dir, plan, workers, bosses, secret, progress)
+        result = pki.create_farm(
+            store_dir, plan, workers, bosses, secret, progress, bundle_passphrase=bundle_secret
+        )
     _summary(result, store_dir, f"farm {plan.name!r} on {plan.network}, port {plan.port}")
+    if bundle_secret is None or bundle_secret == secret:
+        console.print(SHARED_NOTE.format(what="every keybundle"))
     console.print(
         f"done in {time.monotonic() - started:.1f} s. Next: farmhand keys list --dir {store_dir}"
     )
@@ -213,7 +242,7 @@ def add_workers(
     """Sign more worker certificates and rebuild the workers keybundle."""
     store = _open(store_dir)
     pki.plan_workers(store.plan, store.register, count)
-    secret = passphrase(passphrase_file)
+    secret = _vault_passphrase(passphrase_file)
     with _signing(count) as progress:
         result = pki.add_workers(store, count, secret, progress)
     _summary(result, store_dir, f"added {count} worker{'s' if count != 1 else ''}")
@@ -224,13 +253,32 @@ def add_boss(
     name: Annotated[str, typer.Argument(help="The boss's name, e.g. alice-laptop.")],
     store_dir: StoreDir = DEFAULT_STORE,
     passphrase_file: PassphraseFile = None,
+    own_passphrase: Annotated[
+        bool,
+        typer.Option(
+            "--own-passphrase",
+            help="Give this boss's bundle a passphrase of its own, asked on the terminal.",
+        ),
+    ] = False,
+    own_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the bundle's own passphrase from this file (mode 0600).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Sign a certificate for another person's machine and write its own keybundle."""
     store = _open(store_dir)
     pki.plan_bosses(store.plan, store.register, [name])
-    secret = passphrase(passphrase_file)
-    result = pki.add_boss(store, name, secret)
+    secret = _vault_passphrase(passphrase_file)
+    own = None
+    if own_passphrase or own_passphrase_file is not None:
+        own = new_passphrase(own_passphrase_file, f"passphrase for {name}'s keybundle")
+    result = pki.add_boss(store, name, secret, own_passphrase=own)
     _summary(result, store_dir, f"added boss {name}")
+    if own is not None and own == secret:
+        console.print(SHARED_NOTE.format(what=f"{name}'s keybundle"))
 
 
 @keys_app.command("renew")
@@ -256,7 +304,7 @@ def renew(
         return
     for name in wanted:
         pki.live_entry(store.register, name)
-    secret = passphrase(passphrase_file)
+    secret = _vault_passphrase(passphrase_file)
     result = pki.renew(store, wanted, secret, new_key=new_key)
     _summary(result, store_dir, f"renewed {len(result.issued)} certificate(s)")
     console.print("deploy the rewritten keybundles to the hosts they belong to")
@@ -272,7 +320,7 @@ def revoke(
     store = _open(store_dir)
     entry = pki.live_entry(store.register, name)
     pki.check_revocable(entry)
-    secret = passphrase(passphrase_file)
+    secret = _vault_passphrase(passphrase_file)
     result = pki.revoke(store, name, secret)
     console.print(f"revoked {name} ({entry.ip}, fingerprint {entry.fingerprint[:16]})")
     for path in result.bundles:
@@ -287,11 +335,96 @@ def rebundle(
 ) -> None:
     """Rebuild every keybundle after editing farm.toml, so hosts get the new settings."""
     store = _open(store_dir)
-    secret = passphrase(passphrase_file)
+    secret = _vault_passphrase(passphrase_file)
     result = pki.rebundle(store, secret)
     for path in result.bundles:
         console.print(f"rewrote {path}")
     console.print("redeploy the hosts (or re-run their bootstrap) to apply farm.toml's settings")
+
+
+@keys_app.command("rotate")
+def rotate(
+    names: Annotated[
+        list[str] | None, typer.Argument(help="The secrets to rotate (see --list).")
+    ] = None,
+    every: Annotated[bool, typer.Option("--all", help="Rotate every farm-wide secret.")] = False,
+    show: Annotated[bool, typer.Option("--list", help="Name the secrets, change nothing.")] = False,
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Give farm-wide secrets new values; every keybundle is rebuilt to carry them."""
+    if show:
+        for name in lifecycle.rotatable():
+            console.print(name)
+        return
+    if every and names:
+        raise UsageError("name the secrets to rotate or give --all, not both")
+    wanted = lifecycle.check_rotatable(list(lifecycle.rotatable()) if every else list(names or []))
+    store = _open(store_dir)
+    secret = _vault_passphrase(passphrase_file)
+    result = lifecycle.rotate(store, wanted, secret)
+    console.print(f"rotated {', '.join(wanted)}")
+    for path in result.bundles:
+        console.print(f"rewrote {path}")
+    console.print(
+        "redeploy the hub, then the workers, and re-join every boss with its new bundle: "
+        "until then the hosts keep the old values"
+    )
+
+
+@keys_app.command("reissue-workers")
+def reissue_workers(
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """New keys and certificates for the whole worker pool (a leaked worker image)."""
+    store = _open(store_dir)
+    secret = _vault_passphrase(passphrase_file)
+    result = lifecycle.reissue_workers(store, secret)
+    _summary(result, store_dir, f"reissued {len(result.issued)} worker certificates")
+    console.print(
+        "every old worker certificate is blocklisted: redeploy the hub, then the workers; "
+        "an image made before now can no longer join"
+    )
+
+
+@keys_app.command("passphrase")
+def change_passphrase(
+    which: Annotated[
+        str,
+        typer.Argument(
+            help="'vault' (secrets.age), 'bundles' (hub, workers and bosses without their own) "
+            "or a boss's name."
+        ),
+    ],
+    new_passphrase_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Read the new passphrase from this file (mode 0600) instead of asking twice.",
+            show_default=False,
+        ),
+    ] = None,
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Change the passphrase of the vault, of the shared keybundles or of one boss's bundle."""
+    store = _open(store_dir)
+    lifecycle.check_passphrase_target(store, which)
+    secret = _vault_passphrase(passphrase_file)
+    store.unlock(secret)  # a wrong passphrase is told before a new one is asked for
+    label = {"vault": VAULT_PASSPHRASE, "bundles": BUNDLE_PASSPHRASE}.get(
+        which, f"passphrase for {which}'s keybundle"
+    )
+    new = new_passphrase(new_passphrase_file, label)
+    changed = lifecycle.change_passphrase(store, which, secret, new)
+    console.print(f"changed the {label}")
+    for path in changed.result.bundles:
+        console.print(f"rewrote {path}")
+    if changed.opened_by_vault_passphrase:
+        what = ", ".join(changed.opened_by_vault_passphrase)
+        console.print(SHARED_NOTE.format(what=what))
+    if which != "vault":
+        console.print("hosts and bosses open the rewritten bundles with the new passphrase")
 
 
 @keys_app.command("settings")

@@ -68,11 +68,13 @@ class Encryptions:
             else None
         )
 
-    def submit(self, data: bytes) -> Future[bytes]:
+    def submit(self, data: bytes, passphrase: str | None = None) -> Future[bytes]:
+        """Encrypt ``data`` with ``passphrase`` (by default the one given at the start)."""
+        secret = self._passphrase if passphrase is None else passphrase
         if self._pool is not None:
-            return self._pool.submit(encrypt, data, self._passphrase)
+            return self._pool.submit(encrypt, data, secret)
         done: Future[bytes] = Future()  # one core or little memory: encrypt here, now
-        done.set_result(encrypt(data, self._passphrase))
+        done.set_result(encrypt(data, secret))
         return done
 
     def __enter__(self) -> Encryptions:

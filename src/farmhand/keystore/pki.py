@@ -27,7 +27,7 @@ from farmhand.keystore.store import (
     is_store,
     prepare_new_store,
 )
-from farmhand.keystore.vault import Vault
+from farmhand.keystore.vault import BundlePassphrases, Vault
 from farmhand.nebula import pem
 from farmhand.nebula.cert import NebulaCertificate, create_ca, sign_host, verify, verify_ca
 
@@ -183,7 +183,7 @@ def _bundles(
     ]
 
 
-def _rebuilt(
+def rebuilt_bundles(
     store: KeyStore,
     roles: Iterable[tuple[Role, str]],
     register: Register,
@@ -196,7 +196,7 @@ def _rebuilt(
     return _bundles(roles, store.plan, register, store.ca_pem, vault, cert_pems, now)
 
 
-def _all_roles(register: Register) -> list[tuple[Role, str]]:
+def all_roles(register: Register) -> list[tuple[Role, str]]:
     roles: list[tuple[Role, str]] = [(Role.HUB, ""), (Role.WORKER, "")]
     roles += [(Role.BOSS, e.name) for e in register.by_role(Role.BOSS, live_only=True)]
     return roles
@@ -219,8 +219,11 @@ def create_farm(
     passphrase: str,
     progress: Progress = _no_progress,
     now: int | None = None,
+    bundle_passphrase: str | None = None,
 ) -> Result:
-    """A new CA, the hub, ``workers`` workers and the named bosses, with every bundle."""
+    """A new CA, the hub, ``workers`` workers and the named bosses, with every bundle.
+
+    ``passphrase`` encrypts the vault; ``bundle_passphrase`` the bundles (by default the same)."""
     now = int(time.time()) if now is None else now
     register = Register()
     boss_specs = plan_bosses(plan, register, bosses)
@@ -238,19 +241,25 @@ def create_farm(
     certs, private = sign_hosts(ca, ca_key, plan, specs, now, progress)
     entries = tuple(Entry.for_certificate(certs[s.name], s.role) for s in specs)
     register = Register(entries)
-    vault, _ = Vault(ca_key=ca_key, smb_password=new_smb_password(), host_keys=private).completed()
+    vault, _ = Vault(
+        ca_key=ca_key,
+        smb_password=new_smb_password(),
+        host_keys=private,
+        passphrases=BundlePassphrases(bundle_passphrase or passphrase),
+    ).completed()
     cert_pems = {name: c.to_pem() for name, c in certs.items()}
     ca_pem = ca.to_pem()
     change = Change(
         root=root,
         passphrase=passphrase,
+        bundle_passphrases=vault.bundle_passphrases(),
         plan=plan,
         register=register,
         ca_pem=ca_pem,
         new_certs=cert_pems,
         vault=vault,
         vault_mtime=now,
-        bundles=_bundles(_all_roles(register), plan, register, ca_pem, vault, cert_pems, now),
+        bundles=_bundles(all_roles(register), plan, register, ca_pem, vault, cert_pems, now),
     )
     with fs.locked(root):
         fs.recover(root)
@@ -272,8 +281,15 @@ def add_workers(
     return _add(store, Role.WORKER, count, [], passphrase, progress, now)
 
 
-def add_boss(store: KeyStore, name: str, passphrase: str, now: int | None = None) -> Result:
-    return _add(store, Role.BOSS, 1, [name], passphrase, _no_progress, now)
+def add_boss(
+    store: KeyStore,
+    name: str,
+    passphrase: str,
+    now: int | None = None,
+    own_passphrase: str | None = None,
+) -> Result:
+    """A new boss; ``own_passphrase`` gives its bundle a passphrase of its own."""
+    return _add(store, Role.BOSS, 1, [name], passphrase, _no_progress, now, own_passphrase)
 
 
 def _add(
@@ -284,6 +300,7 @@ def _add(
     passphrase: str,
     progress: Progress,
     now: int | None,
+    own_passphrase: str | None = None,
 ) -> Result:
     now = int(time.time()) if now is None else now
     with store.changing() as current:
@@ -296,17 +313,20 @@ def _add(
         new_entries = tuple(Entry.for_certificate(certs[s.name], s.role) for s in specs)
         register = current.register.with_entries(*new_entries)
         vault = vault.with_host_keys(private)
+        if own_passphrase is not None:
+            vault = with_boss_passphrase(vault, names[0], own_passphrase)
         fresh = {name: c.to_pem() for name, c in certs.items()}
         # Every bundle lists the farm's peers, so every bundle learns of new hosts.
-        roles = _all_roles(register)
+        roles = all_roles(register)
         change = Change(
             root=current.root,
             passphrase=passphrase,
+            bundle_passphrases=vault.bundle_passphrases(),
             register=register,
             new_certs=fresh,
             vault=vault,
             vault_mtime=now,
-            bundles=_rebuilt(current, roles, register, vault, fresh, now),
+            bundles=rebuilt_bundles(current, roles, register, vault, fresh, now),
         )
         written = change.apply()
     return Result(issued=new_entries, bundles=tuple(written), register=register)
@@ -342,15 +362,16 @@ def renew(
         fresh = {name: c.to_pem() for name, c in certs.items()}
         # A new key blocklists the old certificate, and every host must learn that; new
         # farm-wide secrets and the peers' expiry dates go to every bundle too.
-        roles = _all_roles(register)
+        roles = all_roles(register)
         change = Change(
             root=current.root,
             passphrase=passphrase,
+            bundle_passphrases=vault.bundle_passphrases(),
             register=register,
             replaced_certs=fresh,
             vault=vault if new_key or upgraded else None,
             vault_mtime=now,
-            bundles=_rebuilt(current, roles, register, vault, fresh, now),
+            bundles=rebuilt_bundles(current, roles, register, vault, fresh, now),
         )
         written = change.apply()
     renewed = tuple(e for e in register.entries if e.name in certs)
@@ -387,12 +408,20 @@ def _every_bundle(
     return Change(
         root=current.root,
         passphrase=passphrase,
+        bundle_passphrases=vault.bundle_passphrases(),
         register=register,
         vault=vault if upgraded else None,
         vault_mtime=now,
-        bundles=_rebuilt(current, _all_roles(register), register, vault, {}, now),
+        bundles=rebuilt_bundles(current, all_roles(register), register, vault, {}, now),
         removed=list(removed),
     )
+
+
+def with_boss_passphrase(vault: Vault, boss: str, secret: str) -> Vault:
+    """``vault`` with ``boss``'s bundle on a passphrase of its own."""
+    current = vault.bundle_passphrases()
+    bosses = {**current.bosses, boss: secret}
+    return replace(vault, passphrases=BundlePassphrases(current.shared, bosses))
 
 
 def _revoked(entry: Entry, now: int) -> Entry:

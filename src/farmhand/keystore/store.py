@@ -27,7 +27,7 @@ from farmhand.keystore.bundle import Bundle, BundleHost, Peer, bundle_filename
 from farmhand.keystore.farm_secrets import for_role as extras_for_role
 from farmhand.keystore.plan import FarmPlan, Role
 from farmhand.keystore.register import Register
-from farmhand.keystore.vault import VAULT_FILE, Vault, decrypt_vault
+from farmhand.keystore.vault import VAULT_FILE, BundlePassphrases, Vault, decrypt_vault
 from farmhand.nebula import pem
 from farmhand.nebula.cert import NebulaCertificate, certificate_from_pem, certificates_from_pem
 
@@ -184,6 +184,9 @@ class Change:
 
     root: Path
     passphrase: str = field(repr=False)
+    """The vault's passphrase."""
+    bundle_passphrases: BundlePassphrases | None = field(default=None, repr=False)
+    """What each rebuilt bundle is encrypted with (needed when ``bundles`` is not empty)."""
     plan: FarmPlan | None = None
     register: Register | None = None
     ca_pem: bytes | None = None
@@ -200,6 +203,9 @@ class Change:
         scrypt sets the pace: each payload goes to an encryption process as soon as it is
         packed, and the public files are staged while scrypt runs."""
         count = (self.vault is not None) + len(self.bundles)
+        passphrases = self.bundle_passphrases
+        if passphrases is None and self.bundles:
+            raise ValueError("a change that rebuilds bundles needs their passphrases")
         with fs.Transaction(self.root) as txn:
             with age.Encryptions(count, self.passphrase) as encryptions:
                 pending: list[tuple[str, Future[bytes]]] = []
@@ -208,7 +214,8 @@ class Change:
                     pending.append((VAULT_FILE, encryptions.submit(vault_tar)))
                 for bundle in self.bundles:
                     name = bundle.hosts[0].name if bundle.role is Role.BOSS else ""
-                    encrypted = encryptions.submit(bundle.to_tar())
+                    secret = passphrases.for_bundle(bundle.role, name) if passphrases else None
+                    encrypted = encryptions.submit(bundle.to_tar(), secret)
                     pending.append((bundle_filename(bundle.role, name), encrypted))
                 self._stage_public(txn, create)
                 register = None if self.register is None else self.register.to_json().encode()

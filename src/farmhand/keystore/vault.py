@@ -2,10 +2,15 @@
 
 Nothing private ever sits on the desktop in clear. Bundles are rebuilt from the vault, so a
 renewal, a new worker or a revocation never loses or regenerates a key it did not mean to.
+
+The vault also keeps the passphrases the keybundles are encrypted with. So a change needs only
+the vault's own passphrase, and the person a bundle is given to never learns the one that opens
+the CA key. A vault older than this has none; its bundles use the vault's passphrase.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -15,12 +20,30 @@ from farmhand.keystore import age
 from farmhand.keystore.bundle import pack, unpack
 from farmhand.keystore.farm_secrets import PREFIX as EXTRAS_PREFIX
 from farmhand.keystore.farm_secrets import completed as completed_extras
+from farmhand.keystore.plan import Role
 from farmhand.nebula import pem
 
 VAULT_FILE = "secrets.age"
 _CA_KEY = "ca.key"
 _HOST_PREFIX = "keys/"
 _SMB_PASSWORD = "smb.password"  # noqa: S105 - a file name
+_SHARED_PASSPHRASE = "passphrases/bundles"  # noqa: S105 - a file name
+_BOSS_PASSPHRASE_PREFIX = "passphrases/boss/"  # noqa: S105 - a folder name
+
+
+@dataclass(frozen=True)
+class BundlePassphrases:
+    """Which passphrase encrypts which keybundle."""
+
+    shared: str = field(repr=False)
+    """The hub's, the workers' and every boss bundle's that has none of its own."""
+    bosses: Mapping[str, str] = field(default_factory=dict, repr=False)
+    """Boss bundles with a passphrase of their own, by boss name."""
+
+    def for_bundle(self, role: Role, name: str = "") -> str:
+        if role is Role.BOSS and name in self.bosses:
+            return self.bosses[name]
+        return self.shared
 
 
 @dataclass(frozen=True)
@@ -29,6 +52,8 @@ class Vault:
     smb_password: str = field(repr=False)
     host_keys: dict[str, bytes] = field(default_factory=dict, repr=False)
     extras: dict[str, bytes] = field(default_factory=dict, repr=False)
+    passphrases: BundlePassphrases | None = field(default=None, repr=False)
+    """None only before a new store's are chosen; a loaded vault always has them."""
 
     def host_key(self, name: str) -> bytes:
         try:
@@ -56,7 +81,19 @@ class Vault:
             for name, raw in self.host_keys.items()
         ]
         files += [(f"{EXTRAS_PREFIX}{name}", value, 0o600) for name, value in self.extras.items()]
+        if self.passphrases is None:
+            raise ValueError("a vault is saved only with its bundles' passphrases")
+        files.append((_SHARED_PASSPHRASE, self.passphrases.shared.encode(), 0o600))
+        files += [
+            (f"{_BOSS_PASSPHRASE_PREFIX}{name}", secret.encode(), 0o600)
+            for name, secret in self.passphrases.bosses.items()
+        ]
         return pack(files, mtime)
+
+    def bundle_passphrases(self) -> BundlePassphrases:
+        if self.passphrases is None:
+            raise ValueError("this vault's bundle passphrases were never chosen")
+        return self.passphrases
 
 
 def decrypt_vault(data: bytes, passphrase: str) -> Vault:
@@ -81,6 +118,19 @@ def decrypt_vault(data: bytes, passphrase: str) -> Vault:
             for name, content in files.items()
             if name.startswith(EXTRAS_PREFIX)
         }
+        # An older vault keeps no bundle passphrases: its bundles were made with its own.
+        shared = files[_SHARED_PASSPHRASE].decode() if _SHARED_PASSPHRASE in files else passphrase
+        bosses = {
+            name[len(_BOSS_PASSPHRASE_PREFIX) :]: content.decode()
+            for name, content in files.items()
+            if name.startswith(_BOSS_PASSPHRASE_PREFIX)
+        }
     except (KeyError, BundleError, UnicodeDecodeError) as exc:
         raise StoreError(f"{VAULT_FILE} is damaged: {exc}") from None
-    return Vault(ca_key=ca_key, smb_password=smb_password, host_keys=host_keys, extras=extras)
+    return Vault(
+        ca_key=ca_key,
+        smb_password=smb_password,
+        host_keys=host_keys,
+        extras=extras,
+        passphrases=BundlePassphrases(shared, bosses),
+    )
