@@ -9,11 +9,14 @@ card (MAC), as a cloud clone does.
 
 The tests run in file order and build on each other: six clones at once (three with one
 hostname, one named worker0001), then one is killed without a shutdown and a seventh clone waits
-for the exhausted pool and says why, until the killed clone's lease ends.
+for the exhausted pool and says why, until the killed clone's lease ends. The last test
+reissues the worker pool and rotates the claim key and the Samba password (issue 15): the
+image made before is refused, the image redeployed makes clones that join.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import time
@@ -24,10 +27,12 @@ from dataclasses import dataclass
 import pytest
 
 import support.lab
-from farmhand.keystore import pki
+from farmhand.keystore import lifecycle, pki
 from farmhand.keystore.plan import Role, new_plan
+from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
+from farmhand.model.paths import NEBULA_CERT, SMB_CREDENTIALS
 from farmhand.onhost import leases
 from support.cli import wait_until
 
@@ -215,3 +220,71 @@ def test_the_others_keep_their_certificates_through_renewals(lab: Lab) -> None:
         assert holds(lab, name) == lab.names[name]
     renewed = [float(str(x["renewed"])) for x in table(lab).values()]
     assert max(renewed) - min(renewed) <= TTL, "every live lease was renewed within a TTL"
+
+
+def test_after_a_reissue_and_new_secrets_an_old_image_cannot_join_and_new_clones_can(
+    lab: Lab,
+) -> None:
+    """Issue 15: ``keys reissue-workers`` and ``keys rotate lease-claim-key smb-password``,
+    then the hub is redeployed. A clone of the image made before (old claim key, old
+    certificates) is refused; the image redeployed with the new bundle makes clones that
+    claim distinct new certificates and reach the hub and the share. The old Samba password
+    is refused by the hub's smbd, the new one accepted."""
+    farm = lab.farm
+    for name in [*CLONES, "c7"]:
+        if name != "c5":  # c5 was killed
+            farm.poweroff(name)
+    store = KeyStore.open(prov.store_dir(farm))
+    old_fingerprints = {e.fingerprint for e in store.register.by_role(Role.WORKER)}
+    prov.ensure_smbclient(farm, "hub")
+    old_auth = prov.smb_auth_file(farm, "hub")
+    lab.sh("hub", f"mv {old_auth} /root/old-smb-auth")
+    lifecycle.reissue_workers(store, prov.lab_passphrase(farm))
+    lifecycle.rotate(
+        KeyStore.open(store.root), ["lease-claim-key", "smb-password"], prov.lab_passphrase(farm)
+    )
+    prov.deploy_role(farm, Role.HUB, ["hub"])
+
+    def smb_on_hub(auth: str) -> subprocess.CompletedProcess[str]:
+        return farm.exec(
+            "hub", ["smbclient", f"//{HUB_OVERLAY}/farm", "-A", auth, "-m", "SMB3", "-c", "ls"]
+        )
+
+    refused = smb_on_hub("/root/old-smb-auth")
+    assert refused.returncode != 0
+    assert "NT_STATUS_LOGON_FAILURE" in refused.stdout + refused.stderr
+    accepted = smb_on_hub(prov.smb_auth_file(farm, "hub"))
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+
+    # The old image: its claim key is refused, and its certificates are on the blocklist.
+    farm.add_clones(SOURCE, [("old1", "render")])
+    time.sleep(30)
+    log = picker_log(lab, "old1")
+    print(f"--- old1\n{log}")
+    assert holds(lab, "old1") == ""
+    assert not reaches_hub(lab, "old1")
+    assert not {str(lease["hostname"]) for lease in table(lab).values()} & {"render"}
+    farm.kill("old1")
+
+    # The image, redeployed with the new workers bundle, makes clones that join.
+    farm.start(SOURCE)
+    prov.deploy_role(farm, Role.WORKER, [SOURCE])
+    farm.poweroff(SOURCE)
+    farm.add_clones(SOURCE, [("new1", "render"), ("new2", "render")])
+    held: dict[str, str] = {}
+
+    def claimed() -> bool:
+        held.update({n: holds(lab, n) for n in ("new1", "new2")})
+        return all(held.values()) and len(set(held.values())) == 2
+
+    wait_until("both new clones hold distinct certificates", claimed, 120, every=1)
+    for name in ("new1", "new2"):
+        wait_until(f"{name} reaches the hub", functools.partial(reaches_hub, lab, name), 60)
+        fingerprint = lab.sh(name, f"nebula-cert print -json -path {NEBULA_CERT}")
+        assert json.loads(fingerprint)["fingerprint"] not in old_fingerprints
+    prov.ensure_smbclient(farm, "new1")
+    listed = farm.exec(
+        "new1",
+        ["smbclient", f"//{HUB_OVERLAY}/farm", "-A", SMB_CREDENTIALS, "-m", "SMB3", "-c", "ls"],
+    )
+    assert listed.returncode == 0, listed.stdout + listed.stderr
