@@ -31,7 +31,7 @@ from farmhand.cli.common import (
 from farmhand.cli.common import VaultPassphraseFile as PassphraseFile
 from farmhand.durations import parse_duration
 from farmhand.errors import UsageError
-from farmhand.keystore import lifecycle, pki
+from farmhand.keystore import lifecycle, pki, rollover
 from farmhand.keystore.plan import (
     DEFAULT_BOSSES,
     DEFAULT_NAME,
@@ -386,6 +386,46 @@ def reissue_workers(
         "every old worker certificate is blocklisted: redeploy the hub, then the workers; "
         "an image made before now can no longer join"
     )
+
+
+ROLLOVER_NEXT = {
+    "begin": "deploy every host (hub first), so each trusts both CAs; then "
+    "'farmhand keys ca-rollover reissue'",
+    "reissue": "deploy every host again, so each runs a certificate of the new CA; then "
+    "'farmhand keys ca-rollover finish'",
+    "finish": "deploy every host once more: from then on only the new CA is trusted",
+}
+
+
+@keys_app.command("ca-rollover")
+def ca_rollover(
+    step: Annotated[
+        str,
+        typer.Argument(
+            help="'begin' (trust a new CA next to the old), 'reissue' (sign every host again "
+            "by the new CA) or 'finish' (drop the old CA). Deploy every host after each."
+        ),
+    ],
+    store_dir: StoreDir = DEFAULT_STORE,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Move the farm to a new CA in three steps, without an outage."""
+    steps = {"begin": rollover.begin, "reissue": rollover.reissue, "finish": rollover.finish}
+    if step not in steps:
+        raise UsageError(f"no CA rollover step {step!r}: use begin, reissue or finish")
+    store = _open(store_dir)
+    secret = _vault_passphrase(passphrase_file)
+    result = steps[step](store, secret)
+    if result.issued:
+        _summary(result, store_dir, f"signed {len(result.issued)} certificates by the new CA")
+    else:
+        for path in result.bundles:
+            console.print(f"rewrote {path}")
+    trusted = _open(store_dir).cas
+    console.print(
+        "trusted CAs: " + ", ".join(f"{ca.name} ({ca.fingerprint[:12]})" for ca in trusted)
+    )
+    console.print(ROLLOVER_NEXT[step])
 
 
 @keys_app.command("passphrase")

@@ -168,7 +168,7 @@ def sign_hosts(
     return certs, private
 
 
-def _bundles(
+def bundles_for(
     roles: Iterable[tuple[Role, str]],
     plan: FarmPlan,
     register: Register,
@@ -193,7 +193,7 @@ def rebuilt_bundles(
 ) -> list[Bundle]:
     """The bundles of ``roles`` after a change: fresh certs from memory, the rest from disk."""
     cert_pems = _cert_pems(store, register, fresh)
-    return _bundles(roles, store.plan, register, store.ca_pem, vault, cert_pems, now)
+    return bundles_for(roles, store.plan, register, store.ca_pem, vault, cert_pems, now)
 
 
 def all_roles(register: Register) -> list[tuple[Role, str]]:
@@ -259,7 +259,7 @@ def create_farm(
         new_certs=cert_pems,
         vault=vault,
         vault_mtime=now,
-        bundles=_bundles(all_roles(register), plan, register, ca_pem, vault, cert_pems, now),
+        bundles=bundles_for(all_roles(register), plan, register, ca_pem, vault, cert_pems, now),
     )
     with fs.locked(root):
         fs.recover(root)
@@ -474,24 +474,30 @@ def verify_store(store: KeyStore, now: int | None = None) -> list[Finding]:
         findings.append(Finding("error", "ca", str(exc)))
     plan = store.plan
     blocklist = store.register.blocklist
+    trusted = {c.fingerprint: c for c in store.cas}
+    if len(trusted) > 1:
+        findings.append(
+            Finding("warning", "ca", "a CA rollover is under way: the farm trusts two CAs")
+        )
     for entry in store.register.entries:
         if entry.revoked:
             continue
-        findings.append(_verify_entry(store, entry, ca, plan, blocklist, now))
+        findings.append(_verify_entry(store, entry, trusted, plan, blocklist, now))
     return findings
 
 
 def _verify_entry(
     store: KeyStore,
     entry: Entry,
-    ca: NebulaCertificate,
+    trusted: dict[str, NebulaCertificate],
     plan: FarmPlan,
     blocklist: frozenset[str],
     now: int,
 ) -> Finding:
     try:
         cert = store.certificate(entry.name)
-        verify(cert, ca, now, blocklist)
+        issuer = trusted.get(cert.details.issuer.hex(), store.ca)  # unknown: verify says so
+        verify(cert, issuer, now, blocklist)
     except Exception as exc:
         return Finding("error", entry.name, str(exc))
     problems = []

@@ -95,6 +95,13 @@ class KeyStore:
             raise StoreError(f"{self.root / CA_FILE} is damaged: {exc}") from None
         return cas[-1]
 
+    @property
+    def cas(self) -> list[NebulaCertificate]:
+        """Every CA the farm trusts: one, or during a CA rollover the old and then the new
+        (the last one signs)."""
+        self.ca  # noqa: B018 - the same one-line error for a damaged ca.crt
+        return certificates_from_pem(self.ca_pem)
+
     @contextlib.contextmanager
     def changing(self) -> Iterator[KeyStore]:
         """Lock the store, finish any interrupted change and reload it before changing it."""
@@ -190,6 +197,8 @@ class Change:
     plan: FarmPlan | None = None
     register: Register | None = None
     ca_pem: bytes | None = None
+    replace_ca: bool = False
+    """``ca_pem`` replaces ca.crt (a CA rollover); otherwise ca.crt must not exist yet."""
     new_certs: dict[str, bytes] = field(default_factory=dict)
     replaced_certs: dict[str, bytes] = field(default_factory=dict)
     vault: Vault | None = field(default=None, repr=False)
@@ -238,7 +247,7 @@ class Change:
         if self.plan is not None:
             txn.stage(PLAN_FILE, self.plan.to_toml().encode(), fs.PUBLIC_MODE)
         if self.ca_pem is not None:
-            txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=True)
+            txn.stage(CA_FILE, self.ca_pem, fs.PUBLIC_MODE, new=not self.replace_ca)
         for name, content in self.new_certs.items():
             txn.stage(f"{CERTS_DIR}/{name}.crt", content, fs.PUBLIC_MODE, new=True)
         for name, content in self.replaced_certs.items():
