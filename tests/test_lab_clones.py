@@ -11,7 +11,8 @@ The tests run in file order and build on each other: six clones at once (three w
 hostname, one named worker0001), then one is killed without a shutdown and a seventh clone waits
 for the exhausted pool and says why, until the killed clone's lease ends. The last test
 reissues the worker pool and rotates the claim key and the Samba password (issue 15): the
-image made before is refused, the image redeployed makes clones that join.
+image made before is refused, the image redeployed makes clones that join. Then the farm
+rolls to a new CA in three deployed steps.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from dataclasses import dataclass
 import pytest
 
 import support.lab
-from farmhand.keystore import lifecycle, pki
+from farmhand.keystore import lifecycle, pki, rollover
 from farmhand.keystore.plan import Role, new_plan
 from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm
 from farmhand.lab import provision as prov
-from farmhand.model.paths import NEBULA_CERT, SMB_CREDENTIALS
+from farmhand.model.paths import NEBULA_CA, NEBULA_CERT, SMB_CREDENTIALS
 from farmhand.onhost import leases
 from support.cli import wait_until
 
@@ -288,3 +289,66 @@ def test_after_a_reissue_and_new_secrets_an_old_image_cannot_join_and_new_clones
         ["smbclient", f"//{HUB_OVERLAY}/farm", "-A", SMB_CREDENTIALS, "-m", "SMB3", "-c", "ls"],
     )
     assert listed.returncode == 0, listed.stdout + listed.stderr
+
+
+def test_a_ca_rollover_through_the_deploys_keeps_old_and_new_certificates_talking(
+    lab: Lab,
+) -> None:
+    """Issue 15: ``keys ca-rollover`` in its three steps, each deployed for real. After the
+    middle step only the hub and new1 are redeployed: new1 runs a certificate of the new CA,
+    new2 still one of the old, and they reach each other and the hub."""
+    farm = lab.farm
+    root = prov.store_dir(farm)
+    secret = prov.lab_passphrase(farm)
+
+    def issuer(name: str) -> str:
+        shown = lab.sh(name, f"nebula-cert print -json -path {NEBULA_CERT}")
+        return str(json.loads(shown)["details"]["issuer"])
+
+    def pings(source: str, address: str) -> bool:
+        return farm.exec(source, ["ping", "-c", "1", "-W", "1", address]).returncode == 0
+
+    def overlay(name: str) -> str:
+        return f"10.87.99.{int(holds(lab, name)[-4:])}"
+
+    def all_talk(step: str) -> None:
+        for source, target in (("new1", "new2"), ("new2", "new1")):
+            address = overlay(target)
+            wait_until(
+                f"{step}: {source} reaches {target} ({address})",
+                functools.partial(pings, source, address),
+                60,
+            )
+        for name in ("new1", "new2"):
+            wait_until(
+                f"{step}: {name} reaches the hub", functools.partial(reaches_hub, lab, name), 60
+            )
+
+    def deploy(hub: bool, workers: list[str]) -> None:
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            jobs = [pool.submit(prov.deploy_role, farm, Role.WORKER, workers)] if workers else []
+            if hub:
+                jobs.append(pool.submit(prov.deploy_role, farm, Role.HUB, ["hub"]))
+            for job in jobs:
+                job.result()
+
+    old_ca = KeyStore.open(root).ca.fingerprint
+    rollover.begin(KeyStore.open(root), secret)
+    new_ca = KeyStore.open(root).ca.fingerprint
+    deploy(True, ["new1", "new2"])
+    assert lab.sh("new2", f"grep -c 'BEGIN NEBULA CERTIFICATE' {NEBULA_CA}").strip() == "2"
+    all_talk("begin")
+
+    rollover.reissue(KeyStore.open(root), secret)
+    deploy(True, ["new1"])
+    wait_until("new1 runs a certificate of the new CA", lambda: issuer("new1") == new_ca, 60)
+    assert issuer("new2") == old_ca
+    all_talk("reissue, new2 not yet redeployed")
+
+    deploy(False, ["new2"])
+    wait_until("new2 runs a certificate of the new CA", lambda: issuer("new2") == new_ca, 60)
+    rollover.finish(KeyStore.open(root), secret)
+    deploy(True, ["new1", "new2"])
+    assert lab.sh("new2", f"grep -c 'BEGIN NEBULA CERTIFICATE' {NEBULA_CA}").strip() == "1"
+    all_talk("finish")
+    assert issuer("new1") == issuer("new2") == new_ca
