@@ -211,6 +211,17 @@ def _cert_pems(store: KeyStore, register: Register, fresh: dict[str, bytes]) -> 
     return out
 
 
+def farm_ca(plan: FarmPlan, key: Ed25519PrivateKey, now: int, name: str) -> NebulaCertificate:
+    """A CA for ``plan``: its lifetime, and able to sign only addresses inside its network."""
+    return create_ca(
+        name,
+        key,
+        not_before=now - CLOCK_SKEW,
+        not_after=now + plan.ca_lifetime,
+        ips=(plan.network,),
+    )
+
+
 def create_farm(
     root: Path,
     plan: FarmPlan,
@@ -230,13 +241,7 @@ def create_farm(
     worker_specs = plan_workers(plan, register, workers)
     prepare_new_store(root)
     ca_key = Ed25519PrivateKey.generate()
-    ca = create_ca(
-        f"{plan.name} farmhand CA",
-        ca_key,
-        not_before=now - CLOCK_SKEW,
-        not_after=now + plan.ca_lifetime,
-        ips=(plan.network,),
-    )
+    ca = farm_ca(plan, ca_key, now, f"{plan.name} farmhand CA")
     specs = [HostSpec(HUB_NAME, Role.HUB, plan.addresses.hub), *worker_specs, *boss_specs]
     certs, private = sign_hosts(ca, ca_key, plan, specs, now, progress)
     entries = tuple(Entry.for_certificate(certs[s.name], s.role) for s in specs)

@@ -18,15 +18,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from farmhand.errors import UsageError
 from farmhand.keystore.pki import (
-    CLOCK_SKEW,
     Result,
     all_roles,
     bundles_for,
+    farm_ca,
     renew,
 )
 from farmhand.keystore.store import Change, KeyStore
 from farmhand.keystore.vault import Vault
-from farmhand.nebula.cert import create_ca
 
 
 def in_progress(store: KeyStore) -> bool:
@@ -56,15 +55,7 @@ def begin(store: KeyStore, passphrase: str, now: int | None = None) -> Result:
         plan = current.plan
         year = datetime.fromtimestamp(now, tz=timezone.utc).year
         new_key = Ed25519PrivateKey.generate()
-        new_ca = create_ca(
-            f"{plan.name} farmhand CA {year}",
-            new_key,
-            not_before=now - CLOCK_SKEW,
-            not_after=now + plan.ca_lifetime,
-            ips=(plan.network,),
-        )
-        if new_ca.fingerprint == current.ca.fingerprint:  # pragma: no cover - a new key
-            raise UsageError("the new CA came out the same as the old one")
+        new_ca = farm_ca(plan, new_key, now, f"{plan.name} farmhand CA {year}")
         trusted = current.ca_pem + new_ca.to_pem()
         return _apply(
             current, passphrase, trusted, replace(vault, ca_key=new_key), now, new_key=True
