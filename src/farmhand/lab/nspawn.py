@@ -13,6 +13,7 @@ manage (and kill) the others' services. So each container gets its own cgroup, w
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -44,6 +45,8 @@ from farmhand.lab.system import (
 )
 
 KEY_NAME = "id_ed25519"
+# nspawn makes a folder here per machine and leaves it behind when it is killed.
+PROPAGATION_ROOT = Path("/run/systemd/nspawn/propagate")
 SSH_OPTIONS: tuple[str, ...] = (
     "-F", "/dev/null",
     "-o", "StrictHostKeyChecking=no",
@@ -214,6 +217,7 @@ class NspawnHost:
         if self.running():
             return self.pid or 0
         self.prepare()
+        self._remove_propagation_folder()
         cgroups = self._prepare_cgroups()
         argv = ["/bin/sh", "-c", _SUPERVISOR, "sh", *map(str, cgroups), "--", *self.nspawn_argv()]
         with self.log.open("ab") as log:
@@ -273,8 +277,17 @@ class NspawnHost:
             wait_gone(leftovers, 10)
         for path in cgroups:
             remove_cgroup_tree(path)
+        self._remove_propagation_folder()
         self.pid = None
         (self.state_dir / "nspawn.pid").unlink(missing_ok=True)
+
+    def _remove_propagation_folder(self) -> None:
+        """Remove the folder nspawn leaves behind when it is killed: on a /run that is not tmpfs
+        the next nspawn for this machine refuses to boot while it exists."""
+        if self.nspawn_pids():
+            return
+        with contextlib.suppress(OSError):
+            (PROPAGATION_ROOT / self.machine).rmdir()
 
     def poweroff(self, timeout: float = 60) -> None:
         """A clean poweroff from inside (``systemctl poweroff``), as a user or a provider's panel

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from farmhand.lab.net import NETNS_DIR, Underlay
+from farmhand.lab.nspawn import PROPAGATION_ROOT
 from farmhand.lab.system import (
     all_lab_cgroups,
     cgroup_pids,
@@ -45,7 +46,6 @@ def sweep(underlay: Underlay, cgroup_group: str, prefix: str) -> None:
         wait_gone(pids, 10)
     remove_lab_cgroup_group(cgroup_group)
     underlay.teardown()
-    # nspawn leaves an empty propagation folder per machine when it is killed.
-    for folder in Path("/run/systemd/nspawn/propagate").glob(f"{prefix}-*"):
+    for folder in PROPAGATION_ROOT.glob(f"{prefix}-*"):
         with contextlib.suppress(OSError):
             folder.rmdir()
