@@ -122,3 +122,25 @@ def test_the_service_parses_as_python_3_6_and_imports_only_the_standard_library(
         )
     }
     assert imported <= set(sys.stdlib_module_names), imported - set(sys.stdlib_module_names)
+
+
+def test_a_worker_tells_slurm_its_blender_as_two_features() -> None:
+    assert jobs.blender_features("4.2.3") == ["blender-4.2", "blender-4.2.3"]
+    assert jobs.blender_features("3.4") == ["blender-3.4"]
+    for bad in ("", "4", "4.2.3\n", "4.2.3,gpu", "4.2 3"):
+        assert jobs.blender_features(bad) == [], bad
+
+
+def test_a_job_needs_the_blender_most_workers_have() -> None:
+    sinfo = (
+        "worker0001 blender-3.4,blender-3.4.1\n"
+        "worker0002 gpu,blender-4.2,blender-4.2.3\n"
+        "worker0003 blender-4.2,blender-4.2.3\n"
+        "worker0004 (null)\n"
+    )
+    assert jobs.most_common_blender(sinfo) == "4.2.3"
+    # A node listed twice (two partitions) counts once; a tie goes to the newest.
+    tie = "worker0001 blender-3.4.1\nworker0001 blender-3.4.1\nworker0002 blender-3.10.0\n"
+    assert jobs.most_common_blender(tie) == "3.10.0"
+    # No worker told Slurm yet, or junk: no version, so no constraint.
+    assert jobs.most_common_blender("worker0001 (null)\nworker0002 blender-x\n\n") == ""

@@ -2,11 +2,12 @@
 with the job service as the boss's forced command, smbd serving the farm share, and Debian's
 Blender, all in a network namespace of this test's own (only its loopback).
 
-The "hub" and the "worker" are one namespace: slurmd (node worker0001, feature
-blender-3.4.1) reaches the share with smbclient, as a worker without kernel CIFS does; the
-boss (this test process, moved into the namespace for its calls) uploads with smbprotocol and
-talks to the job service over ssh with its own job key and the pinned hub key. Jobs run as an
-unprivileged user (Slurm's DisableRootJobs=YES), made here if missing.
+The "hub" and the "worker" are one namespace: slurmd (node worker0001, which tells Slurm its
+Blender as farmhand's timer does, with ``jobs.py features``) reaches the share with smbclient,
+as a worker without kernel CIFS does; the boss (this test process, moved into the namespace for
+its calls) uploads with smbprotocol and talks to the job service over ssh with its own job key
+and the pinned hub key. Jobs run as an unprivileged user (Slurm's DisableRootJobs=YES), made
+here if missing.
 """
 
 from __future__ import annotations
@@ -117,6 +118,31 @@ class Farm:
             env={**os.environ, "SLURM_CONF": str(self.root / "slurm.conf")},
         )
 
+    def tell_blender(self) -> str:
+        """What the worker's timer runs (as root): its Blender version as node features."""
+        told = self.run("/usr/bin/python3", str(LIB), "features", str(self.root / "worker.json"))
+        return told.stdout.strip()
+
+    def features(self) -> str:
+        return self.run("sinfo", "-h", "-N", "-o", "%f").stdout.strip()
+
+    def restart_slurmctld(self) -> None:
+        """slurmctld stopped and started again from its saved state, as a hub reboot does."""
+        ctld = next(p for p in self.procs if "slurmctld" in " ".join(map(str, p.args)))
+        self.procs.remove(ctld)
+        ctld.terminate()
+        ctld.wait(30)
+        self.start_slurmctld()
+        _wait("slurmctld", lambda: self.run("scontrol", "ping", check=False).returncode == 0, 30)
+
+    def start_slurmctld(self) -> None:
+        # The controller is named "hub" (as on a farm): its own UTS namespace says so.
+        self.start(
+            "slurmctld-out",
+            ["unshare", "--uts", "sh", "-c", "hostname hub && exec slurmctld -D -i"],
+            {"SLURM_CONF": str(self.root / "slurm.conf")},
+        )
+
     def access(self, key: str = "boss.key") -> api.Farm:
         return api.Farm(
             hub=HubAccess(
@@ -189,7 +215,8 @@ DisableRootJobs=YES
 MpiDefault=none
 MailProg=/bin/true
 SlurmdTimeout=30
-NodeName=worker0001 NodeAddr=127.0.0.1 CPUs=2 Feature=blender-3.4.1 State=UNKNOWN
+SchedulerParameters=sched_interval=5
+NodeName=worker0001 NodeAddr=127.0.0.1 CPUs=2 State=UNKNOWN
 PartitionName=render Nodes=worker0001 Default=YES MaxTime=INFINITE State=UP
 """
 
@@ -256,14 +283,9 @@ def farm() -> Iterator[Farm]:
         (root / "munge").chmod(0o755)  # slurmd's jobs run as the user: it reaches the socket
         _write(root / "slurm.conf", _slurm_conf(root))
         env = {"SLURM_CONF": str(root / "slurm.conf")}
-        # The controller is named "hub" (as on a farm): its own UTS namespace says so. `ip netns
-        # exec` mounts a fresh /sys without cgroups, which slurmd 22.05 insists on: it gets a
-        # tmpfs there with the name=systemd hierarchy (cgroup v1; no controller is used).
-        box.start(
-            "slurmctld-out",
-            ["unshare", "--uts", "sh", "-c", "hostname hub && exec slurmctld -D -i"],
-            env,
-        )
+        # `ip netns exec` mounts a fresh /sys without cgroups, which slurmd 22.05 insists on: it
+        # gets a tmpfs there with the name=systemd hierarchy (cgroup v1; no controller is used).
+        box.start_slurmctld()
         box.start(
             "slurmd-out",
             ["unshare", "--mount", "--propagation", "private", "sh", "-c",
@@ -295,6 +317,9 @@ def farm() -> Iterator[Farm]:
             "credentials": str(creds),
             "cache": str(root / "cache"),
             "name": "worker0001",
+            "lease_state": str(_write(root / "lease.json", '{"name": "worker0001"}')),
+            "features_memo": str(root / "blender-features.json"),
+            "slurm_conf": str(root / "slurm.conf"),
         }
         _write(root / "worker.json", json.dumps(worker))
         hub = {
@@ -343,6 +368,8 @@ def farm() -> Iterator[Farm]:
             return out in ("idle", "idle*") and not out.endswith("*")
 
         _wait("slurmd (node idle)", node_idle, 60, root / "slurmd-out.log")
+        told = box.tell_blender()
+        assert told == "features: node worker0001 has blender-3.4,blender-3.4.1", told
         _wait(
             "smbd",
             lambda: (
@@ -403,6 +430,7 @@ def test_a_six_frame_job_renders_every_frame_once(farm: Farm) -> None:
     job = str(answer["job"])
     assert answer["tasks"] == 3
     assert answer["frames"] == 6
+    assert answer["blender"] == "3.4.1"  # no --blender: the one the workers have
     assert sum(moved) == (farm.root / "cube.blend").stat().st_size
     details = _wait_job(farm, job)
     assert details["done"] == 6, details
@@ -573,3 +601,35 @@ def test_a_workers_scene_cache_keeps_recent_jobs_and_drops_old_ones(farm: Farm) 
     assert not (cache / "77").exists()  # no task of job 77 for two days: its scene went
     assert (cache / "78" / "scene.blend").is_file()  # ten minutes ago: kept
     assert (cache / job / "scene.blend").is_file()
+
+
+def test_a_job_waits_out_a_slurmctld_that_forgot_the_blender_features(farm: Farm) -> None:
+    """Slurm keeps features set with scontrol only until slurmctld restarts: a queued task
+    that needs them waits (BadConstraints) until the worker's timer tells Slurm again, then
+    runs. A job may ask for MAJOR.MINOR as well as the full version."""
+    assert farm.features() == "blender-3.4,blender-3.4.1"
+    assert farm.tell_blender() == ""  # Slurm shows them already: nothing changes
+    node = ("scontrol", "update", "NodeName=worker0001")
+    farm.run(*node, "State=DRAIN", "Reason=farmhand-test")
+    try:
+        with inside(farm.ns):
+            answer = api.submit(farm.access(), farm.root / "cube.blend", "1-2", blender="3.4")
+        job = str(answer["job"])
+        assert answer["blender"] == "3.4"
+        farm.restart_slurmctld()
+        assert farm.features() == "(null)"
+        # The drain outlives the restart; it can be undone once slurmd registers again. Then
+        # only the missing features keep the job waiting.
+        reason = ""
+        deadline = time.monotonic() + 60
+        while reason != "BadConstraints":
+            assert time.monotonic() < deadline, f"job {job}: {reason!r}"
+            time.sleep(1)
+            farm.run(*node, "State=RESUME", check=False)
+            reason = farm.run("squeue", "-h", "-n", f"farmhand-{job}", "-o", "%r").stdout.strip()
+        told = farm.tell_blender()
+        assert told == "features: node worker0001 has blender-3.4,blender-3.4.1", told
+    finally:
+        farm.run(*node, "State=RESUME", check=False)
+    details = _wait_job(farm, job, 120)
+    assert details["done"] == 2, details

@@ -10,6 +10,7 @@ would (it even installs nebula from the distribution's package, offline from the
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Iterator
@@ -208,7 +209,10 @@ def _wait_for_node(lab: JoinLab, node: str, state: str, seconds: float) -> None:
 def _submit(lab: JoinLab, scene: str, frames: int) -> str:
     submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
-    return str(json.loads(submitted.stdout)["job"])
+    answer = json.loads(submitted.stdout)
+    # The workers' timers told Slurm their Blender: the job needs that one.
+    assert re.fullmatch(r"\d+\.\d+\.\d+", answer["blender"]), answer
+    return str(answer["job"])
 
 
 def _running_on(lab: JoinLab, job: str, workers: set[str], seconds: float) -> None:

@@ -53,6 +53,24 @@ def test_sinfo_on_the_hub_shows_both_workers_idle(standard_farm: StandardFarm) -
     assert partitions.split() == [f"{slurm.PARTITION}*", "up"]
 
 
+def test_each_worker_tells_slurm_its_blender(standard_farm: StandardFarm) -> None:
+    """Each worker's timer gives its node the features of its Blender (onhost/jobs.py)."""
+    deadline = time.monotonic() + 60
+    while True:
+        listed = sh(standard_farm, HUB, "sinfo -h -N -o '%N %f'").splitlines()
+        features = dict(line.split() for line in listed)
+        if all(features.get(w, "(null)") != "(null)" for w in WORKERS):
+            break
+        assert time.monotonic() < deadline, features
+        time.sleep(2)
+    for worker in WORKERS:
+        version = sh(standard_farm, worker, "blender --version | head -1").split()[1]
+        major_minor = ".".join(version.split(".")[:2])
+        assert features[worker] == f"blender-{major_minor},blender-{version}", features
+        timer = sh(standard_farm, worker, f"systemctl is-active {slurm.FEATURES_TIMER}")
+        assert timer == "active"
+
+
 def test_an_array_of_four_from_the_farm_user_runs_on_both_workers(
     standard_farm: StandardFarm,
 ) -> None:

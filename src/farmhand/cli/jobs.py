@@ -69,7 +69,12 @@ def submit(
         str, typer.Option("--output", help="File name pattern, # for the frame number.")
     ] = "",
     blender: Annotated[
-        str, typer.Option("--blender", help="Only workers with this Blender (like 3.4.1).")
+        str,
+        typer.Option(
+            "--blender",
+            help="Only workers with this Blender (like 4.2 or 4.2.3; default: the one most "
+            "workers have).",
+        ),
     ] = "",
     as_json: JsonOption = False,
     bundle: BundleOption = None,
@@ -86,8 +91,10 @@ def submit(
     if as_json:
         typer.echo(json.dumps(answer))
     else:
+        needs = answer.get("blender")
+        on = f" on Blender {needs}" if needs else " on any worker's Blender"
         console.print(
-            f"job {answer['job']}: {answer['frames']} frame(s) in {answer['tasks']} task(s) "
+            f"job {answer['job']}: {answer['frames']} frame(s) in {answer['tasks']} task(s){on} "
             f"(see 'farmhand job {answer['job']}')",
             soft_wrap=True,
         )

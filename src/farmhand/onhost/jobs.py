@@ -23,7 +23,7 @@ A task (``jobs.py task WORKER_CONFIG SPEC``, run by Slurm on a worker as ``farmh
   worker's other tasks of the job wait for it and reuse it), from the mounted farm share when
   there is one, else with ``smbclient`` (userspace SMB: works in containers and LXC, which
   have no kernel CIFS);
-- checks that its Blender is the version the job asks for (the job also asks Slurm for the
+- checks that its Blender is the version the job needs (the job also asks Slurm for the
   node feature ``blender-VERSION`` with ``--constraint``, so only such workers take it: a
   farm with no such worker refuses the submit at once);
 - renders each frame with ``blender -b --disable-autoexec`` (``--enable-autoexec`` when the
@@ -35,6 +35,15 @@ A task (``jobs.py task WORKER_CONFIG SPEC``, run by Slurm on a worker as ``farmh
   marks it failed with Blender's own reason (its ``Error:`` line) and a hint where farmhand
   knows one (Debian's Blender has no OpenImageDenoise). So a broken frame ends, it never
   loops; a lost worker is Slurm's business (``--requeue``).
+
+Which Blender a job needs: the version the boss asks for (``--blender``), else the one most of
+the farm's workers have (ties: the newest), read from Slurm's node features when the job is
+submitted and recorded with it, so a mixed farm never renders one job's frames with different
+Blenders. Each worker tells Slurm its version (``jobs.py features WORKER_CONFIG``, as root, from
+a timer every 30 s): the features ``blender-4.2`` and ``blender-4.2.3`` on its node. Slurm keeps
+features set that way only until slurmctld restarts (they are not in slurm.conf, which cannot
+know which clone holds which certificate); until the workers tell it again, a queued task that
+needs them waits (reason ``BadConstraints``) and then runs.
 
 Runs unchanged on Python 3.6 (EL 8's python3): standard library only.
 """
@@ -84,6 +93,7 @@ HUB_DEFAULTS = {
     "sbatch": "sbatch",
     "scancel": "scancel",
     "squeue": "squeue",
+    "sinfo": "sinfo",
     "python": "/usr/bin/python3",
     "lib": LIB,
     "worker_config": WORKER_CONFIG,
@@ -105,8 +115,16 @@ WORKER_DEFAULTS = {
     "name": "",
     "share_patience": 300,
     "cache_hours": 24,
+    "scontrol": "scontrol",
+    "lease_state": "/run/farmhand/lease.json",
+    "features_memo": "/run/farmhand/blender-features.json",
+    "slurm_conf": "",
 }  # type: Dict[str, Any]
-"""``share_patience``: how many seconds a task keeps trying a share it cannot reach (the hub
+"""``lease_state``: the picker's record of the certificate (so the Slurm node) this worker
+holds; ``features_memo``: root's memo of its Blender version for ``features``, kept out of the
+job user's cache, which root must not write in.
+
+``share_patience``: how many seconds a task keeps trying a share it cannot reach (the hub
 rebooting takes a minute or two) before it gives up and Slurm sees it fail. ``cache_hours``:
 a job's scene stays in a worker's cache until no task of it has started for this long."""
 
@@ -318,6 +336,9 @@ def submit(
     blender = request.get("blender") or ""
     if not isinstance(blender, str) or (blender and not _VERSION.fullmatch(blender)):
         raise Refused("bad-request", "bad Blender version {!r} (like 3.4.1)".format(blender))
+    asked = bool(blender)
+    if not asked:
+        blender = farm_blender(config)
     name = request.get("name") or "job {}".format(job)
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise Refused("bad-request", "bad job name {!r}".format(name))
@@ -377,6 +398,8 @@ def submit(
         text = why[-1] if why else "sbatch exit {}".format(result.returncode)
         if blender and ("feature" in text.lower() or "configuration is not available" in text):
             text = "no worker has Blender {} ({})".format(blender, text)
+            if not asked:
+                text += "; the workers may be telling Slurm their Blender again: try once more"
         raise Refused("manager", "Slurm refused job {}: {}".format(job, text))
     slurm_id = result.stdout.decode().strip().split(";")[0]
     record.update(
@@ -400,7 +423,50 @@ def submit(
         "slurm": slurm_id,
         "tasks": len(chunks),
         "frames": record["frames"],
+        "blender": blender,
     }
+
+
+def farm_blender(config: Dict[str, Any]) -> str:
+    """The Blender version most workers have (ties: the newest), from their Slurm node
+    features; '' when no worker has told Slurm yet (the job then takes any worker)."""
+    try:
+        result = subprocess.run(
+            [config["sinfo"], "-h", "-N", "-o", "%N %f"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=30,
+            env=_slurm_env(config),
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    if result.returncode != 0:
+        return ""
+    return most_common_blender(result.stdout.decode("utf-8", "replace"))
+
+
+def most_common_blender(sinfo: str) -> str:
+    """The most common full Blender version in ``sinfo -h -N -o "%N %f"`` lines (each node
+    once, whatever its partitions); ties go to the newest."""
+    versions = {}  # type: Dict[str, str]
+    for line in sinfo.splitlines():
+        fields = line.split()
+        if len(fields) != 2:
+            continue
+        found = [f[len("blender-") :] for f in fields[1].split(",") if f.startswith("blender-")]
+        found = [v for v in found if _VERSION.fullmatch(v)]
+        if found:
+            versions[fields[0]] = max(found, key=_version_key)
+    counts = {}  # type: Dict[str, int]
+    for version in versions.values():
+        counts[version] = counts.get(version, 0) + 1
+    if not counts:
+        return ""
+    return max(counts, key=lambda v: (counts[v], _version_key(v)))
+
+
+def _version_key(version: str) -> Tuple[int, ...]:
+    return tuple(int(part) for part in version.split("."))
 
 
 def _job_folders(renders: str) -> None:
@@ -757,26 +823,103 @@ def _append(path: str, text: str) -> None:
         handle.write(text)
 
 
-def known_blender_version(config: Dict[str, Any]) -> str:
+def known_blender_version(config: Dict[str, Any], memo: Optional[str] = None) -> str:
     """The worker's Blender version, asked once per Blender binary (``blender --version``
-    takes a second that would be idle time before every task), remembered in the cache."""
+    takes a second that would be idle time before every task), remembered in ``memo`` (by
+    default in the job user's cache)."""
     path = shutil.which(config["blender"]) or config["blender"]
     try:
         info = os.stat(path)
     except OSError:
         return ""
     key = "{} {} {}".format(os.path.realpath(path), info.st_mtime_ns, info.st_size)
-    memo = os.path.join(config["cache"], "blender-version.json")
+    memo = memo or os.path.join(config["cache"], "blender-version.json")
     known = _read_json(memo) or {}
     if known.get("key") == key:
         return str(known.get("version", ""))
     version = blender_version(path)
     if version:
         tmp = "{}.{}".format(memo, os.getpid())
-        with open(tmp, "w", encoding="utf-8") as handle:
-            json.dump({"key": key, "version": version}, handle)
-        os.replace(tmp, memo)
+        with contextlib.suppress(OSError):
+            with open(tmp, "w", encoding="utf-8") as handle:
+                json.dump({"key": key, "version": version}, handle)
+            os.replace(tmp, memo)
     return version
+
+
+def blender_features(version: str) -> List[str]:
+    """The Slurm node features of a worker with Blender ``version``: ``blender-4.2`` and,
+    for a full version, ``blender-4.2.3``, so a job may ask for either."""
+    if not _VERSION.fullmatch(version):
+        return []
+    parts = version.split(".")
+    features = ["blender-" + ".".join(parts[:2])]
+    if len(parts) > 2:
+        features.append("blender-" + version)
+    return features
+
+
+_NODE = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def advertise_features(config: Dict[str, Any]) -> int:
+    """Tell Slurm this worker's Blender version as features of its node (run as root: only
+    an administrator may change a node), when Slurm does not show them already."""
+    lease = _read_json(config["lease_state"]) or {}
+    name = lease.get("name") if isinstance(lease, dict) else None
+    if not isinstance(name, str) or not _NODE.fullmatch(name):
+        sys.stderr.write("features: no leased certificate in {}\n".format(config["lease_state"]))
+        return 1
+    version = known_blender_version(config, config["features_memo"])
+    wanted = blender_features(version)
+    if not wanted:
+        sys.stderr.write(
+            "features: cannot tell this worker's Blender version ({} --version)\n".format(
+                config["blender"]
+            )
+        )
+        return 1
+    shown = _scontrol(config, ["show", "node", "-o", name])
+    if shown is None:
+        return 1
+    available = _features_field(shown, "AvailableFeatures")
+    active = _features_field(shown, "ActiveFeatures")
+    others = [f for f in available if not f.startswith("blender-")]
+    features = others + wanted
+    if sorted(available) == sorted(features) and sorted(active) == sorted(features):
+        return 0
+    joined = ",".join(features)
+    fields = ["NodeName=" + name, "AvailableFeatures=" + joined, "ActiveFeatures=" + joined]
+    if _scontrol(config, ["update", *fields]) is None:
+        return 1
+    sys.stdout.write("features: node {} has {}\n".format(name, joined))
+    return 0
+
+
+def _scontrol(config: Dict[str, Any], args: List[str]) -> Optional[str]:
+    """scontrol's output, or None after one line on stderr saying why it failed."""
+    try:
+        result = subprocess.run(
+            [config["scontrol"], *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            timeout=30,
+            env=_slurm_env(config),
+        )
+    except (OSError, subprocess.TimeoutExpired) as error:
+        sys.stderr.write("features: scontrol: {}\n".format(error))
+        return None
+    if result.returncode != 0:
+        why = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        sys.stderr.write("features: {}\n".format(why[-1] if why else "scontrol failed"))
+        return None
+    return result.stdout.decode("utf-8", "replace")
+
+
+def _features_field(shown: str, field: str) -> List[str]:
+    match = re.search(r"\b" + field + r"=(\S*)", shown)
+    value = match.group(1) if match else ""
+    return [] if value in ("", "(null)") else value.split(",")
 
 
 def blender_version(blender: str) -> str:
@@ -909,7 +1052,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         return serve(args[1], *args[2:])
     if len(args) == 3 and args[0] == "task":
         return task_main(args[1], args[2])
-    sys.stderr.write("usage: jobs.py serve BOSS [CONFIG] | task WORKER_CONFIG SPEC\n")
+    if len(args) == 2 and args[0] == "features":
+        return advertise_features(load_worker_config(args[1]))
+    sys.stderr.write(
+        "usage: jobs.py serve BOSS [CONFIG] | task WORKER_CONFIG SPEC | features WORKER_CONFIG\n"
+    )
     return 2
 
 

@@ -26,6 +26,7 @@ from farmhand.keystore.farm_secrets import ExtraSecret, declare
 from farmhand.keystore.plan import Role
 from farmhand.model.distro import Distro
 from farmhand.model.paths import FARMHAND_LIB, SYSTEMD_DIR
+from farmhand.onhost import jobs
 from farmhand.onhost.leases import WORKER_STATE
 from farmhand.queue.artifacts import Artifact
 from farmhand.queue.base import QueueFile, RenderManager, RenderManagerSpec
@@ -46,6 +47,11 @@ NODE_PORT = 6818
 """slurmd on each worker, opened to the hub (Nebula group ``hub``) only."""
 CONTROLLER_UNIT = "farmhand-slurmctld.service"
 NODE_UNIT = "farmhand-slurmd.service"
+FEATURES_SERVICE = "farmhand-slurm-features.service"
+FEATURES_TIMER = "farmhand-slurm-features.timer"
+"""On workers: tells Slurm the worker's Blender version as node features, every 30 s (see
+farmhand/onhost/jobs.py: which Blender a job needs)."""
+FEATURES_COMPONENT = "slurm-features"
 NODE_START = f"{FARMHAND_LIB}/slurmd-start"
 """Reads which certificate this worker leased, then execs ``slurmd -D -N NAME``."""
 MUNGE_KEY = "/etc/munge/munge.key"
@@ -185,8 +191,12 @@ class Slurm(RenderManagerSpec):
                 "user": SLURM_USER,
                 "conf": SLURM_CONF,
                 "node_start": NODE_START,
+                "features_service": FEATURES_SERVICE,
+                "features_timer": FEATURES_TIMER,
             },
             "lease_state": WORKER_STATE,
+            "jobs_lib": jobs.LIB,
+            "worker_config": jobs.WORKER_CONFIG,
         }
         files = [
             QueueFile("munge", MUNGE_KEY, content=key, mode=0o400, secret=True,
@@ -212,6 +222,15 @@ class Slurm(RenderManagerSpec):
                     f"{SYSTEMD_DIR}/{NODE_UNIT}",
                     "slurm/farmhand-slurmd.service.j2",
                     values=values,
+                ),
+                *(
+                    QueueFile(
+                        FEATURES_COMPONENT,
+                        f"{SYSTEMD_DIR}/{unit}",
+                        f"slurm/{unit}.j2",
+                        values=values,
+                    )
+                    for unit in (FEATURES_SERVICE, FEATURES_TIMER)
                 ),
             ]
         return files + job_files(model)

@@ -139,6 +139,11 @@ def _node(model: HostModel, host_files: HostFiles, key: list[OperationMeta]) -> 
         depends=[*conf, *key],
         restart_name=f"Restart {slurm.NODE_UNIT} after its configuration changed",
     )
+    ops.managed_service(
+        slurm.FEATURES_COMPONENT,
+        slurm.FEATURES_TIMER,
+        host_files.units(slurm.FEATURES_COMPONENT),
+    )
 
 
 def hub_version_command(model: HostModel) -> str:
