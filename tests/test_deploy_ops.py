@@ -160,7 +160,7 @@ def test_once_per_digest_keeps_stamps_in_the_state_folder() -> None:
 
 QUEUE_COMPONENTS = (
     "mongodb", "mongodb-user", "deadline-repository", "deadline-client", "flamenco",
-    "munge", "slurm", "jobs",
+    "munge", "slurm", "slurm-features", "jobs",
 )  # fmt: skip
 """The render managers' own components (queue/deadline.py, queue/flamenco.py, queue/slurm.py
 with its job service, queue/slurm_jobs.py)."""
