@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import gzip
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -144,3 +145,56 @@ def test_a_job_needs_the_blender_most_workers_have() -> None:
     assert jobs.most_common_blender(tie) == "3.10.0"
     # No worker told Slurm yet, or junk: no version, so no constraint.
     assert jobs.most_common_blender("worker0001 (null)\nworker0002 blender-x\n\n") == ""
+
+
+def test_a_jobs_files_are_checked_before_slurm(config: dict[str, Any]) -> None:
+    job = _reserve(config, b"BLENDER-v304")
+    digest = "ab" * 32
+    store = Path(config["share_root"]) / jobs.FILES
+    for files, why in (
+        ("tex/a.png", "files must be a list"),
+        ([["tex/a.png"]], "bad file"),
+        ([["../a.png", digest]], "starts with a dot"),
+        ([["tex/.a.png", digest]], "starts with a dot"),
+        ([['tex/a".png', digest]], "a control character or one of"),
+        ([["tex/a\n.png", digest]], "a control character or one of"),
+        ([["scene.blend", digest]], "the job's own scene"),
+        ([["tex/a.png", "AB" * 32]], "bad sha256"),
+        ([["tex/a.png", digest + "\n"]], "bad sha256"),
+        ([["a", digest]] * (jobs.MAX_FILES + 1), "at most"),
+    ):
+        assert why in _refused("bad-request", _submit, config, job, files=files), files
+    # A file not on the share yet: refused as such; once there, a duplicate is named.
+    assert "is not on the share" in _refused(
+        "no-file", _submit, config, job, files=[["tex/a.png", digest]]
+    )
+    store.mkdir(parents=True)
+    (store / digest).write_bytes(b"texture")
+    text = _refused(
+        "bad-request", _submit, config, job, files=[["A.png", digest], ["a.png", digest]]
+    )
+    assert "listed twice" in text
+
+
+def test_a_worker_puts_each_file_where_the_scene_looks_and_checks_its_sha256(
+    tmp_path: Path,
+) -> None:
+    share = tmp_path / "mnt"
+    (share / jobs.RENDERS).mkdir(parents=True)  # a mounted farm share
+    (share / jobs.FILES).mkdir(parents=True)
+    good, bad = b"a texture", b"another texture"
+    digest = hashlib.sha256(good).hexdigest()
+    (share / jobs.FILES / digest).write_bytes(good)
+    worker = jobs.Share(dict(jobs.WORKER_DEFAULTS, mount=str(share), name="worker0001"))
+    folder = tmp_path / "job"
+    folder.mkdir()
+    files = [["tex/wood.png", digest], ["_outside_project/lib/wood.png", digest]]
+    jobs.fetch_files(worker, str(folder), files)
+    assert (folder / "tex/wood.png").read_bytes() == good
+    assert (folder / "_outside_project/lib/wood.png").read_bytes() == good
+    # A file on the share that does not match its name is never rendered with.
+    wrong = hashlib.sha256(b"what the job listed").hexdigest()
+    (share / jobs.FILES / wrong).write_bytes(bad)
+    with pytest.raises(jobs.FetchError, match="does not match its sha256"):
+        jobs.fetch_files(worker, str(tmp_path / "job"), [["tex/other.png", wrong]])
+    assert not (folder / "tex/other.png").exists()

@@ -76,23 +76,43 @@ def submit(
             "workers have).",
         ),
     ] = "",
+    pack: Annotated[
+        bool,
+        typer.Option(
+            "--pack/--no-pack",
+            help="Send the files the scene references (textures, libraries) with it.",
+        ),
+    ] = True,
+    allow_missing: Annotated[
+        bool,
+        typer.Option("--allow-missing", help="Submit even if referenced files are missing."),
+    ] = False,
     as_json: JsonOption = False,
     bundle: BundleOption = None,
     passphrase_file: PassphraseFile = None,
 ) -> None:
-    """Upload SCENE to the hub's share and queue one task per frame (or --chunk frames)."""
+    """Pack SCENE with the files it references, upload it to the hub's share and queue one
+    task per frame (or --chunk frames)."""
     api.check_scene(scene)
-    size = scene.stat().st_size
+    api.check_frames(frames, chunk)  # before any packing
     with (
         _farm(bundle, passphrase_file) as farm,
-        _bar(f"uploading {scene.name}", size, as_json) as bar,
+        api.prepared(scene, pack=pack, allow_missing=allow_missing) as ready,
+        _bar(f"uploading {scene.name}", ready.size, as_json) as bar,
     ):
-        answer = api.submit(farm, scene, frames, chunk, name, output, blender, bar)
+        answer = api.submit_prepared(
+            farm, ready, frames, chunk, name or scene.stem, output, blender, bar
+        )
     if as_json:
         typer.echo(json.dumps(answer))
     else:
         needs = answer.get("blender")
         on = f" on Blender {needs}" if needs else " on any worker's Blender"
+        if answer["missing"]:
+            console.print(
+                f"without {len(answer['missing'])} missing file(s): {', '.join(answer['missing'])}",
+                soft_wrap=True,
+            )
         console.print(
             f"job {answer['job']}: {answer['frames']} frame(s) in {answer['tasks']} task(s){on} "
             f"(see 'farmhand job {answer['job']}')",

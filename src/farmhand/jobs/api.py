@@ -4,15 +4,16 @@ show, cancel and collect, for one boss."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from farmhand.errors import UsageError
 from farmhand.jobs import frames as framing
-from farmhand.jobs import transfer
+from farmhand.jobs import packing, transfer
 from farmhand.jobs.client import HubAccess, JobError, ask
+from farmhand.jobs.packing import Pack
 from farmhand.onhost import jobs as service
 
 
@@ -39,6 +40,22 @@ def check_scene(scene: Path) -> None:
         raise UsageError(f"{scene} is {kind}: submit a scene saved by Blender")
 
 
+def check_frames(frames: str, chunk: int) -> None:
+    """A bad frame range or chunk is refused before the scene is packed."""
+    framing.chunks(framing.parse_frames(frames), chunk)
+
+
+@contextlib.contextmanager
+def prepared(scene: Path, *, pack: bool = True, allow_missing: bool = False) -> Iterator[Pack]:
+    """``scene`` ready to send: checked, and packed with its dependencies (``pack``), or alone."""
+    check_scene(scene)
+    if not pack:
+        yield Pack(scene, (), ())
+        return
+    with packing.packed(scene, allow_missing=allow_missing) as ready:
+        yield ready
+
+
 def submit(
     farm: Farm,
     scene: Path,
@@ -48,10 +65,32 @@ def submit(
     output: str = "",
     blender: str = "",
     progress: Callable[[int], None] | None = None,
+    *,
+    pack: bool = True,
+    allow_missing: bool = False,
 ) -> dict[str, Any]:
-    """Upload ``scene`` and queue it: one task per chunk of frames. Nothing is left queued or
-    half-uploaded when any step fails (the reservation and the scene folder are removed)."""
-    check_scene(scene)
+    """Pack ``scene``, upload it and queue it (see :func:`submit_prepared`)."""
+    check_frames(frames, chunk)  # before any packing
+    with prepared(scene, pack=pack, allow_missing=allow_missing) as ready:
+        return submit_prepared(
+            farm, ready, frames, chunk, name or scene.stem, output, blender, progress
+        )
+
+
+def submit_prepared(
+    farm: Farm,
+    ready: Pack,
+    frames: str,
+    chunk: int = 1,
+    name: str = "",
+    output: str = "",
+    blender: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Upload a prepared scene and queue it: one task per chunk of frames. Its dependencies go
+    to the share's file store by content, so one already there is not uploaded again. Nothing
+    is left queued or half-uploaded when any step fails (the reservation and the scene folder
+    are removed)."""
     parts = framing.chunks(framing.parse_frames(frames), chunk)
     if output and not service._OUTPUT.fullmatch(output):
         raise UsageError(
@@ -61,16 +100,19 @@ def submit(
     reserved = ask(farm.hub, {"op": "reserve"})
     job = str(reserved["job"])
     try:
-        transfer.upload(farm.share, scene, str(reserved["scene"]), progress)
+        stored = [(f.local, f"{service.FILES}/{f.sha256}", f.size) for f in ready.files]
+        transfer.upload_new(farm.share, stored, progress)
+        transfer.upload(farm.share, ready.scene, str(reserved["scene"]), progress)
         answer = ask(
             farm.hub,
             {
                 "op": "submit",
                 "job": job,
                 "chunks": [[p[0], p[-1]] for p in parts],
-                "name": name or scene.stem,
+                "name": name or ready.scene.stem,
                 "output": output,
                 "blender": blender,
+                "files": [[f.path, f.sha256] for f in ready.files],
             },
         )
     except BaseException:
@@ -79,7 +121,7 @@ def submit(
         with contextlib.suppress(Exception):
             ask(farm.hub, {"op": "abandon", "job": job})
         raise
-    return answer
+    return dict(answer, missing=[str(p) for p in ready.missing])
 
 
 def _job_id(job: str) -> str:

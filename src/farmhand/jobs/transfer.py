@@ -67,29 +67,64 @@ def session(access: ShareAccess) -> Iterator[dict[str, Any]]:
 def upload(access: ShareAccess, local: Path, remote: str, progress: Progress | None = None) -> None:
     """``local`` to ``remote`` on the share (folders made as needed): as ``.NAME.part``, renamed
     when complete; the part is removed when anything fails."""
+    with session(access) as cache:
+        _put(access, cache, local, remote, progress)
+
+
+def upload_new(
+    access: ShareAccess, files: list[tuple[Path, str, int]], progress: Progress | None = None
+) -> int:
+    """Each (local, remote, size) not already on the share with that size, as :func:`upload`
+    puts one (remote names are content hashes: the same name is the same file). Returns how
+    many were uploaded."""
+    import smbclient
+    from smbprotocol.exceptions import SMBException
+
+    uploaded = 0
+    with session(access) as cache:
+        for local, remote, size in files:
+            try:
+                there = smbclient.stat(_unc(access, remote), connection_cache=cache).st_size
+            except (SMBException, OSError):
+                there = -1
+            if there == size:
+                if progress is not None:
+                    progress(size)
+                continue
+            _put(access, cache, local, remote, progress)
+            uploaded += 1
+    return uploaded
+
+
+def _put(
+    access: ShareAccess,
+    cache: dict[str, Any],
+    local: Path,
+    remote: str,
+    progress: Progress | None,
+) -> None:
     import smbclient
     from smbprotocol.exceptions import SMBException
 
     folder, _, name = remote.rpartition("/")
     part = f"{folder}/.{name}.part" if folder else f".{name}.part"
-    with session(access) as cache:
-        try:
-            smbclient.makedirs(_unc(access, folder), exist_ok=True, connection_cache=cache)
-            with (
-                local.open("rb") as source,
-                smbclient.open_file(_unc(access, part), mode="wb", connection_cache=cache) as out,
-            ):
-                while block := source.read(BLOCK):
-                    out.write(block)
-                    if progress is not None:
-                        progress(len(block))
-            smbclient.replace(_unc(access, part), _unc(access, remote), connection_cache=cache)
-        except BaseException as exc:
-            with contextlib.suppress(Exception):
-                smbclient.remove(_unc(access, part), connection_cache=cache)
-            if isinstance(exc, SMBException | OSError):
-                raise TransferError(f"cannot upload {local.name} to the share: {exc}") from None
-            raise
+    try:
+        smbclient.makedirs(_unc(access, folder), exist_ok=True, connection_cache=cache)
+        with (
+            local.open("rb") as source,
+            smbclient.open_file(_unc(access, part), mode="wb", connection_cache=cache) as out,
+        ):
+            while block := source.read(BLOCK):
+                out.write(block)
+                if progress is not None:
+                    progress(len(block))
+        smbclient.replace(_unc(access, part), _unc(access, remote), connection_cache=cache)
+    except BaseException as exc:
+        with contextlib.suppress(Exception):
+            smbclient.remove(_unc(access, part), connection_cache=cache)
+        if isinstance(exc, SMBException | OSError):
+            raise TransferError(f"cannot upload {local.name} to the share: {exc}") from None
+        raise
 
 
 def remove_tree(access: ShareAccess, remote: str) -> None:

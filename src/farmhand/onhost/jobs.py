@@ -52,6 +52,7 @@ import base64
 import contextlib
 import errno
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -76,6 +77,14 @@ WORKER_CONFIG = "/etc/farmhand/jobs-worker.json"
 SCENES = "scenes/farmhand-jobs"
 """Where bosses upload job scenes, inside the farm share (one folder per job)."""
 SCENE_FILE = "scene.blend"
+FILES = "scenes/farmhand-files"
+"""The scenes' dependencies (textures, linked libraries, caches), one file per content, named
+by its sha256, in the farm share: a file many jobs use is uploaded once. A job lists its own as
+(path inside the job folder, sha256); a worker fetches each into its copy of the job folder and
+checks its sha256."""
+MAX_FILES = 2000
+"""The most dependencies one job may have (its list rides in the batch script, which Slurm
+limits to 4 MB by default)."""
 RENDERS = "renders"
 STATUS_DIR = ".farmhand"
 MAX_REQUEST = 1 << 20
@@ -139,6 +148,10 @@ _JOB = re.compile(r"[1-9][0-9]{0,9}")
 _BOSS = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,30}[a-z0-9])?")
 _OUTPUT = re.compile(r"[A-Za-z0-9_.-]{0,60}#{1,8}[A-Za-z0-9_.-]{0,60}")
 _VERSION = re.compile(r"[0-9]+\.[0-9]+(?:\.[0-9]+)?")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_PATH_PART = re.compile('[^\x00-\x1f\x7f-\x9f"*:;<>?\\\\|/]{1,255}')
+"""One folder or file name of a dependency's path: no control characters, nothing smbclient's
+command line or Windows cannot carry (``" * : ; < > ? \\ |``)."""
 _NAME = re.compile("[^\x00-\x1f\x7f-\x9f\u2028\u2029/\\\\]{1,80}")
 """Patterns are used with fullmatch only: ``$`` would accept a final newline."""
 
@@ -217,6 +230,52 @@ def saved_with(head: bytes) -> str:
     """The Blender version a plain .blend was saved with (``BLENDER-v304`` is 3.4), or ''."""
     match = re.match(rb"^BLENDER[-_][vV](\d)(\d\d)", head)
     return "{}.{}".format(int(match.group(1)), int(match.group(2))) if match else ""
+
+
+def file_path_problem(path: Any) -> str:
+    """Why ``path`` cannot be a dependency's path inside a job folder, or ''."""
+    if not isinstance(path, str) or not path or len(path) > 1024:
+        return "not a path of 1 to 1024 characters"
+    for part in path.split("/"):
+        if part in ("", ".", "..") or part.startswith("."):
+            return "a name that is empty or starts with a dot"
+        if not _PATH_PART.fullmatch(part):
+            return 'a control character or one of " * : ; < > ? \\ |'
+    if path == SCENE_FILE:
+        return "the job's own scene file name"
+    return ""
+
+
+def _check_files(config: Dict[str, Any], job: str, files: Any) -> List[List[str]]:
+    """A job's dependencies from a submit request: [[path, sha256], ...], each already on the
+    share."""
+    if files is None:
+        return []
+    if not isinstance(files, list) or len(files) > MAX_FILES:
+        raise Refused(
+            "bad-request", "files must be a list of at most {} [PATH, SHA256]".format(MAX_FILES)
+        )
+    out = []  # type: List[List[str]]
+    seen = set()
+    for item in files:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise Refused("bad-request", "bad file {!r}: [PATH, SHA256]".format(item))
+        path, digest = item
+        problem = file_path_problem(path)
+        if problem:
+            raise Refused("bad-request", "bad file path {!r}: {}".format(path, problem))
+        if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+            raise Refused("bad-request", "bad sha256 {!r} for {}".format(digest, path))
+        if path.lower() in seen:
+            raise Refused("bad-request", "file {} is listed twice".format(path))
+        seen.add(path.lower())
+        if not os.path.isfile(os.path.join(config["share_root"], FILES, digest)):
+            raise Refused(
+                "no-file",
+                "job {}'s file {} is not on the share ({}/{})".format(job, path, FILES, digest),
+            )
+        out.append([path, digest])
+    return out
 
 
 # --- the hub: job records -------------------------------------------------------------------
@@ -353,6 +412,7 @@ def submit(
     kind = blend_kind(head)
     if kind:
         raise Refused("not-blend", "the scene of job {} is {}".format(job, kind))
+    files = _check_files(config, job, request.get("files"))
     max_attempts = int(config["max_attempts"])
     spec = {
         "job": job,
@@ -361,6 +421,7 @@ def submit(
         "blender": blender,
         "max_attempts": max_attempts,
         "scene": "{}/{}/{}".format(SCENES, job, SCENE_FILE),
+        "files": files,
         "renders": "{}/{}".format(RENDERS, job),
     }
     renders = os.path.join(config["share_root"], RENDERS, job)
@@ -410,6 +471,7 @@ def submit(
         output=output,
         blender=blender,
         saved_with=saved_with(head),
+        files=len(files),
         slurm=slurm_id,
         submitted=now,
         max_attempts=max_attempts,
@@ -723,6 +785,17 @@ class Share:
         else:
             self._smb('get "{}" "{}"'.format(remote, local))
 
+    def get_many(self, pairs: List[Tuple[str, str]]) -> None:
+        """Each (remote, local): one smbclient run per 100 files, not one per file. Remote
+        names are farmhand's own (hex digests), local ones the worker's cache."""
+        if self.mount:
+            for remote, local in pairs:
+                shutil.copyfile(os.path.join(self.mount, remote), local)
+            return
+        for start in range(0, len(pairs), 100):
+            batch = pairs[start : start + 100]
+            self._smb("; ".join('get "{}" "{}"'.format(r, loc) for r, loc in batch))
+
     def makedirs(self, remote: str) -> None:
         if self.mount:
             os.makedirs(os.path.join(self.mount, remote), exist_ok=True)
@@ -779,7 +852,8 @@ def fetch_scene(share: Share, config: Dict[str, Any], spec: Dict[str, Any]) -> s
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.utime(folder)  # in use: not pruned while the job's tasks keep coming
-        if not os.path.exists(scene):
+        if not os.path.exists(scene):  # the scene comes last: there, the job folder is whole
+            fetch_files(share, folder, spec.get("files") or [])
             tmp = scene + ".part"
             share.get(spec["scene"], tmp)
             os.replace(tmp, scene)
@@ -787,6 +861,49 @@ def fetch_scene(share: Share, config: Dict[str, Any], spec: Dict[str, Any]) -> s
     finally:
         os.close(fd)
     return scene
+
+
+class FetchError(Exception):
+    """A job's file could not be had whole: every frame of the task fails with this reason."""
+
+
+def fetch_files(share: Share, folder: str, files: List[List[str]]) -> None:
+    """The job's dependencies into ``folder`` at their paths, each checked against its sha256
+    (a file on the share under the wrong name fails the task, it is never rendered with)."""
+    store = os.path.join(folder, ".files")
+    os.makedirs(store, exist_ok=True)
+    wanted = sorted({digest for _, digest in files})
+    missing = [d for d in wanted if not os.path.exists(os.path.join(store, d))]
+    share.get_many([("{}/{}".format(FILES, d), os.path.join(store, d + ".part")) for d in missing])
+    for digest in missing:
+        part = os.path.join(store, digest + ".part")
+        if _sha256_of(part) != digest:
+            os.unlink(part)
+            raise FetchError(
+                "the share's {}/{} does not match its sha256: upload the job again".format(
+                    FILES, digest
+                )
+            )
+        os.replace(part, os.path.join(store, digest))
+    for path, digest in files:
+        if file_path_problem(path):
+            raise FetchError("bad file path {!r} in the job".format(path))
+        target = os.path.join(folder, *path.split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):
+            os.unlink(target)
+        try:
+            os.link(os.path.join(store, digest), target)
+        except OSError:  # a cache on a file system without hard links
+            shutil.copyfile(os.path.join(store, digest), target)
+
+
+def _sha256_of(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def prune_cache(cache: str, current: str, max_age: float) -> List[str]:
@@ -997,7 +1114,15 @@ def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
 
     try:
         version = known_blender_version(config)
-        scene = fetch_scene(share, config, spec)
+        try:
+            scene = fetch_scene(share, config, spec)
+        except FetchError as exc:
+            for frame in range(first, last + 1):
+                status(frame, {
+                    "state": "failed", "start": time.time(), "end": time.time(),
+                    "attempts": restarts + 1, "error": str(exc),
+                })  # fmt: skip
+            return 1
         out_dir = os.path.join(work, "out")
         os.mkdir(out_dir)
         for frame in range(first, last + 1):
