@@ -40,6 +40,7 @@ from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
 from farmhand.onhost import jobs as service
 from farmhand.onhost import leases
+from support import scenes
 
 TOOLS = ("slurmctld", "slurmd", "munged", "sbatch", "smbd", "smbclient", "sshd", "blender")
 MISSING = [t for t in TOOLS if not shutil.which(t, path="/usr/sbin:/usr/bin:/sbin:/bin")]
@@ -636,93 +637,17 @@ def test_a_job_waits_out_a_slurmctld_that_forgot_the_blender_features(farm: Farm
     assert details["done"] == 2, details
 
 
-TEXTURE_SCENE = """
-import bpy, sys
-out, tex, gone = sys.argv[-3], sys.argv[-2], sys.argv[-1] == "1"
-image = bpy.data.images.new("solid", 8, 8)
-image.pixels = [0.2, 0.6, 0.9, 1.0] * 64
-image.filepath_raw = tex
-image.file_format = "PNG"
-image.save()
-for ob in list(bpy.data.objects):
-    bpy.data.objects.remove(ob)
-bpy.ops.mesh.primitive_plane_add(size=4)
-material = bpy.data.materials.new("textured")
-material.use_nodes = True
-nodes, links = material.node_tree.nodes, material.node_tree.links
-nodes.clear()
-texture = nodes.new("ShaderNodeTexImage")
-texture.image = bpy.data.images.load(tex)
-if gone:
-    texture.image.filepath = tex + ".gone"
-emission = nodes.new("ShaderNodeEmission")
-output = nodes.new("ShaderNodeOutputMaterial")
-links.new(texture.outputs["Color"], emission.inputs["Color"])
-links.new(emission.outputs["Emission"], output.inputs["Surface"])
-bpy.context.active_object.data.materials.append(material)
-camera = bpy.data.cameras.new("camera")
-camera.type, camera.ortho_scale = "ORTHO", 2
-rig = bpy.data.objects.new("camera", camera)
-rig.location = (0, 0, 5)
-scene = bpy.context.scene
-scene.collection.objects.link(rig)
-scene.camera = rig
-scene.render.engine = "CYCLES"
-scene.cycles.samples = 1
-scene.cycles.use_denoising = False
-scene.view_settings.view_transform = "Standard"
-scene.render.resolution_x = scene.render.resolution_y = 16
-scene.render.resolution_percentage = 100
-scene.render.image_settings.file_format = "PNG"
-scene.frame_start = scene.frame_end = 1
-bpy.ops.wm.save_as_mainfile(filepath=out)
-"""
-
-PIXEL = """
-import bpy, sys
-image = bpy.data.images.load(sys.argv[-1])
-width, height = image.size
-i = ((height // 2) * width + width // 2) * 4
-print("PIXEL", *(round(v, 3) for v in image.pixels[i:i + 3]))
-"""
-
-
-def _texture_scene(root: Path, name: str, gone: bool = False) -> Path:
-    """A scene in scenes/ whose plane shows a texture in tex/ (outside the scene's folder)."""
-    (root / "artist" / "scenes").mkdir(parents=True, exist_ok=True)
-    (root / "artist" / "tex").mkdir(exist_ok=True)
-    scene = root / "artist" / "scenes" / name
-    subprocess.run(
-        ["blender", "-b", "--factory-startup", "--python-expr", TEXTURE_SCENE, "--",
-         str(scene), str(root / "artist" / "tex" / "solid.png"), "1" if gone else "0"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
-    return scene
-
-
-def _pixel(path: Path) -> list[float]:
-    out = subprocess.run(
-        ["blender", "-b", "--factory-startup", "--python-expr", PIXEL, "--", str(path)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    line = next(ln for ln in out.splitlines() if ln.startswith("PIXEL "))
-    return [float(v) for v in line.split()[1:]]
-
-
 def test_a_scene_packed_with_its_texture_renders_in_the_textures_colour(farm: Farm) -> None:
-    scene = _texture_scene(farm.root, "textured.blend")
-    texture = farm.root / "artist" / "tex" / "solid.png"
+    scene = scenes.textured(farm.root / "artist", "textured.blend")
+    texture = farm.root / "artist" / scenes.TEXTURE
     with inside(farm.ns):
         answer = api.submit(farm.access(), scene, "1-1")
     job = str(answer["job"])
     details = _wait_job(farm, job)
     assert details["done"] == 1, details
     frame = farm.root / "farm" / "renders" / job / "frame_0001.png"
-    colour, wanted = _pixel(frame), _pixel(texture)
-    assert all(abs(a - b) < 0.02 for a, b in zip(colour, wanted, strict=True)), (colour, wanted)
+    colour, wanted = scenes.pixel(frame), scenes.pixel(texture)
+    assert scenes.same_colour(colour, wanted), (colour, wanted)
     # The texture sits in the share's file store once, under its sha256; the job folder on the
     # worker has it where the rewritten scene looks (outside the scene's folder: packed under
     # _outside_project/).
@@ -734,7 +659,7 @@ def test_a_scene_packed_with_its_texture_renders_in_the_textures_colour(farm: Fa
     assert "_outside_project" in cached[0].parts
     # The same texture again, in another job: not uploaded twice.
     before = stored.stat()
-    again = _texture_scene(farm.root, "textured-again.blend")
+    again = scenes.textured(farm.root / "artist", "textured-again.blend")
     assert hashlib.sha256(texture.read_bytes()).hexdigest() == digest
     with inside(farm.ns):
         second = str(api.submit(farm.access(), again, "1-1")["job"])
@@ -744,7 +669,7 @@ def test_a_scene_packed_with_its_texture_renders_in_the_textures_colour(farm: Fa
 
 
 def test_a_scene_with_a_missing_texture_is_refused_unless_allowed(farm: Farm) -> None:
-    scene = _texture_scene(farm.root, "gone.blend", gone=True)
+    scene = scenes.textured(farm.root / "artist", "gone.blend", gone=True)
     jobs_before = sorted(os.listdir(farm.root / "state"))
     with inside(farm.ns), pytest.raises(UsageError) as refused:
         api.submit(farm.access(), scene, "1-1")

@@ -9,6 +9,7 @@ would (it even installs nebula from the distribution's package, offline from the
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -30,6 +31,7 @@ from farmhand.keystore.store import KeyStore
 from farmhand.lab import LabFarm, first_job
 from farmhand.lab import provision as prov
 from farmhand.lab.wheelhouse import build_wheelhouse, install_farmhand
+from support import scenes
 
 PREFIX = "fhjoin"
 HUB, W1, W2, BOSS = "hub", "worker0001", "worker0002", "boss1"
@@ -166,6 +168,30 @@ def test_the_boss_submits_an_animation_both_workers_render_it_and_the_frames_com
     assert len(set(pngs.values())) == FRAMES
     again = lab.run("collect", job, "--to", "/root/frames")  # resumable: nothing fetched twice
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_a_scene_with_an_external_texture_is_packed_and_rendered_in_its_colour(
+    lab: JoinLab, tmp_path: Path
+) -> None:
+    """The texture lies outside the scene's folder on boss1: submit packs it, a worker renders
+    the plane that shows it, and the frame's pixel has the texture's colour."""
+    artist = tmp_path / "artist"
+    made = scenes.textured(artist, "textured.blend")  # by this machine's Blender
+    lab.sh(BOSS, "mkdir -p /root/artist/scenes /root/artist/tex")
+    for path in (made, artist / scenes.TEXTURE):
+        lab.farm.put(BOSS, f"/root/artist/{path.relative_to(artist)}", path.read_bytes(), 0o644)
+    submitted = lab.run("submit", "/root/artist/scenes/textured.blend", "--frames", "1", "--json")
+    assert submitted.returncode == 0, submitted.stdout + submitted.stderr
+    job = str(json.loads(submitted.stdout)["job"])
+    details = _wait_done(lab, job, 1, 300)
+    assert details["frame_states"][0]["state"] == "done", details
+    collected = lab.run("collect", job, "--to", "/root/textured")
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    frame = tmp_path / "frame.png"
+    encoded = lab.farm.exec(BOSS, ["base64", "-w0", "/root/textured/frame_0001.png"], check=True)
+    frame.write_bytes(base64.b64decode(encoded.stdout))
+    colour, wanted = scenes.pixel(frame), scenes.pixel(artist / scenes.TEXTURE)
+    assert scenes.same_colour(colour, wanted), (colour, wanted)
 
 
 def test_the_job_farmhand_lab_up_ends_with_renders_on_both_workers(lab: JoinLab) -> None:
