@@ -27,6 +27,8 @@ import subprocess
 import tempfile
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +36,7 @@ from typing import Any
 import pytest
 
 from farmhand.errors import UsageError
-from farmhand.jobs import api, transfer
+from farmhand.jobs import api, local_api, transfer
 from farmhand.jobs.client import HubAccess, JobError
 from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
@@ -683,3 +685,51 @@ def test_a_scene_with_a_missing_texture_is_refused_unless_allowed(farm: Farm) ->
         answer = api.submit(farm.access(), scene, "1-1", allow_missing=True)
     assert [Path(p).name for p in answer["missing"]] == ["solid.png.gone"]
     assert _wait_job(farm, str(answer["job"]))["done"] == 1
+
+
+def test_the_local_api_submits_lists_shows_and_cancels_on_the_farm(farm: Farm) -> None:
+    """`farmhand api`'s routes against the real farm: a scene packed with its texture goes in
+    by POST /new_job, GET /jobs and /jobs/ID show it, DELETE /jobs cancels another."""
+    scene = scenes.textured(farm.root / "artist", "by-api.blend")
+    secret = "k" * 43
+    with inside(farm.ns):  # the server's threads (and its ssh and SMB) in the farm's namespace
+        server = local_api.make_server(
+            local_api.JobApi(lambda: contextlib.nullcontext(farm.access())), secret, 0
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        try:
+            status, answer = _http(url + "/new_job", "POST", secret,
+                                   {"scene": str(scene), "frames": "1"})  # fmt: skip
+            assert status == 200, answer
+            job = str(answer["data"]["job"])
+            assert answer["message"] == f"job {job} queued"
+            status, listed = _http(url + "/jobs", "GET", secret)
+            assert status == 200
+            assert job in [str(j["job"]) for j in listed["data"]]
+            status, unknown = _http(url + "/jobs/999999", "GET", secret)
+            assert status == 404, unknown
+            long = str(api.submit(farm.access(), farm.root / "cube.blend", "1-40")["job"])
+            status, cancelled = _http(url + "/jobs", "DELETE", secret, {"job": long})
+            assert status == 200, cancelled
+            assert cancelled["message"] == f"job {long} cancelled"
+        finally:
+            server.shutdown()
+            server.server_close()
+    details = _wait_job(farm, job)
+    assert details["done"] == 1, details
+    assert _wait_job(farm, long, 60)["state"] == "cancelled"
+
+
+def _http(
+    url: str, method: str, token: str, body: dict[str, Any] | None = None
+) -> tuple[int, dict[str, Any]]:
+    assert url.startswith("http://127.0.0.1:")
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
+    request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=120) as answer:  # noqa: S310
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())

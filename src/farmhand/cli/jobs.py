@@ -14,8 +14,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColu
 from rich.table import Table
 
 from farmhand.cli.common import PassphraseFile, console, passphrase
-from farmhand.jobs import access, api
-from farmhand.join.paths import JoinPaths
+from farmhand.errors import UsageError
+from farmhand.jobs import access, api, local_api
+from farmhand.join.paths import JoinPaths, config_root
 from farmhand.keystore.bundle import open_bundle
 
 BundleOption = Annotated[
@@ -201,3 +202,47 @@ def collect(
     with _farm(bundle, passphrase_file) as farm, _bar("collecting", None, False) as progress:
         fetched, skipped = api.collect(farm, job_id, to, progress)
     console.print(f"{len(fetched)} frame(s) downloaded to {to}, {len(skipped)} already there")
+
+
+def serve_api(
+    port: Annotated[
+        int, typer.Option("--port", help="Port on 127.0.0.1 (0: any free one).", min=0, max=65535)
+    ] = local_api.DEFAULT_PORT,
+    bundle: BundleOption = None,
+    passphrase_file: PassphraseFile = None,
+) -> None:
+    """Serve the job commands as a local HTTP API on 127.0.0.1, for the Blender add-on and
+    other tools (GET /jobs, POST /new_job, DELETE /jobs, GET /jobs/ID, GET /openapi.json)."""
+    if bundle is None:
+        paths = JoinPaths.default()
+        with access.from_join(paths):
+            pass  # a machine that has not joined is told so now, not at the first request
+
+        def open_farm() -> contextlib.AbstractContextManager[api.Farm]:
+            return access.from_join(paths)
+    else:
+        opened = open_bundle(bundle, passphrase(passphrase_file))
+        with access.from_bundle(opened):
+            pass  # a worker's bundle is refused now
+
+        def open_farm() -> contextlib.AbstractContextManager[api.Farm]:
+            return access.from_bundle(opened)
+
+    root = config_root()
+    secret = local_api.token(root)
+    try:
+        server = local_api.make_server(local_api.JobApi(open_farm), secret, port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {local_api.HOST}:{port}: {exc.strerror}") from None
+    bound = server.server_address[1]
+    console.print(
+        f"farmhand API on http://{local_api.HOST}:{bound} (token: {root / local_api.TOKEN_FILE}; "
+        "Ctrl-C stops it)",
+        soft_wrap=True,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
