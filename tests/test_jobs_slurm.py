@@ -35,6 +35,7 @@ from typing import Any
 
 import pytest
 
+from farmhand import blender_addon
 from farmhand.errors import UsageError
 from farmhand.jobs import api, local_api, transfer
 from farmhand.jobs.client import HubAccess, JobError
@@ -733,3 +734,64 @@ def _http(
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as error:
         return error.code, json.loads(error.read())
+
+
+ADDON_SUBMIT = """
+import bpy, json, sys
+zip_path, url, token_file = sys.argv[-3:]
+bpy.ops.preferences.addon_install(filepath=zip_path)
+bpy.ops.preferences.addon_enable(module="farmhand_blender")
+from farmhand_blender import JOBS
+prefs = bpy.context.preferences.addons["farmhand_blender"].preferences
+prefs.url, prefs.token_file = url, token_file
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end, scene.farmhand_chunk = 2, 5, 2
+result = bpy.ops.farmhand.render_on_farm()
+refreshed = bpy.ops.farmhand.refresh_jobs()
+print("FARMHAND", json.dumps({"submit": sorted(result), "refresh": sorted(refreshed),
+      "job": scene.farmhand_last_job, "jobs": JOBS}))
+"""
+
+
+def test_the_blender_addon_renders_on_the_farm_through_the_local_api(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """Blender with the add-on installed from `farmhand addon`'s zip, a saved scene open:
+    "Render on farm" sends its frame range in chunks through the API; the job renders, and
+    "Refresh jobs" lists it."""
+    made = blender_addon.build_zip(tmp_path / "addon")
+    shutil.copy(farm.root / "cube.blend", tmp_path / "shot.blend")
+    token_file = tmp_path / "api-token"
+    secret = local_api.token(tmp_path)
+    assert token_file.is_file()
+    with inside(farm.ns):
+        server = local_api.make_server(
+            local_api.JobApi(lambda: contextlib.nullcontext(farm.access())), secret, 0
+        )
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "exec", farm.ns, "blender", "-b", "--factory-startup",
+             str(tmp_path / "shot.blend"), "--python-expr", ADDON_SUBMIT, "--",
+             str(made), url, str(token_file)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ, "BLENDER_USER_SCRIPTS": str(tmp_path / "scripts")},
+            check=False,
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
+    lines = [ln for ln in out.stdout.splitlines() if ln.startswith("FARMHAND ")]
+    assert lines, out.stdout[-2000:] + out.stderr[-2000:]
+    line = lines[0]
+    seen = json.loads(line.split(" ", 1)[1])
+    assert seen["submit"] == ["FINISHED"], out.stdout[-2000:]
+    assert seen["refresh"] == ["FINISHED"]
+    job = seen["job"]
+    assert job in [str(j["job"]) for j in seen["jobs"]]
+    details = _wait_job(farm, job)
+    assert details["done"] == 4, details
+    assert sorted(f["frame"] for f in details["frame_states"]) == [2, 3, 4, 5]

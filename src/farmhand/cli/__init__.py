@@ -16,7 +16,7 @@ from farmhand.cli.bootstrap import bootstrap_command, cloud_init_command
 from farmhand.cli.bundle import bundle_app
 from farmhand.cli.common import err_console
 from farmhand.cli.deploy import deploy, write_host_files
-from farmhand.cli.jobs import cancel, collect, job, jobs, serve_api, submit
+from farmhand.cli.jobs import build_addon, cancel, collect, job, jobs, serve_api, submit
 from farmhand.cli.join import join
 from farmhand.cli.keys import keygen, keys_app
 from farmhand.cli.lab import lab_app
@@ -51,6 +51,7 @@ app.command("job")(job)
 app.command("cancel")(cancel)
 app.command("collect")(collect)
 app.command("api")(serve_api)
+app.command("addon")(build_addon)
 app.add_typer(keys_app, name="keys")
 app.add_typer(bundle_app, name="bundle")
 app.add_typer(lab_app, name="lab")

@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 
+from farmhand import blender_addon
 from farmhand.cli.common import PassphraseFile, console, passphrase
 from farmhand.errors import UsageError
 from farmhand.jobs import access, api, local_api
@@ -246,3 +247,14 @@ def serve_api(
         pass
     finally:
         server.server_close()
+
+
+def build_addon(
+    to: Annotated[
+        Path, typer.Option("--to", help="Folder to write farmhand_blender.zip into.")
+    ] = Path(),
+) -> None:
+    """Build the Blender add-on ("Render on farm" and the farm's jobs, through `farmhand api`):
+    install the zip from Blender's Edit > Preferences > Add-ons > Install."""
+    made = blender_addon.build_zip(to)
+    console.print(f"wrote {made}", soft_wrap=True)
