@@ -41,7 +41,25 @@ def test_every_artifact_is_pinned_with_an_official_https_url() -> None:
         assert artifact.cached == f"/var/lib/farmhand/installers/{artifact.filename}"
         assert artifact.published == f"/srv/farmhand/installers/{artifact.filename}"
         assert artifact.local == f"/var/lib/farmhand/artifacts/{artifact.filename}"
-        assert not artifact.sha256, "ship only checksums found published by the vendor"
+        # A shipped checksum has two independent sources named; else it is the user's.
+        assert bool(artifact.sha256) == (len(artifact.checksum_sources) >= 2), artifact.key
+    assert artifacts.BLENDER.sha256  # two sources agree on the official Blender's
+    assert artifacts.sha256_for(plan_with(), artifacts.BLENDER) == artifacts.BLENDER.sha256
+    own = "cd" * 32  # farm.toml's wins: the user's own build of that file
+    mine = plan_with(artifacts={"blender": {"sha256": own}})
+    assert artifacts.sha256_for(mine, artifacts.BLENDER) == own
+
+
+def test_deadline_is_supplied_by_the_user_who_is_told_where_to_get_it() -> None:
+    assert artifacts.DEADLINE.url == ""
+    with pytest.raises(artifacts.ArtifactError) as info:
+        artifacts.source_for(artifacts.DEADLINE, None)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "AWS console" in message
+    assert artifacts.DEADLINE.filename in message
+    assert "--artifacts FOLDER" in message
+    assert artifacts.source_for(artifacts.DEADLINE, "/x") == f"/x/{artifacts.DEADLINE.filename}"
 
 
 def test_needed_follows_the_plan_and_the_distribution() -> None:

@@ -522,7 +522,8 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         Group.ARTIFACTS,
         SHA256,
         "The sha256 of the installer KEY (" + ", ".join(ARTIFACT_KEYS) + "), from the vendor's "
-        "published checksum. A deploy that needs the file stops without it.",
+        "published checksum (it overrides one farmhand ships: Blender's). A deploy that needs "
+        "the file stops without it.",
         key="sha256",
         table="artifacts.KEY",
         keys=ARTIFACT_KEYS,

@@ -9,12 +9,15 @@ root-owned copy in the read-only ``installers`` share; workers take it from ther
 into a root-only folder of their own, so a farm downloads each big file from the internet once
 and root never unpacks or runs a file a farm member could write.
 
-Checksums: farmhand ships a sha256 only where one was found published by the vendor and
-checked; none of these could be (no vendor download is reachable from where farmhand is built),
-so every artifact a farm uses needs its sha256 in farm.toml::
+Checksums: farmhand ships a sha256 only where two independent public sources agree on it
+(named in ``checksum_sources``; no vendor download is reachable from where farmhand is built,
+so none was computed here). Every other artifact a farm uses needs its sha256 in farm.toml::
 
-    [artifacts.deadline]
+    [artifacts.flamenco]
     sha256 = "…"          # from the vendor's .sha256 file named in ``checksum_url``
+
+Deadline 10 is no public download any more (its links lead to the AWS console): a user supplies
+its installers with ``--artifacts FOLDER``, and the error says where to get them.
 
 A missing checksum, a vanished URL or a mismatch stops the deploy with one line that says which
 file and which key, and how to supply the file instead.
@@ -48,6 +51,10 @@ class Artifact:
     checksum_url: str
     what: str
     sha256: str = ""
+    checksum_sources: tuple[str, ...] = ()
+    """Where the shipped ``sha256`` was read: two independent public sources, or none."""
+    obtain: str = ""
+    """How a user gets the file when it has no public ``url`` (then ``url`` is empty)."""
 
     @property
     def cached(self) -> str:
@@ -66,21 +73,28 @@ class Artifact:
 
 
 DEADLINE_VERSION = "10.4.0.10"
-_DEADLINE_BASE = "https://thinkbox-installers.s3.us-west-2.amazonaws.com/Releases/Deadline"
-# URL layout as AWS Thinkbox publishes it (…/10.4/2_10.4.0.10/Deadline-10.4.0.10-…); old
-# versions disappear when new ones come out, hence --artifacts.
 DEADLINE = Artifact(
     key="deadline",
     version=DEADLINE_VERSION,
     filename=f"Deadline-{DEADLINE_VERSION}-linux-installers.tar",
-    url=f"{_DEADLINE_BASE}/10.4/2_{DEADLINE_VERSION}/Deadline-{DEADLINE_VERSION}-linux-installers.tar",
-    checksum_url=f"{_DEADLINE_BASE}/10.4/2_{DEADLINE_VERSION}/Deadline-{DEADLINE_VERSION}-linux-installers.sha256",
+    url="",
+    checksum_url="the Deadline-*-linux-installers.sha256 file next to it in the download",
     what="Deadline 10 Linux installers (Repository and Client)",
+    obtain=(
+        "AWS no longer publishes Deadline 10 at a public URL: sign in to the AWS console "
+        "(AWS Deadline Cloud, Downloads; or your AWS Thinkbox account) and download "
+        f"Deadline-{DEADLINE_VERSION}-linux-installers.tar"
+    ),
 )
 MONGODB_VERSION = "6.0.16"  # the top of Deadline 10.4's supported range (5.0-6.0.16)
 MONGOSH_VERSION = "2.3.8"
-FLAMENCO_VERSION = "3.7"
-BLENDER_VERSION = "4.2.3"
+FLAMENCO_VERSION = "3.9.3"
+"""Flamenco's current release. Its sha256 is the user's to give: one public source pins it
+(the Arch user repository's flamenco-manager-bin, c3cf18daac34cbfc…) and a second was not
+found; Flamenco publishes ``flamenco-VERSION.sha256`` next to the archive."""
+BLENDER_VERSION = "5.1.2"
+"""The official Blender for hosts without a distribution package (EL). 5.2.1 LTS is out too;
+5.1.2 is the newest whose checksum two independent sources agree on (see BLENDER)."""
 BELLA_VERSION = "24.6.0"
 
 
@@ -130,6 +144,11 @@ BLENDER = Artifact(
     url=f"https://download.blender.org/release/Blender{_BLENDER_SERIES}/blender-{BLENDER_VERSION}-linux-x64.tar.xz",
     checksum_url=f"https://download.blender.org/release/Blender{_BLENDER_SERIES}/blender-{BLENDER_VERSION}.sha256",
     what="Blender (official release, for hosts without a distribution package)",
+    sha256="aaccb355f50183979b698bcce7467103a76261b5fa59f4972295842662a285fb",
+    checksum_sources=(
+        "Ghostblend (a Blender session manager in Rust): its pinned engine artifacts",
+        "aya-mcp's install script (gate35): BLENDER_SHA, checked against blender.org's file",
+    ),
 )
 BELLA = Artifact(
     key="bella",
@@ -158,10 +177,9 @@ def blender_path(distro: Distro) -> str:
 
 
 def sha256_for(plan: FarmPlan, artifact: Artifact) -> str:
-    """The pinned checksum: the published one we ship, else ``[artifacts.KEY] sha256``."""
-    if artifact.sha256:
-        return artifact.sha256
-    value = plan.settings.artifact_sha256.get(artifact.key)
+    """The pinned checksum: ``[artifacts.KEY] sha256`` when farm.toml gives one (the user's
+    own build or mirror of the same file name), else the one farmhand ships."""
+    value = plan.settings.artifact_sha256.get(artifact.key) or artifact.sha256
     if not value:
         raise ArtifactError(
             f"no checksum for {artifact.filename}: add [artifacts.{artifact.key}] "
@@ -173,6 +191,8 @@ def sha256_for(plan: FarmPlan, artifact: Artifact) -> str:
 def source_for(artifact: Artifact, artifacts: str | None) -> str:
     """Where the hub takes the file from: ``--artifacts DIR|URL`` or the official URL."""
     if not artifacts:
+        if not artifact.url:
+            raise ArtifactError(f"{artifact.what}: {how_to_supply(artifact)}")
         return artifact.url
     if artifacts.startswith(("https://", "http://")):
         return f"{artifacts.rstrip('/')}/{artifact.filename}"
@@ -180,6 +200,8 @@ def source_for(artifact: Artifact, artifacts: str | None) -> str:
 
 
 def how_to_supply(artifact: Artifact) -> str:
+    if not artifact.url:
+        return f"{artifact.obtain} into a folder and deploy the hub with --artifacts FOLDER"
     return (
         f"download {artifact.filename} yourself (vendor page: {artifact.url}) into a folder "
         "and deploy the hub with --artifacts FOLDER"
