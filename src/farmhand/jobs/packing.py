@@ -11,7 +11,6 @@ never changed.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import tempfile
 from collections.abc import Iterator
@@ -106,18 +105,10 @@ def _files(target: Path, packed_scene: Path) -> tuple[PackedFile, ...]:
         problem = service.file_path_problem(relative)
         if problem:
             raise UsageError(f"cannot send the scene's file {relative!r}: {problem}; rename it")
-        found.append(PackedFile(relative, path, _sha256(path), path.stat().st_size))
+        found.append(PackedFile(relative, path, service.sha256_of(str(path)), path.stat().st_size))
     if len(found) > service.MAX_FILES:
         raise UsageError(
             f"the scene references {len(found)} files, more than one job may carry "
             f"({service.MAX_FILES})"
         )
     return tuple(found)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -877,7 +877,7 @@ def fetch_files(share: Share, folder: str, files: List[List[str]]) -> None:
     share.get_many([("{}/{}".format(FILES, d), os.path.join(store, d + ".part")) for d in missing])
     for digest in missing:
         part = os.path.join(store, digest + ".part")
-        if _sha256_of(part) != digest:
+        if sha256_of(part) != digest:
             os.unlink(part)
             raise FetchError(
                 "the share's {}/{} does not match its sha256: upload the job again".format(
@@ -898,7 +898,8 @@ def fetch_files(share: Share, folder: str, files: List[List[str]]) -> None:
             shutil.copyfile(os.path.join(store, digest), target)
 
 
-def _sha256_of(path: str) -> str:
+def sha256_of(path: str) -> str:
+    """The file's sha256, hex (also how a boss names a dependency in the share's store)."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
