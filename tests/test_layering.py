@@ -28,6 +28,9 @@ FUNCTION_IMPORTS = {
     # A slow import: only the job commands that move files need it.
     ("farmhand.jobs.transfer", "smbclient"): "start-up speed (smbprotocol)",
     ("farmhand.jobs.transfer", "smbprotocol.exceptions"): "start-up speed (smbprotocol)",
+    # Optional on Python < 3.11 (blender-asset-tracer needs 3.11): only submit packs.
+    ("farmhand.jobs.packing", "blender_asset_tracer"): "optional dependency (Python 3.11+)",
+    ("farmhand.jobs.packing", "blender_asset_tracer.pack"): "optional dependency (Python 3.11+)",
     # Platform modules: one exists on Windows, the other everywhere else.
     ("farmhand.keystore.fs", "msvcrt"): "Windows only",
     ("farmhand.keystore.fs", "fcntl"): "POSIX only",
