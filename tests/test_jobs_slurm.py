@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -29,6 +30,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,13 @@ from farmhand import blender_addon
 from farmhand.errors import UsageError
 from farmhand.jobs import api, local_api, transfer
 from farmhand.jobs.client import HubAccess, JobError
+from farmhand.jobs.flamenco import FlamencoFarm
 from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
 from farmhand.onhost import jobs as service
 from farmhand.onhost import leases
+from standins.flamenco_manager_api import StandinManager
+from standins.flamenco_manager_api import serve as serve_standin
 from support import scenes
 
 TOOLS = ("slurmctld", "slurmd", "munged", "sbatch", "smbd", "smbclient", "sshd", "blender")
@@ -795,3 +800,53 @@ def test_the_blender_addon_renders_on_the_farm_through_the_local_api(
     details = _wait_job(farm, job)
     assert details["done"] == 4, details
     assert sorted(f["frame"] for f in details["frame_states"]) == [2, 3, 4, 5]
+
+
+def test_on_a_flamenco_farm_the_same_commands_go_to_flamencos_api(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """render_manager = "flamenco": submit, jobs, job, cancel and collect through Flamenco
+    Manager's REST API, against a STAND-IN manager (tests/standins/flamenco_manager_api.py:
+    Flamenco cannot be had here) and this farm's real smbd. The packed scene and its texture
+    go into a job folder of their own, where a Linux worker finds them on the share."""
+    mount = "/mnt/farmhand/farm"
+    manager = StandinManager(mount, farm.root / "farm")
+    scene = scenes.textured(farm.root / "artist-flamenco", "flamenco.blend")
+    with inside(farm.ns):
+        server = serve_standin(manager)
+        try:
+            plain = farm.access()
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            boss = dataclasses.replace(plain, flamenco=FlamencoFarm(url, plain.share, mount))
+            answer = api.submit(boss, scene, "1-5", chunk=2)
+            job = answer["job"]
+            assert (answer["tasks"], answer["frames"]) == (3, 5)
+            settings = manager.jobs[job]["settings"]
+            assert settings["scene"] == "Scene"
+            assert settings["frames"] == "1-5"
+            assert settings["chunk_size"] == 2
+            blend = manager.local(settings["blendfile"])
+            assert blend.read_bytes().startswith(b"BLENDER")
+            assert [p.name for p in blend.parent.rglob("solid.png")] == ["solid.png"]
+            listed = api.list_jobs(boss)
+            assert [(j["job"], j["state"], j["queued"]) for j in listed] == [(job, "queued", 5)]
+            manager.render(job)  # the stand-in's workers
+            details = api.show(boss, job)
+            assert (details["state"], details["done"]) == ("done", 5), details
+            assert [f["frame"] for f in details["frame_states"]] == [1, 2, 3, 4, 5]
+            fetched, skipped = api.collect(boss, job, tmp_path / "frames")
+            assert fetched == [f"{n:06d}.png" for n in range(1, 6)]
+            assert skipped == []
+            assert (tmp_path / "frames" / "000003.png").read_bytes().startswith(b"\x89PNG")
+            other = str(api.submit(boss, scene, "1-4")["job"])
+            api.cancel(boss, other)
+            assert api.show(boss, other)["state"] == "cancelled"
+            with pytest.raises(UsageError, match="the farm has no job"):
+                api.show(boss, str(uuid.uuid4()))
+            with pytest.raises(UsageError, match="not a Flamenco job id"):
+                api.show(boss, "7")
+            with pytest.raises(UsageError, match="--blender is the built-in manager's"):
+                api.submit(boss, scene, "1", blender="4.2")
+        finally:
+            server.shutdown()
+            server.server_close()

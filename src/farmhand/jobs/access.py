@@ -14,20 +14,29 @@ from farmhand.errors import UsageError
 from farmhand.inspect.status.view import FarmView
 from farmhand.jobs.api import Farm
 from farmhand.jobs.client import HubAccess, known_hosts_line
+from farmhand.jobs.flamenco import FlamencoFarm
 from farmhand.jobs.transfer import ShareAccess
 from farmhand.join.paths import JoinPaths
 from farmhand.keystore.bundle import Bundle
 from farmhand.keystore.job_keys import JOB_KEY
 from farmhand.keystore.plan import Role
+from farmhand.model.paths import MOUNTS_ROOT
+from farmhand.queue.base import RenderManager
+from farmhand.queue.flamenco import PORT as FLAMENCO_PORT
 
 
 def _farm(view: FarmView, key: Path, known_hosts: Path) -> Farm:
     hub = view.hub_ip
+    share = ShareAccess(hub, view.smb_user, view.smb_password)
+    manager = None
+    if view.plan.settings.render_manager is RenderManager.FLAMENCO:
+        manager = FlamencoFarm(f"http://{hub}:{FLAMENCO_PORT}", share, f"{MOUNTS_ROOT}/farm")
     return Farm(
         hub=HubAccess(
             hub=hub, key=key, known_hosts=known_hosts, port=view.plan.settings.lease_ssh_port
         ),
-        share=ShareAccess(hub, view.smb_user, view.smb_password),
+        share=share,
+        flamenco=manager,
     )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from farmhand.errors import UsageError
+from farmhand.jobs import flamenco, packing, transfer
 from farmhand.jobs import frames as framing
-from farmhand.jobs import packing, transfer
 from farmhand.jobs.client import HubAccess, JobError, ask
 from farmhand.jobs.packing import Pack
 from farmhand.onhost import jobs as service
@@ -19,10 +19,12 @@ from farmhand.onhost import jobs as service
 
 @dataclass(frozen=True)
 class Farm:
-    """One boss's way to the hub: the job service over SSH, the share over SMB."""
+    """One boss's way to the hub: the job service over SSH, the share over SMB; on a farm
+    that runs Flamenco, its manager's API instead of the job service."""
 
     hub: HubAccess
     share: transfer.ShareAccess
+    flamenco: flamenco.FlamencoFarm | None = None
 
 
 def check_scene(scene: Path) -> None:
@@ -97,6 +99,14 @@ def submit_prepared(
             f"bad --output {output!r}: letters, digits, _ . - and one run of # for the frame "
             "number (like frame_####)"
         )
+    if farm.flamenco is not None:
+        if blender:
+            raise UsageError("--blender is the built-in manager's: Flamenco's workers run theirs")
+        scene_name = packing.scene_name(ready.scene)
+        return flamenco.submit(
+            farm.flamenco, ready, frames, chunk, name or ready.scene.stem, output, progress,
+            scene_name,
+        )  # fmt: skip
     reserved = ask(farm.hub, {"op": "reserve"})
     job = str(reserved["job"])
     try:
@@ -131,10 +141,14 @@ def _job_id(job: str) -> str:
 
 
 def list_jobs(farm: Farm) -> list[dict[str, Any]]:
+    if farm.flamenco is not None:
+        return flamenco.list_jobs(farm.flamenco)
     return list(ask(farm.hub, {"op": "list"})["jobs"])
 
 
 def show(farm: Farm, job: str) -> dict[str, Any]:
+    if farm.flamenco is not None:
+        return flamenco.show(farm.flamenco, job)
     try:
         return dict(ask(farm.hub, {"op": "show", "job": _job_id(job)})["job"])
     except JobError as exc:
@@ -144,6 +158,9 @@ def show(farm: Farm, job: str) -> dict[str, Any]:
 
 
 def cancel(farm: Farm, job: str) -> None:
+    if farm.flamenco is not None:
+        flamenco.cancel(farm.flamenco, job)
+        return
     try:
         ask(farm.hub, {"op": "cancel", "job": _job_id(job)})
     except JobError as exc:
@@ -156,6 +173,8 @@ def collect(
     farm: Farm, job: str, target: Path, progress: Callable[[int], None] | None = None
 ) -> tuple[list[str], list[str]]:
     """Download the job's finished frames into ``target`` (fetched, skipped)."""
+    if farm.flamenco is not None:
+        return flamenco.collect(farm.flamenco, job, target, progress)
     details = show(farm, job)
     names = [f["file"] for f in details["frame_states"] if f["state"] == "done" and f.get("file")]
     return transfer.collect(farm.share, str(details["renders"]), names, target, progress)

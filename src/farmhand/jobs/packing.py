@@ -112,3 +112,18 @@ def _files(target: Path, packed_scene: Path) -> tuple[PackedFile, ...]:
             f"({service.MAX_FILES})"
         )
     return tuple(found)
+
+
+def scene_name(blend: Path) -> str:
+    """The name of the first scene in ``blend`` (Flamenco's job needs it), or "Scene"."""
+    from blender_asset_tracer import blendfile
+
+    try:
+        opened = blendfile.open_cached(blend)
+        blocks = opened.code_index.get(b"SC") or []
+        name = blocks[0].id_name if blocks else None
+        return name[2:].decode("utf-8", "replace") if name else "Scene"
+    except Exception:  # the tracer read this file while packing: any fault here is its own
+        return "Scene"
+    finally:
+        blendfile.close_all_cached()

@@ -127,6 +127,18 @@ def _put(
         raise
 
 
+def list_names(access: ShareAccess, remote: str) -> list[str]:
+    """The names in folder ``remote`` on the share (none when it is not there)."""
+    import smbclient
+    from smbprotocol.exceptions import SMBException
+
+    with session(access) as cache:
+        try:
+            return sorted(smbclient.listdir(_unc(access, remote), connection_cache=cache))
+        except (SMBException, OSError):
+            return []
+
+
 def remove_tree(access: ShareAccess, remote: str) -> None:
     """Best effort: ``remote`` and what it holds (a job folder nobody will use)."""
     import smbclient

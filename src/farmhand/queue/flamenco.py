@@ -35,7 +35,10 @@ class Flamenco(RenderManagerSpec):
     label = "Flamenco manager"
     port = PORT
     deploy_module = "farmhand.deploy.tasks.queue_flamenco"
-    boss_hint = "this farm runs Flamenco: open http://HUB-OVERLAY-IP:8080 instead"
+    boss_hint = (
+        "this farm runs Flamenco: bosses submit with `farmhand submit` (or open "
+        "http://HUB-OVERLAY-IP:8080)"
+    )
 
     def artifacts(self, distro: Distro) -> tuple[Artifact, ...]:
         return (artifacts.FLAMENCO,)
