@@ -233,6 +233,12 @@ def _wait_for_node(lab: JoinLab, node: str, state: str, seconds: float) -> None:
 
 
 def _submit(lab: JoinLab, scene: str, frames: int) -> str:
+    # Each running worker's timer tells Slurm its Blender within seconds of it being there
+    # (its first deploy installs Blender after slurmd starts).
+    deadline = time.monotonic() + 60
+    while "(null)" in lab.sh(HUB, "sinfo -h -N -t idle,alloc,mix -o %f || true"):
+        assert time.monotonic() < deadline, lab.sh(HUB, "sinfo -h -N -o '%N %T %f'")
+        time.sleep(2)
     submitted = lab.run("submit", scene, "--frames", f"1-{frames}", "--json")
     assert submitted.returncode == 0, submitted.stdout + submitted.stderr
     answer = json.loads(submitted.stdout)

@@ -40,7 +40,7 @@ Which Blender a job needs: the version the boss asks for (``--blender``), else t
 the farm's workers have (ties: the newest), read from Slurm's node features when the job is
 submitted and recorded with it, so a mixed farm never renders one job's frames with different
 Blenders. Each worker tells Slurm its version (``jobs.py features WORKER_CONFIG``, as root, from
-a timer every 30 s): the features ``blender-4.2`` and ``blender-4.2.3`` on its node. Slurm keeps
+a timer every 10 s): the features ``blender-4.2`` and ``blender-4.2.3`` on its node. Slurm keeps
 features set that way only until slurmctld restarts (they are not in slurm.conf, which cannot
 know which clone holds which certificate); until the workers tell it again, a queued task that
 needs them waits (reason ``BadConstraints``) and then runs.

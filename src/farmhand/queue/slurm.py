@@ -49,7 +49,7 @@ CONTROLLER_UNIT = "farmhand-slurmctld.service"
 NODE_UNIT = "farmhand-slurmd.service"
 FEATURES_SERVICE = "farmhand-slurm-features.service"
 FEATURES_TIMER = "farmhand-slurm-features.timer"
-"""On workers: tells Slurm the worker's Blender version as node features, every 30 s (see
+"""On workers: tells Slurm the worker's Blender version as node features, every 10 s (see
 farmhand/onhost/jobs.py: which Blender a job needs)."""
 FEATURES_COMPONENT = "slurm-features"
 NODE_START = f"{FARMHAND_LIB}/slurmd-start"
