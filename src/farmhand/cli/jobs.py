@@ -102,9 +102,7 @@ def submit(
         api.prepared(scene, pack=pack, allow_missing=allow_missing) as ready,
         _bar(f"uploading {scene.name}", ready.size, as_json) as bar,
     ):
-        answer = api.submit_prepared(
-            farm, ready, frames, chunk, name or scene.stem, output, blender, bar
-        )
+        answer = api.submit_prepared(farm, ready, frames, chunk, name, output, blender, bar)
     if as_json:
         typer.echo(json.dumps(answer))
     else:

@@ -74,9 +74,7 @@ def submit(
     """Pack ``scene``, upload it and queue it (see :func:`submit_prepared`)."""
     check_frames(frames, chunk)  # before any packing
     with prepared(scene, pack=pack, allow_missing=allow_missing) as ready:
-        return submit_prepared(
-            farm, ready, frames, chunk, name or scene.stem, output, blender, progress
-        )
+        return submit_prepared(farm, ready, frames, chunk, name, output, blender, progress)
 
 
 def submit_prepared(
@@ -89,7 +87,8 @@ def submit_prepared(
     blender: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Upload a prepared scene and queue it: one task per chunk of frames. Its dependencies go
+    """Upload a prepared scene and queue it: one task per chunk of frames, named ``name`` (by
+    default like the scene: packing keeps its file name). Its dependencies go
     to the share's file store by content, so one already there is not uploaded again. Nothing
     is left queued or half-uploaded when any step fails (the reservation and the scene folder
     are removed)."""

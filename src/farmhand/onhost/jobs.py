@@ -49,6 +49,7 @@ Runs unchanged on Python 3.6 (EL 8's python3): standard library only.
 """
 
 import base64
+import collections
 import contextlib
 import errno
 import fcntl
@@ -519,9 +520,7 @@ def most_common_blender(sinfo: str) -> str:
         found = [v for v in found if _VERSION.fullmatch(v)]
         if found:
             versions[fields[0]] = max(found, key=_version_key)
-    counts = {}  # type: Dict[str, int]
-    for version in versions.values():
-        counts[version] = counts.get(version, 0) + 1
+    counts = collections.Counter(versions.values())
     if not counts:
         return ""
     return max(counts, key=lambda v: (counts[v], _version_key(v)))
