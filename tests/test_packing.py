@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from farmhand.errors import UsageError
 from farmhand.jobs import api, packing
+from support import scenes
 from support.cli import WITH_PASSPHRASE, run_cli
 from support.session import SESSION_BOSS
 
@@ -53,23 +53,19 @@ def _scene(tmp_path: Path, gone: bool = False) -> Path:
     (tmp_path / "shot" / "tex").mkdir(parents=True)
     (tmp_path / "library").mkdir()
     scene = tmp_path / "shot" / "shot.blend"
-    subprocess.run(
-        ["blender", "-b", "--factory-startup", "--python-expr", SCENE, "--", str(scene),
-         str(tmp_path / "shot" / "tex" / "red.png"), str(tmp_path / "library" / "green.png"),
-         str(tmp_path / "nowhere" / "blue.png") if gone else "-"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    gone_path = str(tmp_path / "nowhere" / "blue.png") if gone else "-"
+    scenes.blender(
+        SCENE,
+        str(scene),
+        str(tmp_path / "shot" / "tex" / "red.png"),
+        str(tmp_path / "library" / "green.png"),
+        gone_path,
+    )
     return scene
 
 
 def _paths(scene: Path) -> list[str]:
-    out = subprocess.run(
-        ["blender", "-b", "--factory-startup", str(scene), "--python-expr", PATHS],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = scenes.blender(PATHS, blend=scene)
     return sorted(ln.split(" ", 1)[1] for ln in out.splitlines() if ln.startswith("PATH "))
 
 

@@ -62,29 +62,31 @@ print("PIXEL", *(round(v, 3) for v in image.pixels[i:i + 3]))
 """
 
 
+def blender(script: str, *args: str, blend: Path | None = None) -> str:
+    """Run this machine's Blender in the background on Python ``script`` (``args`` after its
+    ``--``, ``blend`` opened first); its stdout. It must succeed."""
+    opened = [str(blend)] if blend else []
+    return subprocess.run(
+        ["blender", "-b", "--factory-startup", *opened, "--python-expr", script, "--", *args],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
 def textured(artist: Path, name: str, gone: bool = False) -> Path:
     """``artist/scenes/NAME``: an orthographic camera sees only a plane whose emission shows
     the image ``artist/TEXTURE`` (``gone``: the scene points at a file that is not there)."""
     (artist / "scenes").mkdir(parents=True, exist_ok=True)
     (artist / TEXTURE).parent.mkdir(parents=True, exist_ok=True)
     scene = artist / "scenes" / name
-    subprocess.run(
-        ["blender", "-b", "--factory-startup", "--python-expr", TEXTURE_SCENE, "--",
-         str(scene), str(artist / TEXTURE), "1" if gone else "0"],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    blender(TEXTURE_SCENE, str(scene), str(artist / TEXTURE), "1" if gone else "0")
     return scene
 
 
 def pixel(image: Path) -> list[float]:
     """The RGB of ``image``'s centre pixel, 0 to 1, as Blender reads the file."""
-    out = subprocess.run(
-        ["blender", "-b", "--factory-startup", "--python-expr", PIXEL, "--", str(image)],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
+    out = blender(PIXEL, str(image))
     line = next(ln for ln in out.splitlines() if ln.startswith("PIXEL "))
     return [float(v) for v in line.split()[1:]]
 
