@@ -41,11 +41,13 @@ from farmhand import blender_addon
 from farmhand.errors import UsageError
 from farmhand.jobs import api, local_api, transfer
 from farmhand.jobs.client import HubAccess, JobError
+from farmhand.jobs.deadline import DeadlineError, DeadlineFarm
 from farmhand.jobs.flamenco import FlamencoFarm
 from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
 from farmhand.onhost import jobs as service
 from farmhand.onhost import leases
+from standins import deadline_web_service
 from standins.flamenco_manager_api import StandinManager
 from standins.flamenco_manager_api import serve as serve_standin
 from support import scenes
@@ -817,7 +819,7 @@ def test_on_a_flamenco_farm_the_same_commands_go_to_flamencos_api(
         try:
             plain = farm.access()
             url = f"http://127.0.0.1:{server.server_address[1]}"
-            boss = dataclasses.replace(plain, flamenco=FlamencoFarm(url, plain.share, mount))
+            boss = dataclasses.replace(plain, manager=FlamencoFarm(url, plain.share, mount))
             answer = api.submit(boss, scene, "1-5", chunk=2)
             job = answer["job"]
             assert (answer["tasks"], answer["frames"]) == (3, 5)
@@ -850,3 +852,73 @@ def test_on_a_flamenco_farm_the_same_commands_go_to_flamencos_api(
         finally:
             server.shutdown()
             server.server_close()
+
+
+def test_on_a_deadline_farm_the_same_commands_go_to_its_web_service(
+    farm: Farm, tmp_path: Path
+) -> None:
+    """render_manager = "deadline": submit, jobs, job, cancel and collect through Deadline's
+    Web Service, against a STAND-IN (tests/standins/deadline_web_service.py: Deadline cannot
+    be had here) and this farm's real smbd. The stand-in refuses a submit that lacks what
+    Deadline's Blender plugin needs; a refusal is one line and leaves nothing on the share."""
+    mount = "/mnt/farmhand/farm"
+    web = deadline_web_service.StandinWebService(mount, farm.root / "farm")
+    scene = scenes.textured(farm.root / "artist-deadline", "deadline.blend")
+    jobs_folder = farm.root / "farm" / "scenes" / "farmhand-deadline"
+    with inside(farm.ns):
+        server = deadline_web_service.serve(web)
+        try:
+            plain = farm.access()
+            url = f"http://127.0.0.1:{server.server_address[1]}"
+            boss = dataclasses.replace(plain, manager=DeadlineFarm(url, plain.share, mount))
+            answer = api.submit(boss, scene, "1-5", chunk=2, output="shot_####")
+            job = answer["job"]
+            assert (answer["tasks"], answer["frames"]) == (3, 5)
+            submitted = web.requests[-1][2]
+            assert submitted["JobInfo"]["Plugin"] == "Blender"
+            assert (submitted["JobInfo"]["Frames"], submitted["JobInfo"]["ChunkSize"]) == (
+                "1-5", "2",
+            )  # fmt: skip
+            blend = web.local(submitted["PluginInfo"]["SceneFile"])
+            assert blend.read_bytes().startswith(b"BLENDER")
+            assert [p.name for p in blend.parent.rglob("solid.png")] == ["solid.png"]
+            listed = api.list_jobs(boss)
+            assert [(j["job"], j["state"], j["queued"]) for j in listed] == [(job, "queued", 5)]
+            web.render(job)  # the stand-in's workers
+            details = api.show(boss, job)
+            assert (details["state"], details["done"], details["name"]) == (
+                "done", 5, "deadline",
+            ), details  # fmt: skip
+            assert [(f["frame"], f["worker"]) for f in details["frame_states"]] == [
+                (n, "worker0001") for n in range(1, 6)
+            ]
+            fetched, skipped = api.collect(boss, job, tmp_path / "frames")
+            assert fetched == [f"shot_{n:04d}.png" for n in range(1, 6)]
+            assert skipped == []
+            assert api.collect(boss, job, tmp_path / "frames")[1] == fetched  # resumable
+            other = str(api.submit(boss, scene, "1-4")["job"])
+            api.cancel(boss, other)
+            assert web.requests[-1][2] == {"Command": "suspend", "JobID": other}
+            assert api.show(boss, other)["state"] == "cancelled"
+            with pytest.raises(UsageError, match="the farm has no job"):
+                api.show(boss, "0" * 24)
+            with pytest.raises(UsageError, match="not a Deadline job id"):
+                api.show(boss, "7")
+            with pytest.raises(UsageError, match="--blender is the built-in manager's"):
+                api.submit(boss, scene, "1", blender="4.2")
+            before = sorted(p.name for p in jobs_folder.iterdir())
+            web.refuse = "Error: the repository is read-only."
+            with pytest.raises(
+                DeadlineError,
+                match=r"^Deadline's Web Service "
+                r"refused POST /api/jobs: 500 Error: the repository is read-only",
+            ):
+                api.submit(boss, scene, "1-2")
+            assert sorted(p.name for p in jobs_folder.iterdir()) == before  # nothing left
+            assert len(api.list_jobs(boss)) == 2  # nothing queued
+        finally:
+            server.shutdown()
+            server.server_close()
+    away = dataclasses.replace(plain, manager=DeadlineFarm(url, plain.share, mount))
+    with pytest.raises(DeadlineError, match="cannot reach Deadline's Web Service"):
+        api.list_jobs(away)

@@ -27,6 +27,7 @@ FUNCTION_IMPORTS = {
     ("farmhand.inspect.status.smb", "smbprotocol.exceptions"): "optional dependency (smbprotocol)",
     # A slow import: only the job commands that move files need it.
     ("farmhand.jobs.transfer", "smbclient"): "start-up speed (smbprotocol)",
+    ("farmhand.jobs.transfer", "smbclient.shutil"): "start-up speed (smbprotocol)",
     ("farmhand.jobs.transfer", "smbprotocol.exceptions"): "start-up speed (smbprotocol)",
     # Optional on Python < 3.11 (blender-asset-tracer needs 3.11): only submit packs.
     ("farmhand.jobs.packing", "blender_asset_tracer"): "optional dependency (Python 3.11+)",

@@ -503,6 +503,18 @@ SETTINGS: tuple[ConfigSetting, ...] = (
         RenderManager.SLURM.value,
     ),
     ConfigSetting(
+        "deadline_web_service",
+        Group.QUEUE,
+        matching(
+            r"https?://[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?",
+            "URL",
+            'an http:// URL with a host and an optional port, like "http://127.0.0.1:8081"',
+        ),
+        'With `render_manager = "deadline"`: the Deadline Web Service the job commands use, '
+        "by default the one the boss's own Deadline Client runs (`deadlinewebservice`).",
+        "http://127.0.0.1:8081",
+    ),
+    ConfigSetting(
         "renderer",
         Group.QUEUE,
         choice(Renderer),
@@ -588,6 +600,7 @@ class FarmSettings:
     idle_cpu_percent: int = field(init=False)
     idle_render_processes: tuple[str, ...] = field(init=False)
     render_manager: RenderManager = field(init=False)
+    deadline_web_service: str = field(init=False)
     renderer: Renderer = field(init=False)
     blender_autorun: bool = field(init=False)
     artifact_sha256: Mapping[str, str] = field(init=False)

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from farmhand.errors import UsageError
 from farmhand.inspect.status.view import FarmView
-from farmhand.jobs.api import Farm
+from farmhand.jobs.api import Farm, SharedStorageManager
 from farmhand.jobs.client import HubAccess, known_hosts_line
+from farmhand.jobs.deadline import DeadlineFarm
 from farmhand.jobs.flamenco import FlamencoFarm
 from farmhand.jobs.transfer import ShareAccess
 from farmhand.join.paths import JoinPaths
@@ -28,15 +29,18 @@ from farmhand.queue.flamenco import PORT as FLAMENCO_PORT
 def _farm(view: FarmView, key: Path, known_hosts: Path) -> Farm:
     hub = view.hub_ip
     share = ShareAccess(hub, view.smb_user, view.smb_password)
-    manager = None
-    if view.plan.settings.render_manager is RenderManager.FLAMENCO:
+    settings = view.plan.settings
+    manager: SharedStorageManager | None = None
+    if settings.render_manager is RenderManager.FLAMENCO:
         manager = FlamencoFarm(f"http://{hub}:{FLAMENCO_PORT}", share, f"{MOUNTS_ROOT}/farm")
+    elif settings.render_manager is RenderManager.DEADLINE:
+        manager = DeadlineFarm(settings.deadline_web_service, share, f"{MOUNTS_ROOT}/farm")
     return Farm(
         hub=HubAccess(
             hub=hub, key=key, known_hosts=known_hosts, port=view.plan.settings.lease_ssh_port
         ),
         share=share,
-        flamenco=manager,
+        manager=manager,
     )
 
 

@@ -7,24 +7,49 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from farmhand.errors import UsageError
-from farmhand.jobs import flamenco, packing, transfer
 from farmhand.jobs import frames as framing
+from farmhand.jobs import packing, transfer
 from farmhand.jobs.client import HubAccess, JobError, ask
 from farmhand.jobs.packing import Pack
 from farmhand.onhost import jobs as service
 
 
+class SharedStorageManager(Protocol):
+    """A render manager that renders from the farm share (Flamenco, Deadline): the job
+    commands through its own API (farmhand/jobs/flamenco.py, deadline.py)."""
+
+    def submit(
+        self,
+        ready: Pack,
+        frames: str,
+        chunk: int,
+        name: str,
+        output: str,
+        progress: Callable[[int], None] | None,
+    ) -> dict[str, Any]: ...
+
+    def list_jobs(self) -> list[dict[str, Any]]: ...
+
+    def show(self, job: str) -> dict[str, Any]: ...
+
+    def cancel(self, job: str) -> None: ...
+
+    def collect(
+        self, job: str, target: Path, progress: Callable[[int], None] | None
+    ) -> tuple[list[str], list[str]]: ...
+
+
 @dataclass(frozen=True)
 class Farm:
     """One boss's way to the hub: the job service over SSH, the share over SMB; on a farm
-    that runs Flamenco, its manager's API instead of the job service."""
+    that runs Flamenco or Deadline, that manager's API instead of the job service."""
 
     hub: HubAccess
     share: transfer.ShareAccess
-    flamenco: flamenco.FlamencoFarm | None = None
+    manager: SharedStorageManager | None = None
 
 
 def check_scene(scene: Path) -> None:
@@ -98,14 +123,13 @@ def submit_prepared(
             f"bad --output {output!r}: letters, digits, _ . - and one run of # for the frame "
             "number (like frame_####)"
         )
-    if farm.flamenco is not None:
+    if farm.manager is not None:
         if blender:
-            raise UsageError("--blender is the built-in manager's: Flamenco's workers run theirs")
-        scene_name = packing.scene_name(ready.scene)
-        return flamenco.submit(
-            farm.flamenco, ready, frames, chunk, name or ready.scene.stem, output, progress,
-            scene_name,
-        )  # fmt: skip
+            raise UsageError(
+                "--blender is the built-in manager's: Flamenco's and Deadline's workers run "
+                "their own Blender"
+            )
+        return farm.manager.submit(ready, frames, chunk, name or ready.scene.stem, output, progress)
     reserved = ask(farm.hub, {"op": "reserve"})
     job = str(reserved["job"])
     try:
@@ -140,14 +164,14 @@ def _job_id(job: str) -> str:
 
 
 def list_jobs(farm: Farm) -> list[dict[str, Any]]:
-    if farm.flamenco is not None:
-        return flamenco.list_jobs(farm.flamenco)
+    if farm.manager is not None:
+        return farm.manager.list_jobs()
     return list(ask(farm.hub, {"op": "list"})["jobs"])
 
 
 def show(farm: Farm, job: str) -> dict[str, Any]:
-    if farm.flamenco is not None:
-        return flamenco.show(farm.flamenco, job)
+    if farm.manager is not None:
+        return farm.manager.show(job)
     try:
         return dict(ask(farm.hub, {"op": "show", "job": _job_id(job)})["job"])
     except JobError as exc:
@@ -157,8 +181,8 @@ def show(farm: Farm, job: str) -> dict[str, Any]:
 
 
 def cancel(farm: Farm, job: str) -> None:
-    if farm.flamenco is not None:
-        flamenco.cancel(farm.flamenco, job)
+    if farm.manager is not None:
+        farm.manager.cancel(job)
         return
     try:
         ask(farm.hub, {"op": "cancel", "job": _job_id(job)})
@@ -172,8 +196,8 @@ def collect(
     farm: Farm, job: str, target: Path, progress: Callable[[int], None] | None = None
 ) -> tuple[list[str], list[str]]:
     """Download the job's finished frames into ``target`` (fetched, skipped)."""
-    if farm.flamenco is not None:
-        return flamenco.collect(farm.flamenco, job, target, progress)
+    if farm.manager is not None:
+        return farm.manager.collect(job, target, progress)
     details = show(farm, job)
     names = [f["file"] for f in details["frame_states"] if f["state"] == "done" and f.get("file")]
     return transfer.collect(farm.share, str(details["renders"]), names, target, progress)

@@ -13,30 +13,22 @@ that reaches port 8080 may use it (the host firewall keeps it off the underlay).
 
 from __future__ import annotations
 
-import json
 import re
-import secrets
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from farmhand.errors import FarmhandError, UsageError
+from farmhand.errors import UsageError
 from farmhand.jobs import frames as framing
-from farmhand.jobs import transfer
+from farmhand.jobs import packing, rest, shared_storage, transfer
 from farmhand.jobs.packing import Pack
+from farmhand.jobs.shared_storage import DEFAULT_OUTPUT
 from farmhand.onhost import jobs as service
 
 JOB_TYPE = "simple-blender-render"
 SCENES = "scenes/farmhand-flamenco"
 RENDERS = "renders/farmhand-flamenco"
-DEFAULT_OUTPUT = "######"
-"""Flamenco's own frame pattern (Blender's: the run of # is the padding)."""
-TIMEOUT = 30
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 _TASK = re.compile(r"render-(\d+)(?:-(\d+))?")
 STATES = {
@@ -59,7 +51,7 @@ JOB_STATES = {
 """Flamenco's job states that are not simply queued, as farmhand's."""
 
 
-class FlamencoError(FarmhandError):
+class FlamencoError(rest.ManagerError):
     """Flamenco Manager refused a request or could not be reached."""
 
 
@@ -72,6 +64,32 @@ class FlamencoFarm:
     worker_mount: str
     """Where Linux workers mount the farm share (the manager's ``farm`` variable)."""
 
+    def submit(
+        self,
+        ready: Pack,
+        frames: str,
+        chunk: int,
+        name: str,
+        output: str,
+        progress: Callable[[int], None] | None,
+    ) -> dict[str, Any]:
+        scene = packing.scene_name(ready.scene)
+        return submit(self, ready, frames, chunk, name, output, progress, scene)
+
+    def list_jobs(self) -> list[dict[str, Any]]:
+        return list_jobs(self)
+
+    def show(self, job: str) -> dict[str, Any]:
+        return show(self, job)
+
+    def cancel(self, job: str) -> None:
+        cancel(self, job)
+
+    def collect(
+        self, job: str, target: Path, progress: Callable[[int], None] | None
+    ) -> tuple[list[str], list[str]]:
+        return collect(self, job, target, progress)
+
 
 def check_job_id(job: str) -> str:
     if not _UUID.fullmatch(job):
@@ -81,32 +99,10 @@ def check_job_id(job: str) -> str:
 
 def call(farm: FlamencoFarm, method: str, path: str, body: Any = None) -> Any:
     """One API call; its JSON answer (None for 204), or a one-line FlamencoError."""
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(farm.url.rstrip("/") + path, data=data, method=method)  # noqa: S310 - the manager's http:// URL on the overlay
-    request.add_header("Content-Type", "application/json")
-    request.add_header("Accept", "application/json")
     try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as answer:  # noqa: S310
-            raw = answer.read()
-    except urllib.error.HTTPError as exc:
-        try:
-            why = json.loads(exc.read()).get("message", "")
-        except (ValueError, AttributeError):
-            why = ""
-        raise FlamencoError(
-            f"Flamenco Manager refused {method} {path}: {exc.code} {why or exc.reason}".strip()
-        ) from None
-    except (OSError, ValueError) as exc:
-        raise FlamencoError(
-            f"cannot reach Flamenco Manager at {farm.url}: {exc}; is the overlay up "
-            "('farmhand status')?"
-        ) from None
-    if not raw:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise FlamencoError(f"Flamenco Manager's answer to {path} is not JSON") from None
+        return rest.call(farm.url, "Flamenco Manager", method, path, body)
+    except rest.ManagerError as exc:
+        raise FlamencoError(str(exc), exc.status) from None
 
 
 def submit(
@@ -122,14 +118,12 @@ def submit(
     """Upload the packed scene into a job folder of its own and submit a
     ``simple-blender-render`` job of it. Nothing is left on the share when it fails."""
     listed = framing.parse_frames(frames)
-    folder = f"{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+    folder = shared_storage.new_folder()
     scenes = f"{SCENES}/{folder}"
+    shared_storage.upload_packed(farm.share, ready, scenes, progress)
+    mount = farm.worker_mount.rstrip("/")
+    pattern = output or DEFAULT_OUTPUT
     try:
-        for packed in ready.files:
-            transfer.upload(farm.share, packed.local, f"{scenes}/{packed.path}", progress)
-        transfer.upload(farm.share, ready.scene, f"{scenes}/{service.SCENE_FILE}", progress)
-        mount = farm.worker_mount.rstrip("/")
-        pattern = output or DEFAULT_OUTPUT
         job = call(
             farm,
             "POST",
@@ -141,7 +135,7 @@ def submit(
                 "submitter_platform": "linux",
                 "settings": {
                     "blendfile": f"{mount}/{scenes}/{service.SCENE_FILE}",
-                    "frames": ",".join(_ranges(listed)),
+                    "frames": framing.describe(listed),
                     "chunk_size": chunk,
                     "render_output_root": f"{mount}/{RENDERS}",
                     "add_path_components": 0,
@@ -169,20 +163,6 @@ def submit(
     }
 
 
-def _ranges(frames: list[int]) -> list[str]:
-    """``[1, 2, 3, 7]`` as Flamenco's ``["1-3", "7"]``."""
-    out: list[str] = []
-    start = prev = frames[0]
-    for frame in [*frames[1:], None]:
-        if frame is not None and frame == prev + 1:
-            prev = frame
-            continue
-        out.append(f"{start}-{prev}" if prev != start else str(start))
-        if frame is not None:
-            start = prev = frame
-    return out
-
-
 def list_jobs(farm: FlamencoFarm) -> list[dict[str, Any]]:
     answer = call(farm, "GET", "/api/v3/jobs")
     jobs = answer.get("jobs") if isinstance(answer, dict) else None
@@ -196,7 +176,7 @@ def show(farm: FlamencoFarm, job: str) -> dict[str, Any]:
     try:
         found = call(farm, "GET", f"/api/v3/jobs/{job}")
     except FlamencoError as exc:
-        if ": 404" in str(exc):
+        if exc.status == 404:
             raise UsageError(f"the farm has no job {job}") from None
         raise
     return summary(farm, found, with_frames=True)
@@ -231,9 +211,7 @@ def summary(farm: FlamencoFarm, job: dict[str, Any], with_frames: bool) -> dict[
                 item["worker"] = worker
             frames.append(item)
     frames.sort(key=lambda f: f["frame"])
-    counts = {k: 0 for k in ("done", "running", "queued", "failed", "cancelled")}
-    for item in frames:
-        counts[item["state"]] += 1
+    counts = shared_storage.tally(frames)
     folder = str((job.get("metadata") or {}).get("farmhand.folder", ""))
     out: dict[str, Any] = {
         "job": job_id,
@@ -242,7 +220,7 @@ def summary(farm: FlamencoFarm, job: dict[str, Any], with_frames: bool) -> dict[
         "frames": len(frames),
         "renders": f"{RENDERS}/{folder}" if folder else "",
         "output": str((job.get("settings") or {}).get("render_output_path", "")).rsplit("/", 1)[-1],
-        "elapsed": _seconds_between(job.get("created"), job.get("updated")),
+        "elapsed": shared_storage.seconds_between(job.get("created"), job.get("updated")),
         "eta": None,
         "cost": None,
         "currency": "",
@@ -251,15 +229,6 @@ def summary(farm: FlamencoFarm, job: dict[str, Any], with_frames: bool) -> dict[
     if with_frames:
         out["frame_states"] = frames
     return out
-
-
-def _seconds_between(start: Any, end: Any) -> float | None:
-    try:
-        return (
-            datetime.fromisoformat(str(end)) - datetime.fromisoformat(str(start))
-        ).total_seconds()
-    except ValueError:
-        return None
 
 
 def collect(
@@ -271,8 +240,6 @@ def collect(
         raise UsageError(f"job {job} was not submitted by farmhand: no render folder known")
     done = {f["frame"] for f in details["frame_states"] if f["state"] == "done"}
     pattern = details["output"] or DEFAULT_OUTPUT
-    present = transfer.list_names(farm.share, details["renders"])
-    wanted = sorted(
-        n for n in present if any(n.startswith(service.frame_name(pattern, f)) for f in done)
+    return shared_storage.collect_done(
+        farm.share, details["renders"], pattern, done, target, progress
     )
-    return transfer.collect(farm.share, details["renders"], wanted, target, progress)

@@ -140,13 +140,12 @@ def list_names(access: ShareAccess, remote: str) -> list[str]:
 
 
 def remove_tree(access: ShareAccess, remote: str) -> None:
-    """Best effort: ``remote`` and what it holds (a job folder nobody will use)."""
-    import smbclient
+    """Best effort: ``remote`` and everything under it, subfolders too (a job folder nobody
+    will use: a packed scene's files keep their relative folders)."""
+    import smbclient.shutil
 
     with session(access) as cache, contextlib.suppress(Exception):
-        for name in smbclient.listdir(_unc(access, remote), connection_cache=cache):
-            smbclient.remove(_unc(access, f"{remote}/{name}"), connection_cache=cache)
-        smbclient.rmdir(_unc(access, remote), connection_cache=cache)
+        smbclient.shutil.rmtree(_unc(access, remote), connection_cache=cache)
 
 
 def collect(
