@@ -114,6 +114,8 @@ def test_bad_requests_get_an_error_in_the_envelope(not_joined: local_api.JobApi)
             ("POST", "/new_job", b'{"scene": "/gone.blend", "frames": "1"}', 400, "no such scene"),
             ("DELETE", "/jobs", b"{}", 400, "job is missing"),
             ("GET", "/nowhere", None, 404, "no route GET /nowhere"),
+            ("PUT", "/jobs", b"{}", 405, "/jobs takes GET, DELETE"),
+            ("PATCH", "/nowhere", b"{}", 404, "no route PATCH /nowhere"),
             ("GET", "/jobs", None, 400, "has not joined a farm"),
             ("POST", "/new_job", b"x" * (local_api.MAX_BODY + 1), 400, "at most"),
         ):

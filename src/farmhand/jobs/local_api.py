@@ -33,7 +33,9 @@ HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
 TOKEN_FILE = "api-token"  # noqa: S105 (a file name)
 MAX_BODY = 64 * 1024
-_JOB_PATH = re.compile(r"/jobs/([0-9]{1,10})")
+_JOB_PATH = re.compile(r"/jobs/([A-Za-z0-9-]{1,64})")
+"""A job id of any render manager (Slurm's numbers, Flamenco's UUIDs, Deadline's hex ids):
+the manager's own check says whether it is one."""
 FarmOpener = Callable[[], contextlib.AbstractContextManager[api.Farm]]
 """Opens the boss's way to the farm for one request (the joined farm, or a bundle)."""
 
@@ -239,6 +241,17 @@ def _one_line(exc: Exception) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _allowed(route: str) -> list[str]:
+    """The methods a route takes (none: no such route)."""
+    if route == "/jobs":
+        return ["GET", "DELETE"]
+    if route == "/openapi.json" or _JOB_PATH.fullmatch(route):
+        return ["GET"]
+    if route == "/new_job":
+        return ["POST"]
+    return []
+
+
 def make_server(job_api: JobApi, secret: str, port: int = DEFAULT_PORT) -> ThreadingHTTPServer:
     """The HTTP server on 127.0.0.1:``port`` (0: any free port), not yet serving."""
 
@@ -248,11 +261,15 @@ def make_server(job_api: JobApi, secret: str, port: int = DEFAULT_PORT) -> Threa
         def log_message(self, format: str, *args: Any) -> None:
             return  # requests carry scene paths: not logged
 
-        def _send(self, status: HTTPStatus, data: Any, message: str) -> None:
+        def _send(
+            self, status: HTTPStatus, data: Any, message: str, headers: dict[str, str] | None = None
+        ) -> None:
             payload = json.dumps({"data": data, "message": message}).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(payload)))
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.end_headers()
             self.wfile.write(payload)
 
@@ -268,6 +285,12 @@ def make_server(job_api: JobApi, secret: str, port: int = DEFAULT_PORT) -> Threa
                 self._send(HTTPStatus.OK, data, message)
             except ApiError as exc:
                 self._send(exc.status, None, str(exc))
+            except Exception as exc:  # a bug still gets an answer, in the envelope
+                self._send(
+                    HTTPStatus.INTERNAL_SERVER_ERROR,
+                    None,
+                    f"farmhand failed: {type(exc).__name__} (a bug: please report it)",
+                )
 
         def _body(self) -> dict[str, Any] | None:
             try:
@@ -296,5 +319,25 @@ def make_server(job_api: JobApi, secret: str, port: int = DEFAULT_PORT) -> Threa
 
         def do_DELETE(self) -> None:
             self._serve("DELETE")
+
+        def __getattr__(self, name: str) -> Any:
+            """Any other method (PUT, TRACE, HEAD...): 405 in the envelope, not http.server's
+            HTML page."""
+            if not name.startswith("do_"):
+                raise AttributeError(name)
+            return self._not_allowed
+
+        def _not_allowed(self) -> None:
+            route = self.path.split("?", 1)[0].rstrip("/") or "/"
+            allowed = _allowed(route)
+            if not allowed:
+                self._send(HTTPStatus.NOT_FOUND, None, f"no route {self.command} {route}")
+                return
+            self._send(
+                HTTPStatus.METHOD_NOT_ALLOWED,
+                None,
+                f"{route} takes {', '.join(allowed)}",
+                {"Allow": ", ".join(allowed)},
+            )
 
     return ThreadingHTTPServer((HOST, port), Handler)
