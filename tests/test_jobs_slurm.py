@@ -743,23 +743,6 @@ def _http(
         return error.code, json.loads(error.read())
 
 
-ADDON_SUBMIT = """
-import bpy, json, sys
-zip_path, url, token_file = sys.argv[-3:]
-bpy.ops.preferences.addon_install(filepath=zip_path)
-bpy.ops.preferences.addon_enable(module="farmhand_blender")
-from farmhand_blender import JOBS
-prefs = bpy.context.preferences.addons["farmhand_blender"].preferences
-prefs.url, prefs.token_file = url, token_file
-scene = bpy.context.scene
-scene.frame_start, scene.frame_end, scene.farmhand_chunk = 2, 5, 2
-result = bpy.ops.farmhand.render_on_farm()
-refreshed = bpy.ops.farmhand.refresh_jobs()
-print("FARMHAND", json.dumps({"submit": sorted(result), "refresh": sorted(refreshed),
-      "job": scene.farmhand_last_job, "jobs": JOBS}))
-"""
-
-
 def test_the_blender_addon_renders_on_the_farm_through_the_local_api(
     farm: Farm, tmp_path: Path
 ) -> None:
@@ -780,7 +763,7 @@ def test_the_blender_addon_renders_on_the_farm_through_the_local_api(
     try:
         out = subprocess.run(
             ["ip", "netns", "exec", farm.ns, "blender", "-b", "--factory-startup",
-             str(tmp_path / "shot.blend"), "--python-expr", ADDON_SUBMIT, "--",
+             str(tmp_path / "shot.blend"), "--python-expr", scenes.ADDON_SUBMIT, "--",
              str(made), url, str(token_file)],
             capture_output=True,
             text=True,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -192,6 +193,48 @@ def test_a_scene_with_an_external_texture_is_packed_and_rendered_in_its_colour(
     frame.write_bytes(base64.b64decode(encoded.stdout))
     colour, wanted = scenes.pixel(frame), scenes.pixel(artist / scenes.TEXTURE)
     assert scenes.same_colour(colour, wanted), (colour, wanted)
+
+
+ADDON_DIR = "/root/addon"
+API_URL = "http://127.0.0.1:8765"
+
+
+def test_the_blender_addon_submits_the_open_scene_through_the_local_api(lab: JoinLab) -> None:
+    """boss1 as an artist's laptop with Debian's Blender: `farmhand api` runs, the add-on zip
+    `farmhand addon` builds is installed into Blender in background mode, and "Render on farm"
+    sends the open scene (frames 2-5, chunks of 2) to the lab farm; the job is in `farmhand
+    jobs` and renders."""
+    lab.sh(BOSS, "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends"
+                 f" blender >/dev/null && mkdir -p {ADDON_DIR}")  # fmt: skip
+    _make_scene(lab, SCENE_SCRIPT, f"{ADDON_DIR}/shot.blend")
+    built = lab.run("addon", "--to", ADDON_DIR)
+    assert built.returncode == 0, built.stdout + built.stderr
+    lab.sh(BOSS, f"systemd-run --unit farmhand-api-addon --collect --setenv HOME=/root "
+                 f"{lab.farmhand} api >/dev/null 2>&1")  # fmt: skip
+    try:
+        probe = f"import urllib.request as u; u.urlopen('{API_URL}/openapi.json', timeout=2)"
+        lab.sh(BOSS, f'for i in $(seq 100); do python3 -c "{probe}" 2>/dev/null && exit 0; '
+                     "sleep 0.2; done; exit 1")  # fmt: skip
+        script = shlex.quote(scenes.ADDON_SUBMIT)
+        out = lab.sh(
+            BOSS,
+            f"HOME=/root blender -b --factory-startup {ADDON_DIR}/shot.blend --python-expr "
+            f"{script} -- {ADDON_DIR}/farmhand_blender.zip {API_URL} "
+            f"{CONFIG_DIR}/api-token 2>&1 | grep '^FARMHAND ' || true",
+        )
+    finally:
+        lab.sh(BOSS, "systemctl stop farmhand-api-addon || true")
+    assert out.startswith("FARMHAND "), out
+    seen = json.loads(out.split(" ", 1)[1])
+    assert (seen["submit"], seen["refresh"]) == (["FINISHED"], ["FINISHED"]), seen
+    job = str(seen["job"])
+    assert job in [str(j["job"]) for j in seen["jobs"]]
+    listed = lab.run("jobs", "--json")
+    assert job in [str(j["job"]) for j in json.loads(listed.stdout)], listed.stdout
+    details = _wait_done(lab, job, 4, 300)
+    assert [(f["frame"], f["state"]) for f in details["frame_states"]] == [
+        (n, "done") for n in range(2, 6)
+    ], details
 
 
 def test_the_job_farmhand_lab_up_ends_with_renders_on_both_workers(lab: JoinLab) -> None:

@@ -93,3 +93,23 @@ def pixel(image: Path) -> list[float]:
 
 def same_colour(a: list[float], b: list[float], tolerance: float = 0.02) -> bool:
     return all(abs(x - y) < tolerance for x, y in zip(a, b, strict=True))
+
+
+ADDON_SUBMIT = """
+import bpy, json, sys
+zip_path, url, token_file = sys.argv[-3:]
+bpy.ops.preferences.addon_install(filepath=zip_path)
+bpy.ops.preferences.addon_enable(module="farmhand_blender")
+from farmhand_blender import JOBS
+prefs = bpy.context.preferences.addons["farmhand_blender"].preferences
+prefs.url, prefs.token_file = url, token_file
+scene = bpy.context.scene
+scene.frame_start, scene.frame_end, scene.farmhand_chunk = 2, 5, 2
+result = bpy.ops.farmhand.render_on_farm()
+refreshed = bpy.ops.farmhand.refresh_jobs()
+print("FARMHAND", json.dumps({"submit": sorted(result), "refresh": sorted(refreshed),
+      "job": scene.farmhand_last_job, "jobs": JOBS}))
+"""
+"""Blender Python: install and enable the add-on from the zip, point it at the local API
+(URL, token file: the last three arguments), set frames 2-5 in chunks of 2, press "Render on
+farm" and "Refresh jobs", and print what came of it on a line starting ``FARMHAND``."""
