@@ -103,6 +103,36 @@ def test_frame_names_follow_blenders_padding() -> None:
     assert jobs.frame_name("shot_#_v2", 12) == "shot_12_v2"
 
 
+@pytest.mark.parametrize(
+    ("output", "name", "frame"),
+    [
+        ("frame_####", "frame_0007.png", 7),
+        ("frame_####", "frame_12345.exr", 12345),  # more digits than the padding
+        ("shot_#_v2", "shot_12_v2.png", 12),
+        ("shot_#_v2", "shot_12_v2", 12),  # no extension
+        ("frame_####", "frame_007.png", None),  # less padding than asked: not Blender's
+        ("frame_####", "other_0007.png", None),
+        ("frame_####", "frame_0007.png.part", None),
+        ("frame_####", ".frame_0007.png.worker0001.part", None),
+    ],
+)
+def test_a_saved_files_frame_is_read_from_its_name(
+    output: str, name: str, frame: int | None
+) -> None:
+    assert jobs.frame_of_file(output, name) == frame
+
+
+def test_blenders_saved_line_is_recognised() -> None:
+    for line, path in (
+        ("Saved: '/tmp/x/frame_0001.png'\n", "/tmp/x/frame_0001.png"),
+        (' Saved: "/tmp/x/frame_0002.png"\n', "/tmp/x/frame_0002.png"),
+    ):
+        found = jobs._SAVED.match(line)
+        assert found is not None
+        assert found.group(1) == path
+    assert jobs._SAVED.match("Fra:1 Mem:12M | Saved: nothing\n") is None
+
+
 def test_the_reason_and_the_hint() -> None:
     out = "Fra:2 Mem:9M | Build without OpenImageDenoiser\nError: Build without OpenImageDenoiser\n"
     reason = jobs.blender_reason(out)

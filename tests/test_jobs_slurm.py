@@ -321,8 +321,19 @@ def farm() -> Iterator[Farm]:
         creds = _write(root / "worker-smb", f"username={USER}\npassword={password}\n", 0o600)
         os.chown(creds, user.pw_uid, user.pw_gid)
 
-        # The hub's job service and the worker's task config.
+        # The hub's job service and the worker's task config. Its Blender is the real one,
+        # through a wrapper that counts the renders (each Blender started with -a, and how).
+        runs = root / "blender-runs.log"
+        runs.touch(mode=0o666)
+        runs.chmod(0o666)
+        wrapper = _write(
+            root / "blender",
+            f'#!/bin/sh\ncase " $* " in *" -a "*) echo "$*" >> {runs};; esac\n'
+            'exec /usr/bin/blender "$@"\n',
+            0o755,
+        )
         worker = {
+            "blender": str(wrapper),
             "mount": "",
             "hub": "127.0.0.1",
             "share": "farm",
@@ -458,6 +469,16 @@ def test_a_six_frame_job_renders_every_frame_once(farm: Farm) -> None:
         assert frame["worker"] == "worker0001"
         assert frame["attempts"] == 1
         assert frame["end"] >= frame["start"]
+    # One Blender per task renders its chunk (1-2, 3-4, 5-6); the next frame begins as the
+    # last is written.
+    runs = [ln.split() for ln in (farm.root / "blender-runs.log").read_text().splitlines()]
+    mine = sorted(
+        r[r.index("-s") + 1 : r.index("-e") + 2] for r in runs if f"/{job}/" in " ".join(r)
+    )
+    assert mine == [["1", "-e", "2"], ["3", "-e", "4"], ["5", "-e", "6"]], runs
+    frames = {f["frame"]: f for f in details["frame_states"]}
+    for first in (1, 3, 5):
+        assert frames[first + 1]["start"] >= frames[first]["end"] - 0.01
     # The scene reached the worker once for the job, not once per frame or task.
     fetches = (farm.root / "cache" / job / "fetches.log").read_text().splitlines()
     assert len(fetches) == 1

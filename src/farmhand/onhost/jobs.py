@@ -26,10 +26,14 @@ A task (``jobs.py task WORKER_CONFIG SPEC``, run by Slurm on a worker as ``farmh
 - checks that its Blender is the version the job needs (the job also asks Slurm for the
   node feature ``blender-VERSION`` with ``--constraint``, so only such workers take it: a
   farm with no such worker refuses the submit at once);
-- renders each frame with ``blender -b --disable-autoexec`` (``--enable-autoexec`` when the
-  farm allows scripts) into a local folder, then puts it on the share as ``.NAME.WORKER.part`` and
-  renames it to its final name: a half-written frame is never visible under its final name,
-  and a frame is done only once its file is there under that name;
+- renders its chunk with ONE ``blender -b --disable-autoexec ... -s FIRST -e LAST -a``
+  (``--enable-autoexec`` when the farm allows scripts): the scene is loaded once and each frame
+  begins as the last is written, so a worker does not idle between the frames of a chunk.
+  Each frame Blender has written (its ``Saved:`` line) goes up while the next renders, from
+  a thread of its own: put on the share as ``.NAME.WORKER.part`` and renamed to its final
+  name, so a half-written frame is never visible under its final name, and a frame is done
+  only once its file is there under that name. A requeued task renders only the frames of its
+  chunk not yet on the share;
 - retries a frame that Blender fails on this very worker, at most ``max_attempts`` in all
   (counting Slurm's requeues of the task after a node failure, SLURM_RESTART_COUNT), then
   marks it failed with Blender's own reason (its ``Error:`` line) and a hint where farmhand
@@ -56,6 +60,7 @@ import fcntl
 import hashlib
 import json
 import os
+import queue
 import re
 import select
 import shutil
@@ -64,9 +69,11 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import zlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Counter as TypingCounter
 
 LIB = "/usr/local/lib/farmhand/jobs.py"
 JOBS_USER = "farmhand-jobs"
@@ -753,9 +760,10 @@ class Share:
         mount = config.get("mount") or ""
         self.mount = mount if mount and os.path.isdir(os.path.join(mount, RENDERS)) else ""
 
-    def _smb(self, commands: str) -> None:
-        """Run smbclient ``commands``; while the hub cannot be reached (it reboots), try again
-        for ``share_patience`` seconds, so a frame rendered meanwhile is not lost."""
+    def _smb(self, commands: str) -> str:
+        """Run smbclient ``commands`` (its output); while the hub cannot be reached (it
+        reboots), try again for ``share_patience`` seconds, so a frame rendered meanwhile is
+        not lost."""
         c = self.config
         argv = [
             c["smbclient"], "//{}/{}".format(c["hub"], c["share"]), "-A", c["credentials"],
@@ -770,7 +778,7 @@ class Share:
             text = result.stdout.decode("utf-8", "replace")
             bad = [ln for ln in text.splitlines() if "NT_STATUS_" in ln and "COLLISION" not in ln]
             if result.returncode == 0 and not bad:
-                return
+                return text
             last = ((bad or text.splitlines() or ["failed"])[-1]).strip()
             if not _UNREACHABLE.search(text) or time.monotonic() + pause > deadline:
                 raise OSError(errno.EIO, "smbclient: " + last)
@@ -794,6 +802,13 @@ class Share:
         for start in range(0, len(pairs), 100):
             batch = pairs[start : start + 100]
             self._smb("; ".join('get "{}" "{}"'.format(r, loc) for r, loc in batch))
+
+    def names(self, remote: str) -> List[str]:
+        """The file names in folder ``remote`` (farmhand's own names: no spaces)."""
+        if self.mount:
+            return os.listdir(os.path.join(self.mount, remote))
+        listed = self._smb('ls "{}/*"'.format(remote))
+        return [ln.split()[0] for ln in listed.splitlines() if ln.startswith("  ") and ln.split()]
 
     def makedirs(self, remote: str) -> None:
         if self.mount:
@@ -1065,31 +1080,113 @@ def hint_for(reason: str) -> str:
     return ""
 
 
-def render_frame(
-    config: Dict[str, Any], scene: str, output: str, frame: int, work: str
-) -> Tuple[str, str]:
-    """(path of the rendered file, '') or ('', Blender's reason)."""
-    for name in os.listdir(work):
-        os.unlink(os.path.join(work, name))
+_SAVED = re.compile(r"^\s*Saved: [\'\"](.+)[\'\"]\s*$")
+"""Blender's line once a frame's file is written whole (``Saved: '/tmp/out/frame_0001.png'``)."""
+
+
+def frame_of_file(output: str, name: str) -> Optional[int]:
+    """The frame a file Blender saved for ``output`` is, by its name (any extension)."""
+    match = re.search(r"#+", output)
+    if match is None:
+        return None
+    found = re.fullmatch(
+        re.escape(output[: match.start()]) + r"([0-9]{%d,})" % len(match.group(0))
+        + re.escape(output[match.end() :]) + r"(?:\.[A-Za-z0-9]+)?",
+        name,
+    )  # fmt: skip
+    return int(found.group(1)) if found else None
+
+
+def render_frames(
+    config: Dict[str, Any],
+    scene: str,
+    output: str,
+    frames: Tuple[int, int],
+    work: str,
+    started: Any,
+    saved: Any,
+) -> Tuple[List[int], str]:
+    """Render frames ``first..last`` with ONE Blender (the scene loaded once, each frame begun
+    as the last is written): ``started(frame, when)`` as each frame begins, ``saved(frame,
+    path)`` as each one's file is whole (Blender's ``Saved:`` line). Returns the frames saved
+    and, when Blender stopped before the last one, its reason."""
+    first, last = frames
     argv = [
         config["blender"], "-b",
         "--enable-autoexec" if config.get("autoexec") else "--disable-autoexec",
-        scene, "-o", os.path.join(work, output), "-f", str(frame),
+        scene, "-o", os.path.join(work, output),
+        "-s", str(first), "-e", str(last), "-j", "1", "-a",
     ]  # fmt: skip
+    tail: Deque[str] = collections.deque(maxlen=400)
+    done = []  # type: List[int]
     try:
-        result = subprocess.run(
-            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=86400
-        )
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return "", "cannot run Blender: {}".format(exc)
-    text = result.stdout.decode("utf-8", "replace")
-    stem = frame_name(output, frame)
-    made = sorted(n for n in os.listdir(work) if n.startswith(stem))
-    if result.returncode == 0 and made:
-        return os.path.join(work, made[0]), ""
-    if result.returncode == 0:
-        return "", "Blender wrote no file for frame {} ({})".format(frame, blender_reason(text))
-    return "", blender_reason(text)
+        blender = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    except OSError as exc:
+        return done, "cannot run Blender: {}".format(exc)
+    started(first, time.time())
+    assert blender.stdout is not None
+    for raw in blender.stdout:
+        line = raw.decode("utf-8", "replace")
+        tail.append(line)
+        match = _SAVED.match(line)
+        frame = frame_of_file(output, os.path.basename(match.group(1))) if match else None
+        if frame is None or not first <= frame <= last or frame in done:
+            continue
+        done.append(frame)
+        saved(frame, match.group(1) if match else "")
+        if frame < last:
+            started(frame + 1, time.time())
+    code = blender.wait()
+    if done and done[-1] == last:
+        return done, ""
+    text = "".join(tail)
+    if code == 0:
+        missing = (done[-1] + 1) if done else first
+        return done, "Blender wrote no file for frame {} ({})".format(missing, blender_reason(text))
+    return done, blender_reason(text)
+
+
+class ShareWriter:
+    """A task's writes to the share, in order, on a thread of their own: Blender renders the
+    next frame while the last one (and the status files) go up."""
+
+    def __init__(self, share: "Share", work: str) -> None:
+        self.share, self.work = share, work
+        self.errors = []  # type: List[str]
+        self._queue = queue.Queue()  # type: Any
+        self._count = 0
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def put_file(self, local: str, remote: str) -> None:
+        self._queue.put((local, remote, None))
+
+    def put_json(self, data: Dict[str, Any], remote: str) -> None:
+        self._count += 1
+        path = os.path.join(self.work, "status-{}.json".format(self._count))
+        with open(path, "w", encoding="utf-8") as handle:
+            json.dump(data, handle)
+        self._queue.put((path, remote, path))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            local, remote, remove = item
+            try:
+                self.share.put(local, remote)
+            except OSError as exc:
+                self.errors.append(str(exc))
+            finally:
+                if remove:
+                    with contextlib.suppress(OSError):
+                        os.unlink(remove)
+
+    def close(self) -> None:
+        """Wait until everything queued is on the share."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
@@ -1104,64 +1201,81 @@ def run_task(config: Dict[str, Any], spec: Dict[str, Any], index: int) -> int:
     restarts = int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0)
     limit = max(1, int(spec.get("max_attempts", 2)))
     work = tempfile.mkdtemp(prefix="farmhand-task-")
-    failed = 0
+    writer = ShareWriter(share, work)
+    failed = []  # type: List[int]
 
     def status(frame: int, fields: Dict[str, Any]) -> None:
-        path = os.path.join(work, "status.json")
-        with open(path, "w", encoding="utf-8") as handle:
-            json.dump(dict(fields, frame=frame, worker=config["name"]), handle)
-        share.put(path, "{}/{}/{:06d}.json".format(renders, STATUS_DIR, frame))
+        writer.put_json(
+            dict(fields, frame=frame, worker=config["name"]),
+            "{}/{}/{:06d}.json".format(renders, STATUS_DIR, frame),
+        )
+
+    def fail(frames: List[int], fields: Dict[str, Any]) -> None:
+        now = time.time()
+        for frame in frames:
+            status(frame, dict({"state": "failed", "start": now, "end": now}, **fields))
+        failed.extend(frames)
 
     try:
         version = known_blender_version(config)
+        chunk = list(range(first, last + 1))
         try:
             scene = fetch_scene(share, config, spec)
         except FetchError as exc:
-            for frame in range(first, last + 1):
-                status(frame, {
-                    "state": "failed", "start": time.time(), "end": time.time(),
-                    "attempts": restarts + 1, "error": str(exc),
-                })  # fmt: skip
+            fail(chunk, {"attempts": restarts + 1, "error": str(exc)})
+            return 1
+        if spec.get("blender") and not version.startswith(spec["blender"]):
+            why = "this worker has Blender {}, the job needs {}".format(
+                version or "?", spec["blender"]
+            )
+            fail(chunk, {"attempts": restarts + 1, "error": why})
             return 1
         out_dir = os.path.join(work, "out")
         os.mkdir(out_dir)
-        for frame in range(first, last + 1):
-            start = time.time()
-            attempts = restarts
-            if spec.get("blender") and not version.startswith(spec["blender"]):
-                why = "this worker has Blender {}, the job needs {}".format(
-                    version or "?", spec["blender"]
-                )
-                status(frame, {
-                    "state": "failed", "start": start, "end": time.time(),
-                    "attempts": attempts + 1, "error": why,
-                })  # fmt: skip
-                failed += 1
-                continue
-            reason = ""
-            while attempts < limit:
-                attempts += 1
-                status(
-                    frame,
-                    {"state": "running", "start": start, "attempts": attempts, "blender": version},
-                )
-                made, reason = render_frame(config, scene, spec["output"], frame, out_dir)
-                if made:
-                    name = os.path.basename(made)
-                    share.put(made, "{}/{}".format(renders, name))
-                    status(frame, {
-                        "state": "done", "start": start, "end": time.time(), "attempts": attempts,
-                        "file": name, "blender": version,
-                    })  # fmt: skip
-                    break
-            else:
-                status(frame, {
-                    "state": "failed", "start": start, "end": time.time(), "attempts": attempts,
+        tries: TypingCounter[int] = collections.Counter()
+        starts = {}  # type: Dict[int, float]
+        todo = chunk
+        if restarts:  # requeued (its worker was lost): frames already on the share stay done
+            try:
+                on_share = {frame_of_file(spec["output"], n) for n in share.names(renders)}
+            except OSError:  # no frame there yet, or the share away: render them all
+                on_share = set()
+            todo = [f for f in chunk if f not in on_share]
+
+        def started(frame: int, when: float) -> None:
+            starts[frame] = when
+            tries[frame] += 1
+            status(frame, {"state": "running", "start": when,
+                           "attempts": restarts + tries[frame], "blender": version})  # fmt: skip
+
+        def saved(frame: int, path: str) -> None:
+            name = os.path.basename(path)
+            writer.put_file(path, "{}/{}".format(renders, name))
+            status(frame, {
+                "state": "done", "start": starts[frame], "end": time.time(),
+                "attempts": restarts + tries[frame], "file": name, "blender": version,
+            })  # fmt: skip
+
+        while todo:
+            done, reason = render_frames(
+                config, scene, spec["output"], (todo[0], todo[-1]), out_dir, started, saved
+            )
+            todo = [f for f in todo if f not in done]
+            if not todo:
+                break
+            stuck = todo[0]  # the frame Blender stopped on
+            if restarts + tries[stuck] >= limit:
+                fail([stuck], {
+                    "start": starts.get(stuck, time.time()), "attempts": restarts + tries[stuck],
                     "error": reason, "hint": hint_for(reason), "blender": version,
                 })  # fmt: skip
-                failed += 1
+                todo = todo[1:]
     finally:
+        writer.close()
         shutil.rmtree(work, ignore_errors=True)
+    if writer.errors:
+        sys.stderr.write("farmhand: {}\n".format(writer.errors[-1]))
+        return 1
     return 1 if failed else 0
 
 
