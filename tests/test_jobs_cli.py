@@ -7,6 +7,10 @@ from pathlib import Path
 
 import pytest
 
+from farmhand.errors import UsageError
+from farmhand.inspect.status.view import FarmView
+from farmhand.jobs import access
+from farmhand.keystore.plan import new_plan
 from support.cli import WITH_PASSPHRASE, run_cli
 from support.session import SESSION_BOSS
 
@@ -67,3 +71,38 @@ def test_a_workers_bundle_cannot_submit(farm_store: Path, scene: Path) -> None:
     bundle = farm_store / "workers.keybundle.age"
     result = run_cli("jobs", "--bundle", bundle, env=WITH_PASSPHRASE)
     _one_line(result, 2, "a worker bundle cannot submit jobs")
+
+
+@pytest.mark.parametrize(
+    ("settings", "kind", "url"),
+    [
+        ({}, None, ""),
+        ({"render_manager": "flamenco"}, "FlamencoFarm", "http://10.87.0.1:8080"),
+        ({"render_manager": "deadline"}, "DeadlineFarm", "http://127.0.0.1:8081"),
+        (
+            {"render_manager": "deadline", "deadline_web_service": "http://10.87.0.9:8082"},
+            "DeadlineFarm",
+            "http://10.87.0.9:8082",
+        ),
+    ],
+)
+def test_the_job_commands_go_where_the_farms_render_manager_is(
+    tmp_path: Path, settings: dict[str, str], kind: str | None, url: str
+) -> None:
+    """A boss's way to the farm follows farm.toml: the hub's job service (Slurm), Flamenco
+    Manager on the hub, or the Deadline Web Service the settings name."""
+    plan = new_plan(name="t", hub_address="192.0.2.1").with_settings(**settings)
+    view = FarmView(plan, (), frozenset(), b"", "boss1", "10.87.10.1", 0, "farmhand", "pw")
+    farm = access._farm(view, tmp_path / "key", tmp_path / "known")
+    assert farm.hub.hub == farm.share.hub == "10.87.0.1"
+    assert type(farm.manager).__name__ == (kind or "NoneType")
+    if farm.manager is not None:
+        assert farm.manager.url == url
+        assert farm.manager.worker_mount == "/mnt/farmhand/farm"
+
+
+def test_a_bad_deadline_web_service_is_refused_in_one_line() -> None:
+    with pytest.raises(UsageError, match="deadline_web_service"):
+        new_plan(name="t", hub_address="192.0.2.1").with_settings(
+            render_manager="deadline", deadline_web_service="ftp://x"
+        )
