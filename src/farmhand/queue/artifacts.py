@@ -92,9 +92,9 @@ FLAMENCO_VERSION = "3.9.3"
 """Flamenco's current release. Its sha256 is the user's to give: one public source pins it
 (the Arch user repository's flamenco-manager-bin, c3cf18daac34cbfc…) and a second was not
 found; Flamenco publishes ``flamenco-VERSION.sha256`` next to the archive."""
-BLENDER_VERSION = "5.1.2"
-"""The official Blender for hosts without a distribution package (EL). 5.2.1 LTS is out too;
-5.1.2 is the newest whose checksum two independent sources agree on (see BLENDER)."""
+BLENDER_VERSION = "5.2.1"
+"""The official Blender for hosts without a distribution package (EL): the current LTS release
+(2026-08-25), whose checksum two independent sources agree on (see BLENDER)."""
 BELLA_VERSION = "24.6.0"
 
 
@@ -144,10 +144,12 @@ BLENDER = Artifact(
     url=f"https://download.blender.org/release/Blender{_BLENDER_SERIES}/blender-{BLENDER_VERSION}-linux-x64.tar.xz",
     checksum_url=f"https://download.blender.org/release/Blender{_BLENDER_SERIES}/blender-{BLENDER_VERSION}.sha256",
     what="Blender (official release, for hosts without a distribution package)",
-    sha256="aaccb355f50183979b698bcce7467103a76261b5fa59f4972295842662a285fb",
+    sha256="a31f524fa99a527d3d52b7f5aaa68c34e1a19d5a1c9473f79c5cc610fd5b10e9",
     checksum_sources=(
-        "Ghostblend (a Blender session manager in Rust): its pinned engine artifacts",
-        "aya-mcp's install script (gate35): BLENDER_SHA, checked against blender.org's file",
+        "woogitsu/metro.brussels, tools/ci/blender-version.txt: taken from blender.org's "
+        "blender-5.2.1.sha256 (archive 383,688,088 bytes)",
+        "gchen19/AnkusDrive, scripts/install-renderers.sh: BLENDER_SHA_linux_x64, from the same "
+        "official manifest",
     ),
 )
 BELLA = Artifact(
