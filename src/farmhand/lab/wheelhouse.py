@@ -7,6 +7,7 @@ once; hosts get the folder over ssh and install with ``--no-index``.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import io
 import shutil
@@ -63,6 +64,15 @@ def build_wheelhouse(root: Path | None = None, cache: Path | None = None) -> Pat
     target = cache / source_digest(root)
     if (target / ".complete").exists():
         return target
+    cache.mkdir(parents=True, exist_ok=True)
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two labs at once (parallel tests) build it once
+        if (target / ".complete").exists():
+            return target
+        return _build(root, target)
+
+
+def _build(root: Path, target: Path) -> Path:
     building = target.with_name(target.name + ".building")
     shutil.rmtree(building, ignore_errors=True)
     building.mkdir(parents=True)
