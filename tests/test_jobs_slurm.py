@@ -47,9 +47,8 @@ from farmhand.keystore import farm_secrets
 from farmhand.keystore.plan import Role
 from farmhand.onhost import jobs as service
 from farmhand.onhost import leases
-from standins import deadline_web_service
+from standins import deadline_web_service, http_api
 from standins.flamenco_manager_api import StandinManager
-from standins.flamenco_manager_api import serve as serve_standin
 from support import scenes
 
 TOOLS = ("slurmctld", "slurmd", "munged", "sbatch", "smbd", "smbclient", "sshd", "blender")
@@ -818,44 +817,38 @@ def test_on_a_flamenco_farm_the_same_commands_go_to_flamencos_api(
     mount = "/mnt/farmhand/farm"
     manager = StandinManager(mount, farm.root / "farm")
     scene = scenes.textured(farm.root / "artist-flamenco", "flamenco.blend")
-    with inside(farm.ns):
-        server = serve_standin(manager)
-        try:
-            plain = farm.access()
-            url = f"http://127.0.0.1:{server.server_address[1]}"
-            boss = dataclasses.replace(plain, manager=FlamencoFarm(url, plain.share, mount))
-            answer = api.submit(boss, scene, "1-5", chunk=2)
-            job = answer["job"]
-            assert (answer["tasks"], answer["frames"]) == (3, 5)
-            settings = manager.jobs[job]["settings"]
-            assert settings["scene"] == "Scene"
-            assert settings["frames"] == "1-5"
-            assert settings["chunk_size"] == 2
-            blend = manager.local(settings["blendfile"])
-            assert blend.read_bytes().startswith(b"BLENDER")
-            assert [p.name for p in blend.parent.rglob("solid.png")] == ["solid.png"]
-            listed = api.list_jobs(boss)
-            assert [(j["job"], j["state"], j["queued"]) for j in listed] == [(job, "queued", 5)]
-            manager.render(job)  # the stand-in's workers
-            details = api.show(boss, job)
-            assert (details["state"], details["done"]) == ("done", 5), details
-            assert [f["frame"] for f in details["frame_states"]] == [1, 2, 3, 4, 5]
-            fetched, skipped = api.collect(boss, job, tmp_path / "frames")
-            assert fetched == [f"{n:06d}.png" for n in range(1, 6)]
-            assert skipped == []
-            assert (tmp_path / "frames" / "000003.png").read_bytes().startswith(b"\x89PNG")
-            other = str(api.submit(boss, scene, "1-4")["job"])
-            api.cancel(boss, other)
-            assert api.show(boss, other)["state"] == "cancelled"
-            with pytest.raises(UsageError, match="the farm has no job"):
-                api.show(boss, str(uuid.uuid4()))
-            with pytest.raises(UsageError, match="not a Flamenco job id"):
-                api.show(boss, "7")
-            with pytest.raises(UsageError, match="--blender is the built-in manager's"):
-                api.submit(boss, scene, "1", blender="4.2")
-        finally:
-            server.shutdown()
-            server.server_close()
+    with inside(farm.ns), http_api.serving(manager.handle) as url:
+        plain = farm.access()
+        boss = dataclasses.replace(plain, manager=FlamencoFarm(url, plain.share, mount))
+        answer = api.submit(boss, scene, "1-5", chunk=2)
+        job = answer["job"]
+        assert (answer["tasks"], answer["frames"]) == (3, 5)
+        settings = manager.jobs[job]["settings"]
+        assert settings["scene"] == "Scene"
+        assert settings["frames"] == "1-5"
+        assert settings["chunk_size"] == 2
+        blend = manager.local(settings["blendfile"])
+        assert blend.read_bytes().startswith(b"BLENDER")
+        assert [p.name for p in blend.parent.rglob("solid.png")] == ["solid.png"]
+        listed = api.list_jobs(boss)
+        assert [(j["job"], j["state"], j["queued"]) for j in listed] == [(job, "queued", 5)]
+        manager.render(job)  # the stand-in's workers
+        details = api.show(boss, job)
+        assert (details["state"], details["done"]) == ("done", 5), details
+        assert [f["frame"] for f in details["frame_states"]] == [1, 2, 3, 4, 5]
+        fetched, skipped = api.collect(boss, job, tmp_path / "frames")
+        assert fetched == [f"{n:06d}.png" for n in range(1, 6)]
+        assert skipped == []
+        assert (tmp_path / "frames" / "000003.png").read_bytes().startswith(b"\x89PNG")
+        other = str(api.submit(boss, scene, "1-4")["job"])
+        api.cancel(boss, other)
+        assert api.show(boss, other)["state"] == "cancelled"
+        with pytest.raises(UsageError, match="the farm has no job"):
+            api.show(boss, str(uuid.uuid4()))
+        with pytest.raises(UsageError, match="not a Flamenco job id"):
+            api.show(boss, "7")
+        with pytest.raises(UsageError, match="--blender is the built-in manager's"):
+            api.submit(boss, scene, "1", blender="4.2")
 
 
 def test_on_a_deadline_farm_the_same_commands_go_to_its_web_service(
@@ -869,60 +862,54 @@ def test_on_a_deadline_farm_the_same_commands_go_to_its_web_service(
     web = deadline_web_service.StandinWebService(mount, farm.root / "farm")
     scene = scenes.textured(farm.root / "artist-deadline", "deadline.blend")
     jobs_folder = farm.root / "farm" / "scenes" / "farmhand-deadline"
-    with inside(farm.ns):
-        server = deadline_web_service.serve(web)
-        try:
-            plain = farm.access()
-            url = f"http://127.0.0.1:{server.server_address[1]}"
-            boss = dataclasses.replace(plain, manager=DeadlineFarm(url, plain.share, mount))
-            answer = api.submit(boss, scene, "1-5", chunk=2, output="shot_####")
-            job = answer["job"]
-            assert (answer["tasks"], answer["frames"]) == (3, 5)
-            submitted = web.requests[-1][2]
-            assert submitted["JobInfo"]["Plugin"] == "Blender"
-            assert (submitted["JobInfo"]["Frames"], submitted["JobInfo"]["ChunkSize"]) == (
-                "1-5", "2",
-            )  # fmt: skip
-            blend = web.local(submitted["PluginInfo"]["SceneFile"])
-            assert blend.read_bytes().startswith(b"BLENDER")
-            assert [p.name for p in blend.parent.rglob("solid.png")] == ["solid.png"]
-            listed = api.list_jobs(boss)
-            assert [(j["job"], j["state"], j["queued"]) for j in listed] == [(job, "queued", 5)]
-            web.render(job)  # the stand-in's workers
-            details = api.show(boss, job)
-            assert (details["state"], details["done"], details["name"]) == (
-                "done", 5, "deadline",
-            ), details  # fmt: skip
-            assert [(f["frame"], f["worker"]) for f in details["frame_states"]] == [
-                (n, "worker0001") for n in range(1, 6)
-            ]
-            fetched, skipped = api.collect(boss, job, tmp_path / "frames")
-            assert fetched == [f"shot_{n:04d}.png" for n in range(1, 6)]
-            assert skipped == []
-            assert api.collect(boss, job, tmp_path / "frames")[1] == fetched  # resumable
-            other = str(api.submit(boss, scene, "1-4")["job"])
-            api.cancel(boss, other)
-            assert web.requests[-1][2] == {"Command": "suspend", "JobID": other}
-            assert api.show(boss, other)["state"] == "cancelled"
-            with pytest.raises(UsageError, match="the farm has no job"):
-                api.show(boss, "0" * 24)
-            with pytest.raises(UsageError, match="not a Deadline job id"):
-                api.show(boss, "7")
-            with pytest.raises(UsageError, match="--blender is the built-in manager's"):
-                api.submit(boss, scene, "1", blender="4.2")
-            before = sorted(p.name for p in jobs_folder.iterdir())
-            web.refuse = "Error: the repository is read-only."
-            with pytest.raises(
-                DeadlineError,
-                match=r"^Deadline's Web Service "
-                r"refused POST /api/jobs: 500 Error: the repository is read-only",
-            ):
-                api.submit(boss, scene, "1-2")
-            assert sorted(p.name for p in jobs_folder.iterdir()) == before  # nothing left
-            assert len(api.list_jobs(boss)) == 2  # nothing queued
-        finally:
-            server.shutdown()
-            server.server_close()
+    with inside(farm.ns), http_api.serving(web.handle) as url:
+        plain = farm.access()
+        boss = dataclasses.replace(plain, manager=DeadlineFarm(url, plain.share, mount))
+        answer = api.submit(boss, scene, "1-5", chunk=2, output="shot_####")
+        job = answer["job"]
+        assert (answer["tasks"], answer["frames"]) == (3, 5)
+        submitted = web.requests[-1][2]
+        assert submitted["JobInfo"]["Plugin"] == "Blender"
+        assert (submitted["JobInfo"]["Frames"], submitted["JobInfo"]["ChunkSize"]) == (
+            "1-5", "2",
+        )  # fmt: skip
+        blend = web.local(submitted["PluginInfo"]["SceneFile"])
+        assert blend.read_bytes().startswith(b"BLENDER")
+        assert [p.name for p in blend.parent.rglob("solid.png")] == ["solid.png"]
+        listed = api.list_jobs(boss)
+        assert [(j["job"], j["state"], j["queued"]) for j in listed] == [(job, "queued", 5)]
+        web.render(job)  # the stand-in's workers
+        details = api.show(boss, job)
+        assert (details["state"], details["done"], details["name"]) == (
+            "done", 5, "deadline",
+        ), details  # fmt: skip
+        assert [(f["frame"], f["worker"]) for f in details["frame_states"]] == [
+            (n, "worker0001") for n in range(1, 6)
+        ]
+        fetched, skipped = api.collect(boss, job, tmp_path / "frames")
+        assert fetched == [f"shot_{n:04d}.png" for n in range(1, 6)]
+        assert skipped == []
+        assert api.collect(boss, job, tmp_path / "frames")[1] == fetched  # resumable
+        other = str(api.submit(boss, scene, "1-4")["job"])
+        api.cancel(boss, other)
+        assert web.requests[-1][2] == {"Command": "suspend", "JobID": other}
+        assert api.show(boss, other)["state"] == "cancelled"
+        with pytest.raises(UsageError, match="the farm has no job"):
+            api.show(boss, "0" * 24)
+        with pytest.raises(UsageError, match="not a Deadline job id"):
+            api.show(boss, "7")
+        with pytest.raises(UsageError, match="--blender is the built-in manager's"):
+            api.submit(boss, scene, "1", blender="4.2")
+        before = sorted(p.name for p in jobs_folder.iterdir())
+        web.refuse = "Error: the repository is read-only."
+        with pytest.raises(
+            DeadlineError,
+            match=r"^Deadline's Web Service "
+            r"refused POST /api/jobs: 500 Error: the repository is read-only",
+        ):
+            api.submit(boss, scene, "1-2")
+        assert sorted(p.name for p in jobs_folder.iterdir()) == before  # nothing left
+        assert len(api.list_jobs(boss)) == 2  # nothing queued
     away = dataclasses.replace(plain, manager=DeadlineFarm(url, plain.share, mount))
     with pytest.raises(DeadlineError, match="cannot reach Deadline's Web Service"):
         api.list_jobs(away)

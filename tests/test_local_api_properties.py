@@ -23,7 +23,7 @@ from farmhand.jobs import api, local_api
 from farmhand.jobs.client import HubAccess
 from farmhand.jobs.deadline import DeadlineFarm
 from farmhand.jobs.transfer import ShareAccess
-from standins import deadline_web_service
+from standins import deadline_web_service, http_api
 
 SECRET = "p" * 43
 MOUNT = "/mnt/farmhand/farm"
@@ -53,7 +53,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )  # fmt: skip
         assert status == 200
     web.render(next(iter(web.jobs)))
-    deadline = deadline_web_service.serve(web)
+    deadline = http_api.serve(web.handle)
     nowhere = share / "absent"  # a Deadline farm's commands never use the hub's job service
     smb = ShareAccess("127.0.0.1", "nobody", "unused")
     farm = api.Farm(

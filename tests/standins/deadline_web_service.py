@@ -16,12 +16,10 @@ that is not where a Linux worker would find it on the share. ``render`` plays th
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import threading
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -163,37 +161,3 @@ class StandinWebService:
                 task["Stat"], task["Slave"] = 5, worker
             job["Stat"] = 3
             job["DateComp"] = datetime.now(UTC).isoformat()
-
-
-def serve(service: StandinWebService, host: str = "127.0.0.1") -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            return
-
-        def _answer(self, method: str) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            try:
-                body = json.loads(self.rfile.read(length)) if length else None
-            except ValueError:
-                body = "not JSON"
-            status, answer = service.handle(method, self.path, body)
-            text = isinstance(answer, str)
-            payload = (answer if text else json.dumps(answer)).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/plain" if text else "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def do_GET(self) -> None:
-            self._answer("GET")
-
-        def do_POST(self) -> None:
-            self._answer("POST")
-
-        def do_PUT(self) -> None:
-            self._answer("PUT")
-
-    server = ThreadingHTTPServer((host, 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server

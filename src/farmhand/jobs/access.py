@@ -12,10 +12,11 @@ from pathlib import Path
 
 from farmhand.errors import UsageError
 from farmhand.inspect.status.view import FarmView
-from farmhand.jobs.api import Farm, SharedStorageManager
+from farmhand.jobs.api import Farm
 from farmhand.jobs.client import HubAccess, known_hosts_line
 from farmhand.jobs.deadline import DeadlineFarm
 from farmhand.jobs.flamenco import FlamencoFarm
+from farmhand.jobs.shared_storage import SharedStorageFarm
 from farmhand.jobs.transfer import ShareAccess
 from farmhand.join.paths import JoinPaths
 from farmhand.keystore.bundle import Bundle
@@ -30,7 +31,7 @@ def _farm(view: FarmView, key: Path, known_hosts: Path) -> Farm:
     hub = view.hub_ip
     share = ShareAccess(hub, view.smb_user, view.smb_password)
     settings = view.plan.settings
-    manager: SharedStorageManager | None = None
+    manager: SharedStorageFarm | None = None
     if settings.render_manager is RenderManager.FLAMENCO:
         manager = FlamencoFarm(f"http://{hub}:{FLAMENCO_PORT}", share, f"{MOUNTS_ROOT}/farm")
     elif settings.render_manager is RenderManager.DEADLINE:

@@ -7,39 +7,15 @@ import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from farmhand.errors import UsageError
 from farmhand.jobs import frames as framing
 from farmhand.jobs import packing, transfer
 from farmhand.jobs.client import HubAccess, JobError, ask
 from farmhand.jobs.packing import Pack
+from farmhand.jobs.shared_storage import SharedStorageFarm
 from farmhand.onhost import jobs as service
-
-
-class SharedStorageManager(Protocol):
-    """A render manager that renders from the farm share (Flamenco, Deadline): the job
-    commands through its own API (farmhand/jobs/flamenco.py, deadline.py)."""
-
-    def submit(
-        self,
-        ready: Pack,
-        frames: str,
-        chunk: int,
-        name: str,
-        output: str,
-        progress: Callable[[int], None] | None,
-    ) -> dict[str, Any]: ...
-
-    def list_jobs(self) -> list[dict[str, Any]]: ...
-
-    def show(self, job: str) -> dict[str, Any]: ...
-
-    def cancel(self, job: str) -> None: ...
-
-    def collect(
-        self, job: str, target: Path, progress: Callable[[int], None] | None
-    ) -> tuple[list[str], list[str]]: ...
 
 
 @dataclass(frozen=True)
@@ -49,7 +25,7 @@ class Farm:
 
     hub: HubAccess
     share: transfer.ShareAccess
-    manager: SharedStorageManager | None = None
+    manager: SharedStorageFarm | None = None
 
 
 def check_scene(scene: Path) -> None:

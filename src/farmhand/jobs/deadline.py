@@ -15,20 +15,16 @@ suspends the job (Deadline's way to stop its running tasks and keep it for a res
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from farmhand.errors import UsageError
 from farmhand.jobs import frames as framing
-from farmhand.jobs import rest, shared_storage, transfer
+from farmhand.jobs import rest, shared_storage
 from farmhand.jobs.packing import Pack
-from farmhand.jobs.shared_storage import DEFAULT_OUTPUT
 from farmhand.onhost import jobs as service
 
-WHO = "Deadline's Web Service"
 PLUGIN = "Blender"
 SCENES = "scenes/farmhand-deadline"
 RENDERS = "renders/farmhand-deadline"
@@ -48,82 +44,38 @@ class DeadlineError(rest.ManagerError):
     """Deadline's Web Service refused a request or could not be reached."""
 
 
-@dataclass(frozen=True)
-class DeadlineFarm:
-    """A boss's way to a Deadline farm: a Web Service and the farm share."""
-
-    url: str
-    share: transfer.ShareAccess
-    worker_mount: str
-    """Where Linux workers mount the farm share: the paths a job names."""
-
-    def submit(
-        self,
-        ready: Pack,
-        frames: str,
-        chunk: int,
-        name: str,
-        output: str,
-        progress: Callable[[int], None] | None,
-    ) -> dict[str, Any]:
-        return submit(self, ready, frames, chunk, name, output, progress)
-
-    def list_jobs(self) -> list[dict[str, Any]]:
-        return list_jobs(self)
-
-    def show(self, job: str) -> dict[str, Any]:
-        return show(self, job)
-
-    def cancel(self, job: str) -> None:
-        cancel(self, job)
-
-    def collect(
-        self, job: str, target: Path, progress: Callable[[int], None] | None
-    ) -> tuple[list[str], list[str]]:
-        return collect(self, job, target, progress)
-
-
 def check_job_id(job: str) -> str:
     if not _JOB_ID.fullmatch(job):
         raise UsageError(f"{job!r} is not a Deadline job id (see 'farmhand jobs')")
     return job
 
 
-def call(farm: DeadlineFarm, method: str, path: str, body: Any = None, text: bool = False) -> Any:
-    try:
-        return rest.call(farm.url, WHO, method, path, body, text=text)
-    except rest.ManagerError as exc:
-        raise DeadlineError(str(exc), exc.status) from None
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
-def submit(
-    farm: DeadlineFarm,
-    ready: Pack,
-    frames: str,
-    chunk: int,
-    name: str,
-    output: str,
-    progress: Callable[[int], None] | None,
-) -> dict[str, Any]:
-    """Upload the packed scene into a job folder of its own and submit a ``Blender`` plugin
-    job of it. Nothing is left on the share when it fails."""
-    listed = framing.parse_frames(frames)
-    folder = shared_storage.new_folder()
-    scenes = f"{SCENES}/{folder}"
-    shared_storage.upload_packed(farm.share, ready, scenes, progress)
-    mount = farm.worker_mount.rstrip("/")
-    pattern = output or DEFAULT_OUTPUT
-    renders = f"{mount}/{RENDERS}/{folder}"
-    try:
-        job = call(
-            farm,
+@dataclass(frozen=True)
+class DeadlineFarm(shared_storage.SharedStorageFarm):
+    """A boss's way to a Deadline farm: a Web Service and the farm share."""
+
+    who = "Deadline's Web Service"
+    error = DeadlineError
+    scenes = SCENES
+    renders = RENDERS
+
+    def queue(
+        self, ready: Pack, folder: str, frames: list[int], chunk: int, name: str, pattern: str
+    ) -> str:
+        """A job for Deadline's ``Blender`` plugin of the job folder's scene."""
+        renders = self.worker_path(f"{RENDERS}/{folder}")
+        job = self.call(
             "POST",
             "/api/jobs",
             {
                 "JobInfo": {
                     "Plugin": PLUGIN,
                     "Name": name,
-                    "Frames": framing.describe(listed),
+                    "Frames": framing.describe(frames),
                     "ChunkSize": str(chunk),
                     "OutputDirectory0": renders,
                     "OutputFilename0": pattern,
@@ -131,7 +83,7 @@ def submit(
                     "ExtraInfoKeyValue1": f"{OUTPUT_KEY}={pattern}",
                 },
                 "PluginInfo": {
-                    "SceneFile": f"{mount}/{scenes}/{service.SCENE_FILE}",
+                    "SceneFile": self.worker_path(f"{SCENES}/{folder}/{service.SCENE_FILE}"),
                     "OutputFile": f"{renders}/{pattern}",
                     "Threads": "0",
                 },
@@ -139,105 +91,59 @@ def submit(
                 "IdOnly": True,
             },
         )
-    except BaseException:
-        transfer.remove_tree(farm.share, scenes)
-        raise
-    job_id = job.get("_id") if isinstance(job, dict) else None
-    if not isinstance(job_id, str):
-        raise DeadlineError(f"{WHO}'s answer to a submit has no job id")
-    return {
-        "ok": True,
-        "job": job_id,
-        "tasks": len(framing.chunks(listed, chunk)),
-        "frames": len(listed),
-        "blender": "",
-        "missing": [str(p) for p in ready.missing],
-    }
+        job_id = job.get("_id") if isinstance(job, dict) else None
+        if not isinstance(job_id, str):
+            raise DeadlineError(f"{self.who}'s answer to a submit has no job id")
+        return job_id
 
+    def list_jobs(self) -> list[dict[str, Any]]:
+        jobs = self.call("GET", "/api/jobs")
+        if not isinstance(jobs, list):
+            raise DeadlineError(f"{self.who}'s job list is not a list")
+        return [self.summary(job, with_frames=False) for job in jobs if isinstance(job, dict)]
 
-def list_jobs(farm: DeadlineFarm) -> list[dict[str, Any]]:
-    jobs = call(farm, "GET", "/api/jobs")
-    if not isinstance(jobs, list):
-        raise DeadlineError(f"{WHO}'s job list is not a list")
-    return [summary(farm, job, with_frames=False) for job in jobs if isinstance(job, dict)]
+    def show(self, job: str) -> dict[str, Any]:
+        check_job_id(job)
+        try:
+            found = self.call("GET", f"/api/jobs?JobID={quote(job)}")
+        except DeadlineError as exc:
+            if exc.status in (400, 404, 500):  # the Web Service's answers to an unknown job id
+                raise UsageError(f"the farm has no job {job}") from None
+            raise
+        if isinstance(found, list):
+            found = found[0] if found else None
+        if not isinstance(found, dict):
+            raise UsageError(f"the farm has no job {job}")
+        return self.summary(found, with_frames=True)
 
+    def cancel(self, job: str) -> None:
+        self.show(job)  # an unknown job: one line, before asking for a change
+        self.call("PUT", "/api/jobs", {"Command": "suspend", "JobID": job}, text=True)
 
-def show(farm: DeadlineFarm, job: str) -> dict[str, Any]:
-    check_job_id(job)
-    try:
-        found = call(farm, "GET", f"/api/jobs?JobID={quote(job)}")
-    except DeadlineError as exc:
-        if exc.status in (400, 404, 500):  # the Web Service's answers to an unknown job id
-            raise UsageError(f"the farm has no job {job}") from None
-        raise
-    if isinstance(found, list):
-        found = found[0] if found else None
-    if not isinstance(found, dict):
-        raise UsageError(f"the farm has no job {job}")
-    return summary(farm, found, with_frames=True)
-
-
-def cancel(farm: DeadlineFarm, job: str) -> None:
-    show(farm, job)  # an unknown job: one line, before asking for a change
-    call(farm, "PUT", "/api/jobs", {"Command": "suspend", "JobID": job}, text=True)
-
-
-def summary(farm: DeadlineFarm, job: dict[str, Any], with_frames: bool) -> dict[str, Any]:
-    """A Deadline job in the shape of the built-in manager's summaries."""
-    job_id = check_job_id(str(job.get("_id", "")))
-    answer = call(farm, "GET", f"/api/tasks?JobID={job_id}") or {}
-    tasks = answer.get("Tasks") if isinstance(answer, dict) else answer
-    frames = []
-    for task in tasks if isinstance(tasks, list) else []:
-        task = _mapping(task)
-        found = _TASK_FRAMES.fullmatch(str(task.get("Frames", "")))
-        if found is None:
-            continue
-        first, last = int(found.group(1)), int(found.group(2) or found.group(1))
-        state = TASK_STATES.get(task.get("Stat", 1), "queued")
-        worker = str(task.get("Slave") or "")
-        for frame in range(first, last + 1):
-            item: dict[str, Any] = {"frame": frame, "state": state}
-            if worker:
-                item["worker"] = worker
-            frames.append(item)
-    frames.sort(key=lambda f: f["frame"])
-    counts = shared_storage.tally(frames)
-    props = _mapping(job.get("Props"))
-    extra = _mapping(props.get("ExDic"))  # the job's ExtraInfoKeyValue entries
-    folder = str(extra.get(FOLDER_KEY, ""))
-    running = "running" if counts["running"] else "queued"
-    state = JOB_STATES.get(job.get("Stat", 1), running)
-    out: dict[str, Any] = {
-        "job": job_id,
-        "name": str(props.get("Name", "")),
-        "state": state,
-        "frames": len(frames),
-        "renders": f"{RENDERS}/{folder}" if folder else "",
-        "output": str(extra.get(OUTPUT_KEY, "")),
-        "elapsed": shared_storage.seconds_between(job.get("DateStart"), job.get("DateComp")),
-        "eta": None,
-        "cost": None,
-        "currency": "",
-        **counts,
-    }
-    if with_frames:
-        out["frame_states"] = frames
-    return out
-
-
-def _mapping(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
-def collect(
-    farm: DeadlineFarm, job: str, target: Path, progress: Callable[[int], None] | None
-) -> tuple[list[str], list[str]]:
-    """The job's finished frames (files of done frames in its render folder) into ``target``."""
-    details = show(farm, job)
-    if not details["renders"]:
-        raise UsageError(f"job {job} was not submitted by farmhand: no render folder known")
-    done = {f["frame"] for f in details["frame_states"] if f["state"] == "done"}
-    return shared_storage.collect_done(
-        farm.share, details["renders"], details["output"] or DEFAULT_OUTPUT, done, target, progress
-    )
+    def summary(self, job: dict[str, Any], with_frames: bool) -> dict[str, Any]:
+        """A Deadline job, its tasks' frames included."""
+        job_id = check_job_id(str(job.get("_id", "")))
+        answer = self.call("GET", f"/api/tasks?JobID={job_id}") or {}
+        tasks = answer.get("Tasks") if isinstance(answer, dict) else answer
+        frames = []
+        for task in tasks if isinstance(tasks, list) else []:
+            task = _mapping(task)
+            found = _TASK_FRAMES.fullmatch(str(task.get("Frames", "")))
+            if found is None:
+                continue
+            first, last = int(found.group(1)), int(found.group(2) or found.group(1))
+            state = TASK_STATES.get(task.get("Stat", 1), "queued")
+            frames += shared_storage.task_frames(first, last, state, str(task.get("Slave") or ""))
+        props = _mapping(job.get("Props"))
+        extra = _mapping(props.get("ExDic"))  # the job's ExtraInfoKeyValue entries
+        folder = str(extra.get(FOLDER_KEY, ""))
+        return shared_storage.summary(
+            job_id,
+            str(props.get("Name", "")),
+            JOB_STATES.get(job.get("Stat", 1), ""),  # Active: running or queued by its tasks
+            frames,
+            f"{RENDERS}/{folder}" if folder else "",
+            str(extra.get(OUTPUT_KEY, "")),
+            shared_storage.seconds_between(job.get("DateStart"), job.get("DateComp")),
+            with_frames,
+        )

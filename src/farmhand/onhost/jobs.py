@@ -72,7 +72,7 @@ import tempfile
 import threading
 import time
 import zlib
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from typing import Counter as TypingCounter
 
 LIB = "/usr/local/lib/farmhand/jobs.py"
@@ -1103,8 +1103,8 @@ def render_frames(
     output: str,
     frames: Tuple[int, int],
     work: str,
-    started: Any,
-    saved: Any,
+    started: Callable[[int, float], None],
+    saved: Callable[[int, str], None],
 ) -> Tuple[List[int], str]:
     """Render frames ``first..last`` with ONE Blender (the scene loaded once, each frame begun
     as the last is written): ``started(frame, when)`` as each frame begins, ``saved(frame,
@@ -1129,11 +1129,14 @@ def render_frames(
         line = raw.decode("utf-8", "replace")
         tail.append(line)
         match = _SAVED.match(line)
-        frame = frame_of_file(output, os.path.basename(match.group(1))) if match else None
+        if match is None:
+            continue
+        path = match.group(1)
+        frame = frame_of_file(output, os.path.basename(path))
         if frame is None or not first <= frame <= last or frame in done:
             continue
         done.append(frame)
-        saved(frame, match.group(1) if match else "")
+        saved(frame, path)
         if frame < last:
             started(frame + 1, time.time())
     code = blender.wait()
